@@ -1,0 +1,179 @@
+package fsm
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// View is what the controller knows beyond the journal: facts the leader measured on its
+// own monotonic clock and from its peers. Decide stays pure by taking them as input.
+type View struct {
+	// Self is the deciding node's id, stamped as the events' By.
+	Self string
+	// Now is the wall time stamped as the events' At (audit only, never a deadline).
+	Now time.Time
+	// Quorum is false when the leader cannot currently reach a majority; nothing is decided.
+	Quorum bool
+	// OwnerSilent is true when no reachable voter has received a Renew from the owner
+	// within the lease: the owner is unreachable or unresponsive.
+	OwnerSilent bool
+	// PromisesExpired is true when a majority has applied the revoke of the current epoch
+	// and every promise to the old owner, plus the kernel lifetime of its VIP, has run out.
+	PromisesExpired bool
+	// PromotionOverdue is true when the owner has been promoting longer than
+	// catchup_timeout plus a margin.
+	PromotionOverdue bool
+	// Nopreempt keeps a healthy owner even when a higher-priority node is healthy.
+	Nopreempt bool
+	// Damping ranks a candidate whose health turned good less than this long ago after
+	// stable ones; it never makes a candidate ineligible.
+	Damping time.Duration
+}
+
+// Decide returns the events the controller should propose for state s. It is a pure
+// function: same state and view, same events. The events carry the epoch and phase they
+// were decided from, so Apply rejects them as stale if the state moved on meanwhile.
+func Decide(s State, v View) []Event {
+	if !s.Bootstrapped || !v.Quorum {
+		return nil
+	}
+	mk := func(t Type, p any) []Event {
+		ev, err := NewEvent(t, v.Self, v.Now, s.Epoch, s.Phase, p)
+		if err != nil {
+			return nil
+		}
+		return []Event{ev}
+	}
+	switch s.Phase {
+	case PhaseNone, PhaseReleased:
+		return assign(s, v, mk)
+	case PhaseRevoked:
+		if v.PromisesExpired {
+			return assign(s, v, mk)
+		}
+	case PhaseAssigned:
+		if v.PromotionOverdue {
+			return mk(PromotionFailed, PromotionFailedData{Owner: s.Owner, Reason: "promotion did not finish within catchup_timeout"})
+		}
+		if r := revokeReason(s, v); r != "" {
+			return mk(OwnerRevoked, RevokeData{Owner: s.Owner, Reason: r})
+		}
+	case PhaseActive:
+		if r := revokeReason(s, v); r != "" {
+			return mk(OwnerRevoked, RevokeData{Owner: s.Owner, Reason: r})
+		}
+		if !v.Nopreempt && s.Switchover == nil {
+			cands := Candidates(s, v)
+			if len(cands) > 0 && cands[0].Eligible && cands[0].Node != s.Owner {
+				if o, ok := s.Members[s.Owner]; ok && cands[0].Priority > o.Priority {
+					return mk(SwitchoverRequested, SwitchoverData{To: cands[0].Node})
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func revokeReason(s State, v View) string {
+	o, ok := s.Members[s.Owner]
+	switch {
+	case !ok:
+		return "owner is no longer a member"
+	case o.HealthKnown && !o.Healthy:
+		return fmt.Sprintf("owner %s unhealthy: %s", s.Owner, o.Detail)
+	case v.OwnerSilent:
+		return fmt.Sprintf("owner %s unreachable: no lease renewal seen by any reachable voter", s.Owner)
+	}
+	return ""
+}
+
+func assign(s State, v View, mk func(Type, any) []Event) []Event {
+	cands := Candidates(s, v)
+	if len(cands) == 0 || !cands[0].Eligible {
+		return nil
+	}
+	d := AssignData{Owner: cands[0].Node, Candidates: cands}
+	switch {
+	case s.Phase == PhaseNone:
+		d.Reason = "initial assignment"
+	case s.Switchover != nil:
+		d.Reason = "switchover"
+	case s.Phase == PhaseReleased && s.LastRelease != nil:
+		d.Reason = fmt.Sprintf("%s released: %s", s.LastRelease.Owner, s.LastRelease.Reason)
+	case s.Phase == PhaseReleased:
+		d.Reason = "previous owner released"
+	default:
+		d.Reason = fmt.Sprintf("%s revoked and its lease expired", s.Owner)
+	}
+	if s.Phase == PhaseReleased && s.LastRelease != nil && s.LastRelease.Epoch == s.Epoch {
+		if s.LastRelease.Owner != d.Owner {
+			d.CatchupTarget, d.CatchupDomain = s.LastRelease.GTID, s.LastRelease.Domain
+		}
+		if !s.LastRelease.Fenced && s.LastRelease.Owner != d.Owner {
+			d.Loss = fmt.Sprintf("old owner %s was not fenced (mysqld unreachable); transactions after %q may be missing", s.LastRelease.Owner, s.LastRelease.GTID)
+		}
+	} else if s.Owner != "" && s.Owner != d.Owner {
+		last := ""
+		if o, ok := s.Members[s.Owner]; ok {
+			last = o.GTID
+		}
+		d.Loss = fmt.Sprintf("loss unknown after %q: %s never released epoch %d", last, s.Owner, s.Epoch)
+	}
+	return mk(OwnerAssigned, d)
+}
+
+// Candidates lists every database member ranked for ownership, eligible ones first:
+// a requested switchover target, then stable health, then priority, then id. The current
+// owner is not a candidate while it is being switched away from.
+func Candidates(s State, v View) []Candidate {
+	var out []Candidate
+	for _, id := range s.MemberIDs() {
+		m := s.Members[id]
+		if m.Role != RoleDatabase {
+			continue
+		}
+		c := Candidate{Node: id, Priority: m.Priority, Eligible: true}
+		switch {
+		case m.Maintenance:
+			c.Eligible, c.Why = false, "maintenance"
+		case !m.HealthKnown:
+			c.Eligible, c.Why = false, "health unknown"
+		case !m.Healthy:
+			c.Eligible, c.Why = false, "unhealthy: "+m.Detail
+		case m.FailedEpoch != 0:
+			c.Eligible, c.Why = false, fmt.Sprintf("failed promotion in epoch %d", m.FailedEpoch)
+		case m.RejoinBlocked:
+			c.Eligible, c.Why = false, "rejoin blocked: extra transactions "+m.RejoinExtra
+		case s.Switchover != nil && id == s.Owner:
+			c.Eligible, c.Why = false, "switching away"
+		case s.Switchover != nil && s.Switchover.To != "" && id != s.Switchover.To:
+			c.Eligible, c.Why = false, "not the switchover target"
+		}
+		out = append(out, c)
+	}
+	stable := func(c Candidate) int {
+		m := s.Members[c.Node]
+		if v.Damping > 0 && !m.HealthAt.IsZero() && v.Now.Sub(m.HealthAt) < v.Damping {
+			return 1
+		}
+		return 0
+	}
+	slices.SortStableFunc(out, func(a, b Candidate) int {
+		if a.Eligible != b.Eligible {
+			if a.Eligible {
+				return -1
+			}
+			return 1
+		}
+		if c := cmp.Compare(stable(a), stable(b)); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(b.Priority, a.Priority); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Node, b.Node)
+	})
+	return out
+}

@@ -1,0 +1,213 @@
+package fsm
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Version is the event schema version this build proposes and understands.
+const Version = 1
+
+// Type names an event kind in the journal.
+type Type string
+
+// The event types. Apply skips (and journals) any type it does not know.
+const (
+	Bootstrapped          Type = "Bootstrapped"
+	MemberJoined          Type = "MemberJoined"
+	MemberRemoved         Type = "MemberRemoved"
+	HealthChanged         Type = "HealthChanged"
+	OwnerRevoked          Type = "OwnerRevoked"
+	OwnerReleased         Type = "OwnerReleased"
+	OwnerAssigned         Type = "OwnerAssigned"
+	OwnerPromoted         Type = "OwnerPromoted"
+	SwitchoverRequested   Type = "SwitchoverRequested"
+	MaintenanceChanged    Type = "MaintenanceChanged"
+	ForeignVRRPMasterSeen Type = "ForeignVRRPMasterSeen"
+	PromotionFailed       Type = "PromotionFailed"
+	RejoinChecked         Type = "RejoinChecked"
+	Stale                 Type = "Stale"
+)
+
+// Event is one journal entry: a versioned envelope plus a type-specific payload. At is
+// stamped by the proposer, so Apply never reads a clock. Epoch and Phase are the
+// ownership state the event was decided from; Apply compares them with the current state
+// for the ownership events and journals the event as stale when they no longer hold.
+type Event struct {
+	V     int             `json:"v"`
+	Type  Type            `json:"type"`
+	At    time.Time       `json:"at"`
+	By    string          `json:"by"`
+	Epoch uint64          `json:"epoch"`
+	Phase Phase           `json:"phase,omitempty"`
+	Data  json.RawMessage `json:"data,omitempty"`
+}
+
+// NewEvent builds an event of type t with payload p, decided from epoch and phase.
+func NewEvent(t Type, by string, at time.Time, epoch uint64, phase Phase, p any) (Event, error) {
+	ev := Event{V: Version, Type: t, At: at.UTC(), By: by, Epoch: epoch, Phase: phase}
+	if p != nil {
+		b, err := json.Marshal(p)
+		if err != nil {
+			return Event{}, fmt.Errorf("encode %s payload: %w", t, err)
+		}
+		ev.Data = b
+	}
+	return ev, nil
+}
+
+// Encode returns the event's wire form as stored in the Raft log.
+func (e Event) Encode() ([]byte, error) {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s event: %w", e.Type, err)
+	}
+	return b, nil
+}
+
+// Decode parses an event from its wire form.
+func Decode(b []byte) (Event, error) {
+	var e Event
+	if err := json.Unmarshal(b, &e); err != nil {
+		return Event{}, fmt.Errorf("decode event: %w", err)
+	}
+	if e.Type == "" {
+		return Event{}, fmt.Errorf("decode event: %w", ErrNoType)
+	}
+	return e, nil
+}
+
+// Payload decodes the event's data into v.
+func (e Event) Payload(v any) error {
+	if len(e.Data) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(e.Data, v); err != nil {
+		return fmt.Errorf("decode %s payload: %w", e.Type, err)
+	}
+	return nil
+}
+
+// Member describes one voter as the cluster knows it.
+type Member struct {
+	ID       string `json:"id"`
+	Role     Role   `json:"role"`
+	RaftAddr string `json:"raft_addr"`
+	APIAddr  string `json:"api_addr"`
+	Priority int    `json:"priority,omitempty"`
+	// Versions lists the event schema versions the member's build understands.
+	Versions []int `json:"versions,omitempty"`
+}
+
+// Role is a node's part in the cluster.
+type Role string
+
+// The roles.
+const (
+	RoleDatabase Role = "database"
+	RoleWitness  Role = "witness"
+)
+
+// BootstrappedData is the payload of [Bootstrapped].
+type BootstrappedData struct {
+	Members []Member `json:"members"`
+}
+
+// MemberData is the payload of [MemberJoined] and [MemberRemoved].
+type MemberData struct {
+	Member Member `json:"member"`
+}
+
+// HealthData is the payload of [HealthChanged]: a rise/fall transition of a node's own
+// MySQL, or a remote observation when Observer differs from Node.
+type HealthData struct {
+	Node     string `json:"node"`
+	Healthy  bool   `json:"healthy"`
+	Detail   string `json:"detail,omitempty"`
+	GTID     string `json:"gtid,omitempty"`
+	ReadOnly bool   `json:"read_only,omitempty"`
+	Replica  string `json:"replica,omitempty"`
+}
+
+// RevokeData is the payload of [OwnerRevoked].
+type RevokeData struct {
+	Owner  string `json:"owner"`
+	Reason string `json:"reason"`
+}
+
+// ReleaseData is the payload of [OwnerReleased]: the old owner's acknowledgement that it
+// dropped the VIP, with the GTID set it read after fencing MySQL.
+type ReleaseData struct {
+	Owner  string `json:"owner"`
+	Reason string `json:"reason"`
+	GTID   string `json:"gtid,omitempty"`
+	Fenced bool   `json:"fenced"`
+	Domain uint32 `json:"domain,omitempty"`
+}
+
+// AssignData is the payload of [OwnerAssigned].
+type AssignData struct {
+	Owner      string      `json:"owner"`
+	Reason     string      `json:"reason"`
+	Candidates []Candidate `json:"candidates"`
+	// CatchupTarget is the GTID set the new owner must apply before it opens writes; empty
+	// when the old owner did not release, in which case Loss says what may be lost.
+	CatchupTarget string `json:"catchup_target,omitempty"`
+	CatchupDomain uint32 `json:"catchup_domain,omitempty"`
+	Loss          string `json:"loss,omitempty"`
+}
+
+// Candidate is one database node the controller considered for ownership.
+type Candidate struct {
+	Node     string `json:"node"`
+	Eligible bool   `json:"eligible"`
+	Why      string `json:"why,omitempty"`
+	Priority int    `json:"priority"`
+}
+
+// PromotedData is the payload of [OwnerPromoted]: the result of the new owner's catch-up.
+type PromotedData struct {
+	Owner     string `json:"owner"`
+	Reached   bool   `json:"reached"`
+	Target    string `json:"target,omitempty"`
+	Applied   string `json:"applied,omitempty"`
+	Missing   string `json:"missing,omitempty"`
+	WaitedMS  int64  `json:"waited_ms"`
+	Policy    string `json:"policy,omitempty"`
+	LossNotes string `json:"loss_notes,omitempty"`
+}
+
+// PromotionFailedData is the payload of [PromotionFailed].
+type PromotionFailedData struct {
+	Owner  string `json:"owner"`
+	Reason string `json:"reason"`
+}
+
+// SwitchoverData is the payload of [SwitchoverRequested].
+type SwitchoverData struct {
+	To string `json:"to,omitempty"`
+}
+
+// MaintenanceData is the payload of [MaintenanceChanged].
+type MaintenanceData struct {
+	Node string `json:"node"`
+	On   bool   `json:"on"`
+}
+
+// ForeignData is the payload of [ForeignVRRPMasterSeen].
+type ForeignData struct {
+	Source   string `json:"source"`
+	VRID     int    `json:"vrid"`
+	Priority int    `json:"priority"`
+	Version  int    `json:"version"`
+}
+
+// RejoinData is the payload of [RejoinChecked]: a former owner compared with the owner.
+type RejoinData struct {
+	Node  string `json:"node"`
+	Extra string `json:"extra,omitempty"`
+	// Blocked is true when Node has own-domain transactions the owner lacks, so its
+	// replication channel from the owner stays stopped until an operator decides.
+	Blocked bool `json:"blocked"`
+}

@@ -1,0 +1,348 @@
+package fsm
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Sentinel errors returned by [State.Apply] and [Decode].
+var (
+	// ErrNoType is returned by Decode for an entry without a type.
+	ErrNoType = errors.New("event has no type")
+	// ErrStale is returned by Apply when an ownership event's epoch or phase precondition
+	// no longer holds; the event is journaled as stale and not applied.
+	ErrStale = errors.New("stale event")
+	// ErrUnknownType is returned by Apply for a type this build does not know; the event is
+	// journaled and skipped.
+	ErrUnknownType = errors.New("unknown event type")
+	// ErrInvalid is returned by Apply for an event whose payload breaks a rule (for
+	// example a witness named as owner); the event is journaled and not applied.
+	ErrInvalid = errors.New("invalid event")
+)
+
+// Phase is where the ownership of the VIP group stands.
+type Phase string
+
+// The ownership phases. Every change of phase is an event in the journal, so a new
+// leader resumes a handover from the state alone.
+const (
+	// PhaseNone: no owner has been assigned yet.
+	PhaseNone Phase = "none"
+	// PhaseAssigned: the owner was named and is promoting (catch-up, read_only=0, VIP).
+	PhaseAssigned Phase = "assigned"
+	// PhaseActive: the owner finished promotion and serves the VIP.
+	PhaseActive Phase = "active"
+	// PhaseRevoked: the controller withdrew ownership; peers stop promising the owner.
+	PhaseRevoked Phase = "revoked"
+	// PhaseReleased: the owner acknowledged it dropped the VIP; the next owner may be assigned.
+	PhaseReleased Phase = "released"
+)
+
+// NodeState is what the journal says about one member.
+type NodeState struct {
+	Member
+	Healthy     bool      `json:"healthy"`
+	HealthKnown bool      `json:"health_known"`
+	HealthAt    time.Time `json:"health_at,omitzero"`
+	Detail      string    `json:"detail,omitempty"`
+	GTID        string    `json:"gtid,omitempty"`
+	Maintenance bool      `json:"maintenance"`
+	// FailedEpoch is the epoch in which this node last failed a promotion; it is not a
+	// candidate again until it reports a new health transition.
+	FailedEpoch uint64 `json:"failed_epoch,omitempty"`
+	// RejoinBlocked is set when the node came back with transactions the owner lacks.
+	RejoinBlocked bool   `json:"rejoin_blocked,omitempty"`
+	RejoinExtra   string `json:"rejoin_extra,omitempty"`
+}
+
+// Release remembers the last OwnerReleased, the catch-up target of the next assignment.
+type Release struct {
+	Epoch  uint64 `json:"epoch"`
+	Owner  string `json:"owner"`
+	GTID   string `json:"gtid,omitempty"`
+	Domain uint32 `json:"domain,omitempty"`
+	Fenced bool   `json:"fenced"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// State is the fold of the journal. It is a value: Apply returns a new State and never
+// reads a clock, so replaying the same events always yields the same State.
+type State struct {
+	Index        uint64                `json:"index"`
+	Bootstrapped bool                  `json:"bootstrapped"`
+	Members      map[string]*NodeState `json:"members"`
+	Owner        string                `json:"owner,omitempty"`
+	Epoch        uint64                `json:"epoch"`
+	Phase        Phase                 `json:"phase"`
+	PhaseSince   time.Time             `json:"phase_since,omitzero"`
+	// PhaseIndex is the log index of the event that entered Phase.
+	PhaseIndex   uint64         `json:"phase_index"`
+	LastRelease  *Release       `json:"last_release,omitempty"`
+	Switchover   *SwitchoverData `json:"switchover,omitempty"`
+	Foreign      []ForeignData  `json:"foreign,omitempty"`
+	StaleCount   uint64         `json:"stale_count"`
+	SkippedCount uint64         `json:"skipped_count"`
+}
+
+// NewState returns the empty state before any event.
+func NewState() State {
+	return State{Members: map[string]*NodeState{}, Phase: PhaseNone}
+}
+
+// Clone returns a deep copy, so a State can be handed to readers while Apply goes on.
+func (s State) Clone() State {
+	c := s
+	c.Members = make(map[string]*NodeState, len(s.Members))
+	for k, v := range s.Members {
+		n := *v
+		n.Versions = slices.Clone(v.Versions)
+		c.Members[k] = &n
+	}
+	if s.LastRelease != nil {
+		r := *s.LastRelease
+		c.LastRelease = &r
+	}
+	if s.Switchover != nil {
+		sw := *s.Switchover
+		c.Switchover = &sw
+	}
+	c.Foreign = slices.Clone(s.Foreign)
+	return c
+}
+
+// MemberIDs returns the member ids in sorted order.
+func (s State) MemberIDs() []string {
+	ids := make([]string, 0, len(s.Members))
+	for id := range s.Members {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// Holding reports whether the journal currently lets owner keep or seek the VIP: it is the
+// named owner and ownership was not revoked or released. Holding the VIP additionally
+// needs a valid quorum lease and a finished promotion, which the node checks locally.
+func (s State) Holding(node string) bool {
+	return node != "" && s.Owner == node && (s.Phase == PhaseAssigned || s.Phase == PhaseActive)
+}
+
+// Apply folds ev, committed at log index idx, into s and returns the new state. A
+// non-nil error means ev was journaled but not applied (stale, unknown or invalid); the
+// returned state then differs from s only in its counters and index.
+func (s State) Apply(idx uint64, ev Event) (State, error) {
+	n := s.Clone()
+	n.Index = idx
+	err := n.apply(idx, ev)
+	if err != nil {
+		c := s.Clone()
+		c.Index = idx
+		switch {
+		case errors.Is(err, ErrStale):
+			c.StaleCount++
+		default:
+			c.SkippedCount++
+		}
+		return c, err
+	}
+	return n, nil
+}
+
+func (s *State) member(id string) (*NodeState, error) {
+	m, ok := s.Members[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: unknown member %q", ErrInvalid, id)
+	}
+	return m, nil
+}
+
+func (s *State) enter(p Phase, idx uint64, at time.Time) {
+	s.Phase, s.PhaseIndex, s.PhaseSince = p, idx, at
+}
+
+// precondition checks the compare-and-set part of an ownership event.
+func (s *State) precondition(ev Event, phases ...Phase) error {
+	if ev.Epoch != s.Epoch {
+		return fmt.Errorf("%w: %s decided at epoch %d, state is at epoch %d", ErrStale, ev.Type, ev.Epoch, s.Epoch)
+	}
+	if ev.Phase != "" && ev.Phase != s.Phase {
+		return fmt.Errorf("%w: %s decided in phase %s, state is in phase %s", ErrStale, ev.Type, ev.Phase, s.Phase)
+	}
+	if !slices.Contains(phases, s.Phase) {
+		return fmt.Errorf("%w: %s not allowed in phase %s", ErrStale, ev.Type, s.Phase)
+	}
+	return nil
+}
+
+func (s *State) apply(idx uint64, ev Event) error {
+	if ev.V > Version {
+		return fmt.Errorf("%w: %s version %d (this build knows %d)", ErrUnknownType, ev.Type, ev.V, Version)
+	}
+	switch ev.Type {
+	case Bootstrapped:
+		var d BootstrappedData
+		if err := ev.Payload(&d); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		if s.Bootstrapped {
+			return fmt.Errorf("%w: cluster already bootstrapped", ErrStale)
+		}
+		s.Bootstrapped = true
+		for _, m := range d.Members {
+			s.Members[m.ID] = &NodeState{Member: m}
+		}
+	case MemberJoined:
+		var d MemberData
+		if err := ev.Payload(&d); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		if d.Member.ID == "" {
+			return fmt.Errorf("%w: member without id", ErrInvalid)
+		}
+		if m, ok := s.Members[d.Member.ID]; ok {
+			m.Member = d.Member
+		} else {
+			s.Members[d.Member.ID] = &NodeState{Member: d.Member}
+		}
+	case MemberRemoved:
+		var d MemberData
+		if err := ev.Payload(&d); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		if d.Member.ID == s.Owner && s.Holding(s.Owner) {
+			return fmt.Errorf("%w: cannot remove owner %s while it holds the VIP", ErrInvalid, d.Member.ID)
+		}
+		delete(s.Members, d.Member.ID)
+	case HealthChanged:
+		var d HealthData
+		if err := ev.Payload(&d); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		m, err := s.member(d.Node)
+		if err != nil {
+			return err
+		}
+		m.Healthy, m.HealthKnown, m.HealthAt, m.Detail = d.Healthy, true, ev.At, d.Detail
+		if d.GTID != "" {
+			m.GTID = d.GTID
+		}
+		m.FailedEpoch = 0
+	case MaintenanceChanged:
+		var d MaintenanceData
+		if err := ev.Payload(&d); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		m, err := s.member(d.Node)
+		if err != nil {
+			return err
+		}
+		m.Maintenance = d.On
+	case SwitchoverRequested:
+		var d SwitchoverData
+		if err := ev.Payload(&d); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		if err := s.precondition(ev, PhaseActive); err != nil {
+			return err
+		}
+		if d.To != "" {
+			m, err := s.member(d.To)
+			if err != nil {
+				return err
+			}
+			if m.Role != RoleDatabase || d.To == s.Owner {
+				return fmt.Errorf("%w: switchover target %s is not another database node", ErrInvalid, d.To)
+			}
+		}
+		s.Switchover = &d
+	case OwnerAssigned:
+		var d AssignData
+		if err := ev.Payload(&d); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		if err := s.precondition(ev, PhaseNone, PhaseReleased, PhaseRevoked); err != nil {
+			return err
+		}
+		m, err := s.member(d.Owner)
+		if err != nil {
+			return err
+		}
+		if m.Role != RoleDatabase {
+			return fmt.Errorf("%w: %s has role %s and can never own the VIP", ErrInvalid, d.Owner, m.Role)
+		}
+		s.Owner = d.Owner
+		s.Epoch++
+		s.Switchover = nil
+		s.enter(PhaseAssigned, idx, ev.At)
+	case OwnerPromoted:
+		var d PromotedData
+		if err := ev.Payload(&d); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		if err := s.precondition(ev, PhaseAssigned); err != nil {
+			return err
+		}
+		if d.Owner != s.Owner {
+			return fmt.Errorf("%w: %s reported promotion but owner is %s", ErrStale, d.Owner, s.Owner)
+		}
+		s.enter(PhaseActive, idx, ev.At)
+	case OwnerRevoked:
+		var d RevokeData
+		if err := ev.Payload(&d); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		if err := s.precondition(ev, PhaseAssigned, PhaseActive); err != nil {
+			return err
+		}
+		s.enter(PhaseRevoked, idx, ev.At)
+	case PromotionFailed:
+		var d PromotionFailedData
+		if err := ev.Payload(&d); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		if err := s.precondition(ev, PhaseAssigned); err != nil {
+			return err
+		}
+		if m, ok := s.Members[s.Owner]; ok {
+			m.FailedEpoch = s.Epoch
+		}
+		s.enter(PhaseRevoked, idx, ev.At)
+	case OwnerReleased:
+		var d ReleaseData
+		if err := ev.Payload(&d); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		if err := s.precondition(ev, PhaseAssigned, PhaseActive, PhaseRevoked); err != nil {
+			return err
+		}
+		if d.Owner != s.Owner {
+			return fmt.Errorf("%w: release by %s but owner is %s", ErrStale, d.Owner, s.Owner)
+		}
+		s.LastRelease = &Release{Epoch: s.Epoch, Owner: d.Owner, GTID: d.GTID, Domain: d.Domain, Fenced: d.Fenced, Reason: d.Reason}
+		s.enter(PhaseReleased, idx, ev.At)
+	case ForeignVRRPMasterSeen:
+		var d ForeignData
+		if err := ev.Payload(&d); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		s.Foreign = append(s.Foreign, d)
+		if len(s.Foreign) > 16 {
+			s.Foreign = s.Foreign[len(s.Foreign)-16:]
+		}
+	case RejoinChecked:
+		var d RejoinData
+		if err := ev.Payload(&d); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		m, err := s.member(d.Node)
+		if err != nil {
+			return err
+		}
+		m.RejoinBlocked, m.RejoinExtra = d.Blocked, d.Extra
+	default:
+		return fmt.Errorf("%w: %q", ErrUnknownType, ev.Type)
+	}
+	return nil
+}
