@@ -78,12 +78,12 @@ type State struct {
 	Phase        Phase                 `json:"phase"`
 	PhaseSince   time.Time             `json:"phase_since,omitzero"`
 	// PhaseIndex is the log index of the event that entered Phase.
-	PhaseIndex   uint64         `json:"phase_index"`
-	LastRelease  *Release       `json:"last_release,omitempty"`
+	PhaseIndex   uint64          `json:"phase_index"`
+	LastRelease  *Release        `json:"last_release,omitempty"`
 	Switchover   *SwitchoverData `json:"switchover,omitempty"`
-	Foreign      []ForeignData  `json:"foreign,omitempty"`
-	StaleCount   uint64         `json:"stale_count"`
-	SkippedCount uint64         `json:"skipped_count"`
+	Foreign      []ForeignData   `json:"foreign,omitempty"`
+	StaleCount   uint64          `json:"stale_count"`
+	SkippedCount uint64          `json:"skipped_count"`
 }
 
 // NewState returns the empty state before any event.
