@@ -1,0 +1,168 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+
+	"github.com/keepraft/keepraft/fsm"
+)
+
+// Data-dir layout.
+const (
+	// LogFile is the bbolt file holding the Raft log and stable store.
+	LogFile = "raft.db"
+	// SnapshotDir holds the file snapshots.
+	SnapshotDir = "snapshots"
+	// retainSnapshots is how many snapshots are kept on disk.
+	retainSnapshots = 3
+)
+
+// ErrLocked is returned by [ReadJournal] when a running node holds the data dir.
+var ErrLocked = errors.New("data dir is in use by a running keepraftd")
+
+// Options tunes [Open].
+type Options struct {
+	// Logger receives the snapshot store's messages; nil discards them.
+	Logger hclog.Logger
+	// LockTimeout bounds the wait for the bbolt file lock (default 2 s).
+	LockTimeout time.Duration
+}
+
+// Stores are the three stores hashicorp/raft needs, backed by one data dir.
+type Stores struct {
+	Log    raft.LogStore
+	Stable raft.StableStore
+	Snap   raft.SnapshotStore
+	bolt   *raftboltdb.BoltStore
+}
+
+// Open creates dir if needed and opens its log, stable and snapshot stores. The bbolt
+// file is locked until Close; a second Open of the same dir fails after LockTimeout.
+func Open(dir string, opts Options) (*Stores, error) {
+	if dir == "" {
+		return nil, errors.New("open store: data dir is empty")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if opts.LockTimeout == 0 {
+		opts.LockTimeout = 2 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	path := filepath.Join(dir, LogFile)
+	b, err := raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &bbolt.Options{Timeout: opts.LockTimeout}})
+	if err != nil {
+		if errors.Is(err, bbolt.ErrTimeout) {
+			return nil, fmt.Errorf("open %s: %w", path, ErrLocked)
+		}
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(dir, SnapshotDir), retainSnapshots, opts.Logger)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("open snapshot store in %s: %w", dir, err), b.Close())
+	}
+	return &Stores{Log: b, Stable: b, Snap: snaps, bolt: b}, nil
+}
+
+// Close releases the bbolt file.
+func (s *Stores) Close() error {
+	if err := s.bolt.Close(); err != nil {
+		return fmt.Errorf("close store: %w", err)
+	}
+	return nil
+}
+
+// Journal is what [ReadJournal] recovers from a stopped node's data dir.
+type Journal struct {
+	// SnapshotIndex is the last index covered by the snapshot read, 0 if none.
+	SnapshotIndex uint64
+	// Records are the retained journal records, oldest first.
+	Records []fsm.Record
+	// State is the state after the last committed entry on disk. Entries that were
+	// written but not yet committed when the node stopped are folded in as well, so
+	// this may run ahead of the cluster by a few entries.
+	State fsm.State
+}
+
+// ReadJournal reads the journal of a stopped node from its data dir: the latest snapshot
+// (state plus retained history) and every log entry after it. It fails with [ErrLocked]
+// when the node is running; use the API then.
+func ReadJournal(dir string) (*Journal, error) {
+	path := filepath.Join(dir, LogFile)
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("read journal: %w", err)
+	}
+	// Copy the log under a shared lock, then open the copy: raft-boltdb wants write
+	// access, and the node's own file must stay untouched.
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		if errors.Is(err, bbolt.ErrTimeout) {
+			return nil, fmt.Errorf("read journal from %s: %w", dir, ErrLocked)
+		}
+		return nil, fmt.Errorf("read journal from %s: %w", dir, err)
+	}
+	tmp, err := os.MkdirTemp("", "keepraft-journal-")
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("read journal: %w", err), db.Close())
+	}
+	defer os.RemoveAll(tmp)
+	cp := filepath.Join(tmp, LogFile)
+	err = db.View(func(tx *bbolt.Tx) error { return tx.CopyFile(cp, 0o600) })
+	if err := errors.Join(err, db.Close()); err != nil {
+		return nil, fmt.Errorf("copy %s: %w", path, err)
+	}
+	b, err := raftboltdb.New(raftboltdb.Options{Path: cp})
+	if err != nil {
+		return nil, fmt.Errorf("open copy of %s: %w", path, err)
+	}
+	defer b.Close()
+
+	f := fsm.New(0)
+	j := &Journal{}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(dir, SnapshotDir), retainSnapshots, hclog.NewNullLogger())
+	if err != nil {
+		return nil, fmt.Errorf("open snapshots in %s: %w", dir, err)
+	}
+	metas, err := snaps.List()
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots in %s: %w", dir, err)
+	}
+	if len(metas) > 0 {
+		_, rc, err := snaps.Open(metas[0].ID)
+		if err != nil {
+			return nil, fmt.Errorf("open snapshot %s: %w", metas[0].ID, err)
+		}
+		if err := f.Restore(rc); err != nil {
+			return nil, fmt.Errorf("restore snapshot %s: %w", metas[0].ID, err)
+		}
+		j.SnapshotIndex = metas[0].Index
+	}
+	first, err := b.FirstIndex()
+	if err != nil {
+		return nil, fmt.Errorf("read first index: %w", err)
+	}
+	last, err := b.LastIndex()
+	if err != nil {
+		return nil, fmt.Errorf("read last index: %w", err)
+	}
+	for i := max(first, j.SnapshotIndex+1); i <= last && i > 0; i++ {
+		var l raft.Log
+		if err := b.GetLog(i, &l); err != nil {
+			return nil, fmt.Errorf("read log entry %d: %w", i, err)
+		}
+		f.Apply(&l)
+	}
+	j.Records, j.State = f.Journal(0), f.State()
+	return j, nil
+}
