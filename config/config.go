@@ -1,0 +1,602 @@
+// Package config owns keepraftd's configuration file: strict YAML decoding, defaults, and
+// validation whose every error names the key at fault.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is a validated node configuration.
+type Config struct {
+	Node     Node
+	Cluster  Cluster
+	MySQL    MySQL
+	VIP      VIP
+	VRRP     VRRP
+	Failover Failover
+	Notify   Notify
+	Log      Log
+}
+
+// Node is the node section.
+type Node struct {
+	ID      string
+	Role    string // "database" or "witness"
+	DataDir string
+}
+
+// Peer is one voter.
+type Peer struct{ ID, RaftAddr, APIAddr string }
+
+// Cluster is the cluster section.
+type Cluster struct {
+	RaftAddr  string
+	APIAddr   string
+	Peers     []Peer
+	TokenFile string
+	Raft      Raft
+}
+
+// Raft holds the hashicorp/raft timings.
+type Raft struct {
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	SnapshotThreshold  uint64
+	SnapshotInterval   time.Duration
+	JournalRetain      int
+}
+
+// MySQL is the mysql section.
+type MySQL struct {
+	DSN          string
+	Host         string
+	Port         int
+	User         string
+	PasswordFile string
+	Flavor       string
+	Interval     time.Duration
+	Timeout      time.Duration
+	Rise, Fall   int
+	WriteCheck   bool
+	CheckScript  string
+	AppUsers     []string
+}
+
+// VIP is the vip section.
+type VIP struct {
+	Interface    string
+	Addresses    []netip.Prefix
+	Label        string
+	GARPRepeat   int
+	GARPInterval time.Duration
+	KernelLease  time.Duration
+}
+
+// VRRP is the vrrp section.
+type VRRP struct {
+	Enabled         bool
+	Version         int
+	VirtualRouterID int
+	Priority        int
+	AdvertInt       time.Duration
+	AuthPass        string
+}
+
+// Failover is the failover section.
+type Failover struct {
+	Nopreempt        bool
+	Lease            time.Duration
+	CatchupTimeout   time.Duration
+	OnCatchupTimeout string // "promote" or "hold"
+	FenceReadOnly    bool
+	Damping          time.Duration
+}
+
+// Notify holds keepalived-compatible hook scripts.
+type Notify struct{ Master, Backup, Fault string }
+
+// Log is the log section.
+type Log struct {
+	Level  string // debug, info, warn, error
+	Format string // json or console
+}
+
+// IsDatabase reports whether the node runs next to mysqld and may own the VIP.
+func (c *Config) IsDatabase() bool { return c.Node.Role == "database" }
+
+// Voters returns the number of voters.
+func (c *Config) Voters() int { return len(c.Cluster.Peers) }
+
+// Token reads the bearer token from cluster.token_file.
+func (c *Config) Token() (string, error) {
+	return readSecret("cluster.token_file", c.Cluster.TokenFile)
+}
+
+// Password reads the MySQL password from mysql.password_file ("" when unset).
+func (c *Config) Password() (string, error) {
+	if c.MySQL.PasswordFile == "" {
+		return "", nil
+	}
+	return readSecret("mysql.password_file", c.MySQL.PasswordFile)
+}
+
+func readSecret(key, path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", key, err)
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", fmt.Errorf("%s: %s is empty", key, path)
+	}
+	return s, nil
+}
+
+// raw mirrors the YAML file; every field is a string or plain value so validation can
+// name the key of any bad value.
+type raw struct {
+	Node     rawNode     `yaml:"node"`
+	Cluster  rawCluster  `yaml:"cluster"`
+	MySQL    rawMySQL    `yaml:"mysql"`
+	VIP      rawVIP      `yaml:"vip"`
+	VRRP     rawVRRP     `yaml:"vrrp"`
+	Failover rawFailover `yaml:"failover"`
+	Notify   rawNotify   `yaml:"notify"`
+	Log      rawLog      `yaml:"log"`
+}
+
+type rawNode struct {
+	ID      string `yaml:"id"`
+	Role    string `yaml:"role"`
+	DataDir string `yaml:"data_dir"`
+}
+
+type rawPeer struct {
+	ID       string `yaml:"id"`
+	RaftAddr string `yaml:"raft_addr"`
+	APIAddr  string `yaml:"api_addr"`
+}
+
+type rawCluster struct {
+	RaftAddr  string    `yaml:"raft_addr"`
+	APIAddr   string    `yaml:"api_addr"`
+	Peers     []rawPeer `yaml:"peers"`
+	TokenFile string    `yaml:"token_file"`
+	Raft      rawRaft   `yaml:"raft"`
+}
+
+type rawRaft struct {
+	HeartbeatTimeout   string `yaml:"heartbeat_timeout"`
+	ElectionTimeout    string `yaml:"election_timeout"`
+	LeaderLeaseTimeout string `yaml:"leader_lease_timeout"`
+	CommitTimeout      string `yaml:"commit_timeout"`
+	SnapshotThreshold  *int   `yaml:"snapshot_threshold"`
+	SnapshotInterval   string `yaml:"snapshot_interval"`
+	JournalRetain      *int   `yaml:"journal_retain"`
+}
+
+type rawMySQL struct {
+	DSN          string   `yaml:"dsn"`
+	Host         string   `yaml:"host"`
+	Port         *int     `yaml:"port"`
+	User         string   `yaml:"user"`
+	PasswordFile string   `yaml:"password_file"`
+	Flavor       string   `yaml:"flavor"`
+	Interval     string   `yaml:"interval"`
+	Timeout      string   `yaml:"timeout"`
+	Rise         *int     `yaml:"rise"`
+	Fall         *int     `yaml:"fall"`
+	WriteCheck   *bool    `yaml:"write_check"`
+	CheckScript  string   `yaml:"check_script"`
+	AppUsers     []string `yaml:"app_users"`
+}
+
+type rawVIP struct {
+	Interface    string   `yaml:"interface"`
+	Addresses    []string `yaml:"addresses"`
+	Label        string   `yaml:"label"`
+	GARPRepeat   *int     `yaml:"garp_repeat"`
+	GARPInterval string   `yaml:"garp_interval"`
+	KernelLease  string   `yaml:"kernel_lease"`
+}
+
+type rawVRRP struct {
+	Enabled         *bool  `yaml:"enabled"`
+	Version         *int   `yaml:"version"`
+	VirtualRouterID *int   `yaml:"virtual_router_id"`
+	Priority        *int   `yaml:"priority"`
+	AdvertInt       string `yaml:"advert_int"`
+	AuthPass        string `yaml:"auth_pass"`
+}
+
+type rawFailover struct {
+	Nopreempt        *bool  `yaml:"nopreempt"`
+	Lease            string `yaml:"lease"`
+	CatchupTimeout   string `yaml:"catchup_timeout"`
+	OnCatchupTimeout string `yaml:"on_catchup_timeout"`
+	FenceReadOnly    *bool  `yaml:"fence_read_only"`
+	Damping          string `yaml:"damping"`
+}
+
+type rawNotify struct {
+	Master string `yaml:"master"`
+	Backup string `yaml:"backup"`
+	Fault  string `yaml:"fault"`
+}
+
+type rawLog struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// Default returns the defaults every unset key takes.
+func Default() Config {
+	return Config{
+		Node: Node{Role: "database"},
+		Cluster: Cluster{Raft: Raft{
+			HeartbeatTimeout:   400 * time.Millisecond,
+			ElectionTimeout:    400 * time.Millisecond,
+			LeaderLeaseTimeout: 200 * time.Millisecond,
+			CommitTimeout:      5 * time.Millisecond,
+			SnapshotThreshold:  1024,
+			SnapshotInterval:   30 * time.Second,
+			JournalRetain:      10000,
+		}},
+		MySQL: MySQL{Port: 3306, Flavor: "mariadb", Interval: 100 * time.Millisecond, Timeout: 200 * time.Millisecond, Rise: 2, Fall: 2},
+		VIP:   VIP{GARPRepeat: 3, GARPInterval: 20 * time.Millisecond, KernelLease: time.Second},
+		VRRP:  VRRP{Enabled: false, Version: 2, VirtualRouterID: 51, Priority: 100, AdvertInt: time.Second},
+		Failover: Failover{
+			Nopreempt: true, Lease: 500 * time.Millisecond, CatchupTimeout: 5 * time.Second,
+			OnCatchupTimeout: "promote", FenceReadOnly: true, Damping: 30 * time.Second,
+		},
+		Log: Log{Level: "info", Format: "json"},
+	}
+}
+
+// Load reads and validates the file at path.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(bytes.NewReader(b))
+}
+
+var unknownField = regexp.MustCompile(`line (\d+): field (\S+) not found in type config\.raw(\w*)`)
+
+var sections = map[string]string{
+	"": "", "Node": "node", "Cluster": "cluster", "Peer": "cluster.peers[]", "Raft": "cluster.raft",
+	"MySQL": "mysql", "VIP": "vip", "VRRP": "vrrp", "Failover": "failover", "Notify": "notify", "Log": "log",
+}
+
+// Parse decodes a config strictly (unknown keys are errors) and validates it. The error
+// joins every problem found, each prefixed with its key path.
+func Parse(r io.Reader) (*Config, error) {
+	var rw raw
+	dec := yaml.NewDecoder(r)
+	dec.KnownFields(true)
+	if err := dec.Decode(&rw); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("config is empty")
+		}
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			var errs []error
+			for _, m := range te.Errors {
+				if s := unknownField.FindStringSubmatch(m); s != nil {
+					key := s[2]
+					if sec := sections[s[3]]; sec != "" {
+						key = sec + "." + key
+					}
+					errs = append(errs, fmt.Errorf("%s: unknown key (line %s)", key, s[1]))
+					continue
+				}
+				errs = append(errs, errors.New(m))
+			}
+			return nil, errors.Join(errs...)
+		}
+		return nil, fmt.Errorf("parse config: %w", err)
+	}
+	return build(rw)
+}
+
+type checker struct{ errs []error }
+
+func (c *checker) add(key, format string, args ...any) {
+	c.errs = append(c.errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+}
+
+func (c *checker) dur(key, s string, dst *time.Duration) {
+	if s == "" {
+		return
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		c.add(key, "invalid duration %q (use Go durations such as 200ms or 1s)", s)
+		return
+	}
+	if d <= 0 {
+		c.add(key, "must be positive, got %s", s)
+		return
+	}
+	*dst = d
+}
+
+func (c *checker) hostPort(key, s string) {
+	if s == "" {
+		c.add(key, "must be set (host:port)")
+		return
+	}
+	if _, p, err := net.SplitHostPort(s); err != nil {
+		c.add(key, "invalid address %q: want host:port", s)
+	} else if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+		c.add(key, "invalid port in %q", s)
+	}
+}
+
+func setInt(dst *int, src *int) {
+	if src != nil {
+		*dst = *src
+	}
+}
+
+func setBool(dst *bool, src *bool) {
+	if src != nil {
+		*dst = *src
+	}
+}
+
+func build(rw raw) (*Config, error) {
+	cfg := Default()
+	c := &checker{}
+
+	cfg.Node.ID, cfg.Node.DataDir = rw.Node.ID, rw.Node.DataDir
+	if rw.Node.Role != "" {
+		cfg.Node.Role = rw.Node.Role
+	}
+	if cfg.Node.ID == "" {
+		c.add("node.id", "must be set")
+	}
+	if cfg.Node.Role != "database" && cfg.Node.Role != "witness" {
+		c.add("node.role", "must be database or witness, got %q", cfg.Node.Role)
+	}
+	if cfg.Node.DataDir == "" {
+		c.add("node.data_dir", "must be set")
+	}
+
+	cl := rw.Cluster
+	cfg.Cluster.RaftAddr, cfg.Cluster.APIAddr, cfg.Cluster.TokenFile = cl.RaftAddr, cl.APIAddr, cl.TokenFile
+	c.hostPort("cluster.raft_addr", cl.RaftAddr)
+	c.hostPort("cluster.api_addr", cl.APIAddr)
+	if cl.TokenFile == "" {
+		c.add("cluster.token_file", "must be set")
+	} else if _, err := readSecret("cluster.token_file", cl.TokenFile); err != nil {
+		c.errs = append(c.errs, err)
+	}
+	ids := map[string]bool{}
+	self := false
+	for i, p := range cl.Peers {
+		key := fmt.Sprintf("cluster.peers[%d]", i)
+		if p.ID == "" {
+			c.add(key+".id", "must be set")
+		} else if ids[p.ID] {
+			c.add(key+".id", "duplicate id %q", p.ID)
+		}
+		ids[p.ID] = true
+		c.hostPort(key+".raft_addr", p.RaftAddr)
+		c.hostPort(key+".api_addr", p.APIAddr)
+		if p.ID == cfg.Node.ID {
+			self = true
+			if p.RaftAddr != cl.RaftAddr {
+				c.add(key+".raft_addr", "%q differs from cluster.raft_addr %q for this node", p.RaftAddr, cl.RaftAddr)
+			}
+			if p.APIAddr != cl.APIAddr {
+				c.add(key+".api_addr", "%q differs from cluster.api_addr %q for this node", p.APIAddr, cl.APIAddr)
+			}
+		}
+		cfg.Cluster.Peers = append(cfg.Cluster.Peers, Peer{ID: p.ID, RaftAddr: p.RaftAddr, APIAddr: p.APIAddr})
+	}
+	switch {
+	case len(cl.Peers) == 0:
+		c.add("cluster.peers", "must list every voter, this node included")
+	case len(cl.Peers)%2 == 0:
+		c.add("cluster.peers", "needs an odd number of voters (two database nodes and a witness), got %d", len(cl.Peers))
+	case !self && cfg.Node.ID != "":
+		c.add("cluster.peers", "must include this node (%q)", cfg.Node.ID)
+	}
+	rr := &cfg.Cluster.Raft
+	c.dur("cluster.raft.heartbeat_timeout", cl.Raft.HeartbeatTimeout, &rr.HeartbeatTimeout)
+	c.dur("cluster.raft.election_timeout", cl.Raft.ElectionTimeout, &rr.ElectionTimeout)
+	c.dur("cluster.raft.leader_lease_timeout", cl.Raft.LeaderLeaseTimeout, &rr.LeaderLeaseTimeout)
+	c.dur("cluster.raft.commit_timeout", cl.Raft.CommitTimeout, &rr.CommitTimeout)
+	c.dur("cluster.raft.snapshot_interval", cl.Raft.SnapshotInterval, &rr.SnapshotInterval)
+	if t := cl.Raft.SnapshotThreshold; t != nil {
+		if *t < 1 {
+			c.add("cluster.raft.snapshot_threshold", "must be ≥ 1, got %d", *t)
+		} else {
+			rr.SnapshotThreshold = uint64(*t)
+		}
+	}
+	setInt(&rr.JournalRetain, cl.Raft.JournalRetain)
+	if rr.JournalRetain < 100 {
+		c.add("cluster.raft.journal_retain", "must be ≥ 100, got %d", rr.JournalRetain)
+	}
+	if rr.LeaderLeaseTimeout > rr.HeartbeatTimeout {
+		c.add("cluster.raft.leader_lease_timeout", "(%s) cannot be larger than heartbeat_timeout (%s)", rr.LeaderLeaseTimeout, rr.HeartbeatTimeout)
+	}
+	if rr.ElectionTimeout < rr.HeartbeatTimeout {
+		c.add("cluster.raft.election_timeout", "(%s) must be ≥ heartbeat_timeout (%s)", rr.ElectionTimeout, rr.HeartbeatTimeout)
+	}
+	if rr.HeartbeatTimeout < 50*time.Millisecond {
+		c.add("cluster.raft.heartbeat_timeout", "(%s) below 50ms causes needless elections on loaded hosts", rr.HeartbeatTimeout)
+	}
+	if rr.CommitTimeout >= rr.HeartbeatTimeout {
+		c.add("cluster.raft.commit_timeout", "(%s) must be below heartbeat_timeout (%s)", rr.CommitTimeout, rr.HeartbeatTimeout)
+	}
+
+	m, rm := &cfg.MySQL, rw.MySQL
+	m.DSN, m.User, m.PasswordFile, m.CheckScript, m.AppUsers = rm.DSN, rm.User, rm.PasswordFile, rm.CheckScript, rm.AppUsers
+	m.Host = rm.Host
+	setInt(&m.Port, rm.Port)
+	setInt(&m.Rise, rm.Rise)
+	setInt(&m.Fall, rm.Fall)
+	setBool(&m.WriteCheck, rm.WriteCheck)
+	if rm.Flavor != "" {
+		m.Flavor = rm.Flavor
+	}
+	c.dur("mysql.interval", rm.Interval, &m.Interval)
+	c.dur("mysql.timeout", rm.Timeout, &m.Timeout)
+
+	v, rv := &cfg.VIP, rw.VIP
+	v.Interface, v.Label = rv.Interface, rv.Label
+	setInt(&v.GARPRepeat, rv.GARPRepeat)
+	c.dur("vip.garp_interval", rv.GARPInterval, &v.GARPInterval)
+	c.dur("vip.kernel_lease", rv.KernelLease, &v.KernelLease)
+	for i, a := range rv.Addresses {
+		p, err := netip.ParsePrefix(a)
+		if err != nil {
+			if ad, err2 := netip.ParseAddr(a); err2 == nil && ad.Is4() {
+				p = netip.PrefixFrom(ad, 32)
+			} else {
+				c.add(fmt.Sprintf("vip.addresses[%d]", i), "invalid CIDR %q (e.g. 10.0.0.100/32)", a)
+				continue
+			}
+		}
+		if !p.Addr().Is4() {
+			c.add(fmt.Sprintf("vip.addresses[%d]", i), "%s: only IPv4 VIPs are supported", p)
+			continue
+		}
+		v.Addresses = append(v.Addresses, p)
+	}
+
+	if cfg.IsDatabase() {
+		if m.DSN == "" && m.Host == "" {
+			c.add("mysql.host", "must be set (or mysql.dsn) on a database node")
+		}
+		if m.DSN != "" && m.Host != "" {
+			c.add("mysql.dsn", "set either mysql.dsn or mysql.host, not both")
+		}
+		if m.DSN == "" && m.User == "" {
+			c.add("mysql.user", "must be set on a database node")
+		}
+		if m.PasswordFile != "" {
+			if _, err := readSecret("mysql.password_file", m.PasswordFile); err != nil {
+				c.errs = append(c.errs, err)
+			}
+		}
+		if m.Port < 1 || m.Port > 65535 {
+			c.add("mysql.port", "must be 1..65535, got %d", m.Port)
+		}
+		if m.Flavor != "mariadb" && m.Flavor != "mysql" {
+			c.add("mysql.flavor", "must be mariadb or mysql, got %q", m.Flavor)
+		}
+		if m.Rise < 1 {
+			c.add("mysql.rise", "must be ≥ 1, got %d", m.Rise)
+		}
+		if m.Fall < 1 {
+			c.add("mysql.fall", "must be ≥ 1, got %d", m.Fall)
+		}
+		if m.Fall >= 1 && m.Timeout > m.Interval*time.Duration(m.Fall) {
+			c.add("mysql.timeout", "(%s) must not exceed mysql.interval × mysql.fall (%s), or a hung server is detected late", m.Timeout, m.Interval*time.Duration(m.Fall))
+		}
+		if v.Interface == "" {
+			c.add("vip.interface", "must be set on a database node")
+		}
+		if len(rv.Addresses) == 0 {
+			c.add("vip.addresses", "must list at least one VIP on a database node")
+		}
+	} else if len(rv.Addresses) > 0 {
+		c.add("vip.addresses", "must be empty on a witness: a witness never owns the VIP")
+	}
+	if v.GARPRepeat < 0 || v.GARPRepeat > 100 {
+		c.add("vip.garp_repeat", "must be 0..100, got %d", v.GARPRepeat)
+	}
+	if v.KernelLease%time.Second != 0 || v.KernelLease < time.Second {
+		c.add("vip.kernel_lease", "must be whole seconds ≥ 1s (the kernel's valid_lft unit), got %s", v.KernelLease)
+	}
+
+	vr, rvr := &cfg.VRRP, rw.VRRP
+	setBool(&vr.Enabled, rvr.Enabled)
+	setInt(&vr.Version, rvr.Version)
+	setInt(&vr.VirtualRouterID, rvr.VirtualRouterID)
+	setInt(&vr.Priority, rvr.Priority)
+	vr.AuthPass = rvr.AuthPass
+	c.dur("vrrp.advert_int", rvr.AdvertInt, &vr.AdvertInt)
+	if vr.Version != 2 && vr.Version != 3 {
+		c.add("vrrp.version", "must be 2 or 3, got %d", vr.Version)
+	}
+	if vr.VirtualRouterID < 1 || vr.VirtualRouterID > 255 {
+		c.add("vrrp.virtual_router_id", "must be 1..255, got %d", vr.VirtualRouterID)
+	}
+	if vr.Priority < 1 || vr.Priority > 254 {
+		c.add("vrrp.priority", "must be 1..254 (255 means address owner), got %d", vr.Priority)
+	}
+	if len(vr.AuthPass) > 8 {
+		c.add("vrrp.auth_pass", "at most 8 bytes (keepalived truncates longer passwords), got %d", len(vr.AuthPass))
+	}
+	if vr.Version == 3 && vr.AuthPass != "" {
+		c.add("vrrp.auth_pass", "VRRPv3 has no authentication; remove it or use version 2")
+	}
+	if vr.Version == 2 && (vr.AdvertInt%time.Second != 0 || vr.AdvertInt > 255*time.Second) {
+		c.add("vrrp.advert_int", "VRRPv2 needs whole seconds 1s..255s, got %s", vr.AdvertInt)
+	}
+	if vr.Version == 3 && (vr.AdvertInt%(10*time.Millisecond) != 0 || vr.AdvertInt > 40950*time.Millisecond) {
+		c.add("vrrp.advert_int", "VRRPv3 needs centiseconds 10ms..40.95s, got %s", vr.AdvertInt)
+	}
+
+	f, rf := &cfg.Failover, rw.Failover
+	setBool(&f.Nopreempt, rf.Nopreempt)
+	setBool(&f.FenceReadOnly, rf.FenceReadOnly)
+	c.dur("failover.lease", rf.Lease, &f.Lease)
+	c.dur("failover.catchup_timeout", rf.CatchupTimeout, &f.CatchupTimeout)
+	c.dur("failover.damping", rf.Damping, &f.Damping)
+	if rf.OnCatchupTimeout != "" {
+		f.OnCatchupTimeout = rf.OnCatchupTimeout
+	}
+	if f.OnCatchupTimeout != "promote" && f.OnCatchupTimeout != "hold" {
+		c.add("failover.on_catchup_timeout", "must be promote or hold, got %q", f.OnCatchupTimeout)
+	}
+	if f.Lease < 150*time.Millisecond {
+		c.add("failover.lease", "(%s) must be ≥ 150ms: renewals go out every lease/3", f.Lease)
+	}
+	if f.Lease > 10*v.KernelLease {
+		c.add("failover.lease", "(%s) should not exceed 10 × vip.kernel_lease (%s)", f.Lease, v.KernelLease)
+	}
+	if f.CatchupTimeout < 100*time.Millisecond {
+		c.add("failover.catchup_timeout", "must be ≥ 100ms, got %s", f.CatchupTimeout)
+	}
+
+	cfg.Notify = Notify{Master: rw.Notify.Master, Backup: rw.Notify.Backup, Fault: rw.Notify.Fault}
+	if rw.Log.Level != "" {
+		cfg.Log.Level = rw.Log.Level
+	}
+	if rw.Log.Format != "" {
+		cfg.Log.Format = rw.Log.Format
+	}
+	switch cfg.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		c.add("log.level", "must be debug, info, warn or error, got %q", cfg.Log.Level)
+	}
+	if cfg.Log.Format != "json" && cfg.Log.Format != "console" {
+		c.add("log.format", "must be json or console, got %q", cfg.Log.Format)
+	}
+	if err := errors.Join(c.errs...); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
