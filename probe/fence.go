@@ -1,0 +1,278 @@
+package probe
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// FenceLockWait is the session lock_wait_timeout Fence sets before SET GLOBAL read_only, which
+// waits for the global read lock (running commits, LOCK TABLES, FLUSH).
+const FenceLockWait = 2 * time.Second
+
+// nonAppCommands are processlist commands of replication and server threads, never killed.
+var nonAppCommands = []string{
+	"Binlog Dump", "Binlog Dump GTID", "Daemon", "Slave_IO", "Slave_SQL", "Slave_worker",
+	"Register Slave", "Connect",
+}
+
+// nonAppUsers are processlist users of server threads.
+var nonAppUsers = []string{"system user", "event_scheduler", "unauthenticated user"}
+
+// Fence stops writes on the server and returns its final GTID set (as [Health.GTIDExecuted]
+// reads it). On one connection it sets a short lock_wait_timeout, sets read_only=1 (MySQL:
+// super_read_only=1, which stops every account), kills the connections of application accounts
+// (appUsers as in [Config.AppUsers]; never server or replication threads, never the daemon's own
+// account) and then reads the GTID set. If read_only cannot get its lock in time, it kills the
+// application connections first and tries once more.
+//
+// On MariaDB an ordinary account's open transaction fails at COMMIT with 1290 once read_only is
+// set, so the returned set is final; accounts holding READ ONLY ADMIN (see
+// [Health.ReadOnlyAdminAccounts]) can still write after they reconnect. Fence is idempotent.
+func Fence(ctx context.Context, db *sql.DB, f Flavor, appUsers []string) (finalGTID string, err error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return "", fmt.Errorf("fence: connect: %w", err)
+	}
+	defer conn.Close()
+	wait := FenceLockWait
+	if dl, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(dl))
+	}
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf("SET SESSION lock_wait_timeout = %d", max(int(wait.Seconds()), 1))); err != nil {
+		return "", fmt.Errorf("fence: set lock_wait_timeout: %w", err)
+	}
+	af, err := newAppFilter(ctx, conn, appUsers)
+	if err != nil {
+		return "", fmt.Errorf("fence: %w", err)
+	}
+	if err := setReadOnly(ctx, conn, f, true); err != nil {
+		if mysqlErrNumber(err) != errLockWait {
+			return "", fmt.Errorf("fence: %w", err)
+		}
+		if _, kerr := killApps(ctx, conn, af); kerr != nil {
+			return "", fmt.Errorf("fence: %w (then %w)", err, kerr)
+		}
+		if err := setReadOnly(ctx, conn, f, true); err != nil {
+			return "", fmt.Errorf("fence: after killing application connections: %w", err)
+		}
+	}
+	if _, err := killApps(ctx, conn, af); err != nil {
+		return "", fmt.Errorf("fence: %w", err)
+	}
+	var h Health
+	if err := readVars(ctx, conn, f, &h); err != nil {
+		return "", fmt.Errorf("fence: %w", err)
+	}
+	return h.GTIDExecuted, nil
+}
+
+func setReadOnly(ctx context.Context, q queryer, f Flavor, on bool) error {
+	v := 0
+	if on {
+		v = 1
+	}
+	var stmts []string
+	switch {
+	case f == FlavorMySQL && on:
+		stmts = []string{"SET GLOBAL super_read_only = 1"} // implies read_only = 1
+	case f == FlavorMySQL:
+		stmts = []string{"SET GLOBAL super_read_only = 0", "SET GLOBAL read_only = 0"}
+	default:
+		stmts = []string{fmt.Sprintf("SET GLOBAL read_only = %d", v)}
+	}
+	for _, s := range stmts {
+		if _, err := q.ExecContext(ctx, s); err != nil {
+			return fmt.Errorf("%s: %w", strings.ToLower(s), err)
+		}
+	}
+	return nil
+}
+
+// killApps kills the connections of application accounts and returns their ids.
+func killApps(ctx context.Context, q queryer, af appFilter) ([]uint64, error) {
+	rows, err := q.QueryContext(ctx,
+		"SELECT ID, USER, COALESCE(COMMAND, '') FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID()")
+	if err != nil {
+		return nil, fmt.Errorf("list connections: %w", err)
+	}
+	var ids []uint64
+	for rows.Next() {
+		var id uint64
+		var user, cmd string
+		if err := rows.Scan(&id, &user, &cmd); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("list connections: %w", err)
+		}
+		if slices.Contains(nonAppUsers, user) || slices.Contains(nonAppCommands, cmd) || !af.isApp(user, "") {
+			continue
+		}
+		ids = append(ids, id)
+	}
+	err = rows.Err()
+	rows.Close()
+	if err != nil {
+		return nil, fmt.Errorf("list connections: %w", err)
+	}
+	var killed []uint64
+	for _, id := range ids {
+		if _, err := q.ExecContext(ctx, fmt.Sprintf("KILL CONNECTION %d", id)); err != nil {
+			if mysqlErrNumber(err) == errUnknownThread {
+				continue // it ended on its own
+			}
+			return killed, fmt.Errorf("kill connection %d: %w", id, err)
+		}
+		killed = append(killed, id)
+	}
+	return killed, nil
+}
+
+// CatchUp is the result of [WaitCatchUp].
+type CatchUp struct {
+	// Reached is true when the replica has applied the whole target.
+	Reached bool
+	// Target is the target that was waited for (on MariaDB restricted to the old owner's domain).
+	Target string
+	// Applied is what the replica had applied at the end (MariaDB @@gtid_slave_pos, MySQL
+	// @@gtid_executed).
+	Applied string
+	// Waited is how long WaitCatchUp took.
+	Waited time.Duration
+	// Missing is the part of Target not applied, when not reached.
+	Missing string
+	// Reason says why the target was not reached: "timeout" or "sql thread not running".
+	Reason string
+}
+
+// WaitCatchUp waits up to timeout until the replica behind db has applied target. On MariaDB the
+// target is first restricted to domain, the old owner's gtid_domain_id, because MASTER_GTID_WAIT
+// compares against gtid_slave_pos per domain and blocks until the timeout for a domain that
+// gtid_slave_pos lacks. If the target is already applied it returns at once; otherwise, when the
+// SQL thread is not running, it returns Reached=false without waiting; otherwise it runs
+// MASTER_GTID_WAIT (MySQL: WAIT_FOR_EXECUTED_GTID_SET). Not reaching the target is a result, not
+// an error: the error is for failures to ask.
+func WaitCatchUp(ctx context.Context, db *sql.DB, f Flavor, target string, domain uint32, timeout time.Duration) (CatchUp, error) {
+	start := time.Now()
+	t, err := ParseGTIDSet(f, target)
+	if err != nil {
+		return CatchUp{}, fmt.Errorf("wait catch-up: target: %w", err)
+	}
+	t = t.Domain(domain)
+	res := CatchUp{Target: t.String()}
+	done := func(applied GTIDSet) (CatchUp, error) {
+		res.Applied = applied.String()
+		res.Reached = applied.Contains(t)
+		if !res.Reached {
+			res.Missing = applied.Missing(t).String()
+		} else {
+			res.Reason = ""
+		}
+		res.Waited = time.Since(start)
+		return res, nil
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return res, fmt.Errorf("wait catch-up: connect: %w", err)
+	}
+	defer conn.Close()
+	applied, err := readApplied(ctx, conn, f)
+	if err != nil || applied.Contains(t) {
+		if err != nil {
+			return res, fmt.Errorf("wait catch-up: %w", err)
+		}
+		return done(applied)
+	}
+	rs, err := replicaStatus(ctx, conn, f)
+	if err != nil {
+		return res, fmt.Errorf("wait catch-up: %w", err)
+	}
+	if !rs.SQLRunning {
+		res.Reason = "sql thread not running"
+		return done(applied)
+	}
+	res.Reason = "timeout"
+	if timeout > 0 {
+		// Server-side wait plus a margin for the round trip; ctx may end it sooner.
+		wctx, cancel := context.WithTimeout(ctx, timeout+2*time.Second)
+		defer cancel()
+		fn := "MASTER_GTID_WAIT"
+		if f == FlavorMySQL {
+			fn = "WAIT_FOR_EXECUTED_GTID_SET"
+		}
+		var rc sql.NullInt64
+		q := fmt.Sprintf("SELECT %s(?, %.3f)", fn, max(timeout.Seconds(), 0.001))
+		if err := conn.QueryRowContext(wctx, q, res.Target).Scan(&rc); err != nil {
+			return res, fmt.Errorf("wait catch-up: %s: %w", strings.ToLower(fn), err)
+		}
+		if !rc.Valid {
+			return res, fmt.Errorf("wait catch-up: %s returned NULL", strings.ToLower(fn))
+		}
+	}
+	if applied, err = readApplied(ctx, conn, f); err != nil {
+		return res, fmt.Errorf("wait catch-up: %w", err)
+	}
+	return done(applied)
+}
+
+// readApplied returns what MASTER_GTID_WAIT / WAIT_FOR_EXECUTED_GTID_SET compare against.
+func readApplied(ctx context.Context, q queryer, f Flavor) (GTIDSet, error) {
+	v := "@@gtid_slave_pos"
+	if f == FlavorMySQL {
+		v = "@@gtid_executed"
+	}
+	var s string
+	if err := q.QueryRowContext(ctx, "SELECT "+v).Scan(&s); err != nil {
+		return GTIDSet{}, fmt.Errorf("read %s: %w", v, err)
+	}
+	g, err := ParseGTIDSet(f, s)
+	if err != nil {
+		return GTIDSet{}, fmt.Errorf("parse %s: %w", v, err)
+	}
+	return g, nil
+}
+
+// Promote opens the server for writes: read_only=0 (MySQL: super_read_only=0 and read_only=0).
+// It is idempotent.
+func Promote(ctx context.Context, db *sql.DB, f Flavor) error {
+	if err := setReadOnly(ctx, db, f, false); err != nil {
+		return fmt.Errorf("promote: %w", err)
+	}
+	return nil
+}
+
+// StopReplication stops the default replication channel (STOP REPLICA, which MariaDB ≥ 10.5.1
+// and MySQL ≥ 8.0.22 accept; STOP SLAVE on older servers). Stopping a stopped channel is not an
+// error.
+func StopReplication(ctx context.Context, db *sql.DB) error {
+	return replicationCmd(ctx, db, "STOP")
+}
+
+// StartReplication starts the default replication channel; starting a running one is not an
+// error.
+func StartReplication(ctx context.Context, db *sql.DB) error {
+	return replicationCmd(ctx, db, "START")
+}
+
+func replicationCmd(ctx context.Context, db *sql.DB, verb string) error {
+	_, err := db.ExecContext(ctx, verb+" REPLICA")
+	if mysqlErrNumber(err) == errParse {
+		_, err = db.ExecContext(ctx, verb+" SLAVE")
+	}
+	if err != nil {
+		return fmt.Errorf("%s replication: %w", strings.ToLower(verb), err)
+	}
+	return nil
+}
+
+// ExtraTransactions returns the GTIDs of the old owner's own domain that the old owner has and
+// the new owner lacks: transactions written to the old owner's binlog and never shipped. They
+// must be journaled and the channel from the old owner kept stopped until an operator decides.
+// On MySQL domain is ignored and the whole difference is returned. ctx is unused; it keeps the
+// signature uniform with the other steps of rejoin.
+func ExtraTransactions(ctx context.Context, oldOwner, newOwner GTIDSet, domain uint32) GTIDSet {
+	_ = ctx
+	return newOwner.Missing(oldOwner.Domain(domain))
+}

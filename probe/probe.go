@@ -1,0 +1,505 @@
+package probe
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"go.uber.org/zap"
+)
+
+// DefaultTimeout bounds one [Prober.Check] when [Config.Timeout] is zero.
+const DefaultTimeout = time.Second
+
+// Config tunes a [Prober].
+type Config struct {
+	// Flavor selects the SQL dialect and GTID format.
+	Flavor Flavor
+	// Timeout bounds one whole Check (connect, every query, the write check and the script).
+	// Zero means DefaultTimeout.
+	Timeout time.Duration
+	// WriteCheck upserts a row into keepraft.heartbeat (see HeartbeatSchema) on every Check of a
+	// writable server. It is skipped while the server is read-only: on MariaDB the daemon's
+	// account holds READ_ONLY ADMIN and would otherwise write to a fenced server.
+	WriteCheck bool
+	// CheckScript is a keepalived-style check run with /bin/sh -c; exit status 0 means healthy.
+	// It is killed (with its process group) when Timeout runs out.
+	CheckScript string
+	// AppUsers names the application accounts, as "user" (any host) or "user@host". Empty means
+	// every account that is not a system account (root, mariadb.sys, mysql.*, PUBLIC) and not the
+	// daemon's own.
+	AppUsers []string
+}
+
+// Health is the result of one [Prober.Check].
+type Health struct {
+	// Up is true when every step of the check passed.
+	Up bool
+	// Err is the first failure when Up is false.
+	Err string
+	// ReadOnly is @@read_only (on MySQL: read_only or super_read_only).
+	ReadOnly bool
+	// ServerID is @@server_id.
+	ServerID uint32
+	// DomainID is @@gtid_domain_id on MariaDB, 0 on MySQL.
+	DomainID uint32
+	// GTIDExecuted is what the server has: MySQL @@gtid_executed; MariaDB the per-domain union
+	// of @@gtid_binlog_pos and @@gtid_slave_pos (a replicated transaction is in the binlog only
+	// with log_slave_updates, and @@gtid_current_pos can hide local binlog entries).
+	GTIDExecuted string
+	// GTIDSlavePos is @@gtid_slave_pos on MariaDB (what MASTER_GTID_WAIT compares against).
+	GTIDSlavePos string
+	// Replica describes the default replication channel.
+	Replica ReplicaStatus
+	// ReadOnlyAdminAccounts lists, as user@host, the application accounts that hold READ ONLY
+	// ADMIN directly or through a role (MariaDB only): read_only does not stop them, so fencing
+	// cannot stop them either.
+	ReadOnlyAdminAccounts []string
+	// SemiSync is Rpl_semi_sync_master_status (Rpl_semi_sync_source_status on MySQL): "ON",
+	// "OFF", or "" when semi-sync is not available.
+	SemiSync string
+	// CheckedAt is when the check started.
+	CheckedAt time.Time
+}
+
+// ReplicaStatus is the part of SHOW REPLICA STATUS that failover needs.
+type ReplicaStatus struct {
+	// Configured is false when the server has no default replication channel.
+	Configured bool
+	// IORunning and SQLRunning are true only for the value "Yes" ("Connecting" is not running).
+	IORunning, SQLRunning bool
+	// LagSeconds is Seconds_Behind_Master, -1 when unknown (NULL or not configured).
+	LagSeconds int64
+	// LastError is the last SQL error, else the last IO error.
+	LastError string
+	// MasterHost is the configured source host.
+	MasterHost string
+	// GTIDIOPos is the GTID position the IO thread has received (MariaDB Gtid_IO_Pos, MySQL
+	// Retrieved_Gtid_Set).
+	GTIDIOPos string
+}
+
+// Prober checks one server. It is safe for concurrent use; each Check uses its own connections
+// from the pool.
+type Prober struct {
+	db  *sql.DB
+	cfg Config
+	log *zap.Logger
+}
+
+// New returns a Prober over db. db should come from [DSN] so that dials time out.
+func New(db *sql.DB, cfg Config, log *zap.Logger) *Prober {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	return &Prober{db: db, cfg: cfg, log: log.Named("probe")}
+}
+
+// Check probes the server once, bounded by Config.Timeout: connect (ping), SELECT 1, the server
+// variables and GTID positions, SHOW REPLICA STATUS, the semi-sync status, READ ONLY ADMIN holders
+// (MariaDB), the optional write check and the optional script. The returned error is non-nil
+// exactly when Health.Up is false; Health then still carries what was read before the failure.
+func (p *Prober) Check(ctx context.Context) (Health, error) {
+	h := Health{CheckedAt: time.Now(), Replica: ReplicaStatus{LagSeconds: -1}}
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
+	defer cancel()
+	if err := p.check(ctx, &h); err != nil {
+		h.Up, h.Err = false, err.Error()
+		p.log.Debug("check failed", zap.Error(err), zap.Duration("took", time.Since(h.CheckedAt)))
+		return h, err
+	}
+	h.Up = true
+	p.log.Debug("check passed", zap.Bool("read_only", h.ReadOnly), zap.String("gtid", h.GTIDExecuted),
+		zap.Duration("took", time.Since(h.CheckedAt)))
+	return h, nil
+}
+
+func (p *Prober) check(ctx context.Context, h *Health) error {
+	conn, err := p.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close()
+	if err := conn.PingContext(ctx); err != nil {
+		return fmt.Errorf("ping: %w", err)
+	}
+	var one int
+	if err := conn.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return fmt.Errorf("select 1: %w", err)
+	}
+	if err := readVars(ctx, conn, p.cfg.Flavor, h); err != nil {
+		return err
+	}
+	if h.Replica, err = replicaStatus(ctx, conn, p.cfg.Flavor); err != nil {
+		return err
+	}
+	if h.SemiSync, err = semiSync(ctx, conn); err != nil {
+		return err
+	}
+	if p.cfg.Flavor == FlavorMariaDB {
+		if h.ReadOnlyAdminAccounts, err = readOnlyAdmins(ctx, conn, p.cfg.AppUsers); err != nil {
+			return err
+		}
+	}
+	if p.cfg.WriteCheck && !h.ReadOnly {
+		if _, err := conn.ExecContext(ctx, heartbeatUpsert); err != nil {
+			return fmt.Errorf("write check on keepraft.heartbeat: %w", err)
+		}
+	}
+	if p.cfg.CheckScript != "" {
+		if err := runScript(ctx, p.cfg.CheckScript); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// queryer is what the SQL helpers need; *sql.DB and *sql.Conn implement it.
+type queryer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+var (
+	_ queryer = (*sql.DB)(nil)
+	_ queryer = (*sql.Conn)(nil)
+)
+
+func readVars(ctx context.Context, q queryer, f Flavor, h *Health) error {
+	switch f {
+	case FlavorMariaDB:
+		var binlog, slave string
+		err := q.QueryRowContext(ctx,
+			"SELECT @@read_only, @@server_id, @@gtid_domain_id, @@gtid_binlog_pos, @@gtid_slave_pos").
+			Scan(&h.ReadOnly, &h.ServerID, &h.DomainID, &binlog, &slave)
+		if err != nil {
+			return fmt.Errorf("read server variables: %w", err)
+		}
+		exec, err := unionPos(binlog, slave)
+		if err != nil {
+			return err
+		}
+		h.GTIDExecuted, h.GTIDSlavePos = exec, slave
+	case FlavorMySQL:
+		var ro, sro bool
+		err := q.QueryRowContext(ctx, "SELECT @@read_only, @@super_read_only, @@server_id, @@gtid_executed").
+			Scan(&ro, &sro, &h.ServerID, &h.GTIDExecuted)
+		if err != nil {
+			return fmt.Errorf("read server variables: %w", err)
+		}
+		h.ReadOnly = ro || sro
+		h.GTIDExecuted = strings.ReplaceAll(h.GTIDExecuted, "\n", "")
+	default:
+		return fmt.Errorf("read server variables: unknown flavor %q", f)
+	}
+	return nil
+}
+
+// unionPos merges two MariaDB GTID positions per (domain, server).
+func unionPos(binlog, slave string) (string, error) {
+	b, err := ParseGTIDSet(FlavorMariaDB, binlog)
+	if err != nil {
+		return "", fmt.Errorf("parse @@gtid_binlog_pos: %w", err)
+	}
+	s, err := ParseGTIDSet(FlavorMariaDB, slave)
+	if err != nil {
+		return "", fmt.Errorf("parse @@gtid_slave_pos: %w", err)
+	}
+	return b.Union(s).String(), nil
+}
+
+// mysqlErrNumber returns the server error number of err, or 0.
+func mysqlErrNumber(err error) uint16 {
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		return me.Number
+	}
+	return 0
+}
+
+// Server error numbers this package reacts to.
+const (
+	errParse          = 1064 // ER_PARSE_ERROR
+	errLockWait       = 1205 // ER_LOCK_WAIT_TIMEOUT
+	errUnknownThread  = 1094 // ER_NO_SUCH_THREAD
+	errOptionReadOnly = 1290 // ER_OPTION_PREVENTS_STATEMENT (read_only)
+)
+
+// replicaStatus reads the default channel. SHOW REPLICA STATUS exists on MariaDB ≥ 10.5.1 and
+// MySQL ≥ 8.0.22; older servers get SHOW SLAVE STATUS.
+func replicaStatus(ctx context.Context, q queryer, f Flavor) (ReplicaStatus, error) {
+	rs := ReplicaStatus{LagSeconds: -1}
+	row, found, err := showOneRow(ctx, q, "SHOW REPLICA STATUS")
+	if mysqlErrNumber(err) == errParse {
+		row, found, err = showOneRow(ctx, q, "SHOW SLAVE STATUS")
+	}
+	if err != nil {
+		return rs, fmt.Errorf("show replica status: %w", err)
+	}
+	if !found {
+		return rs, nil
+	}
+	get := func(names ...string) (string, bool) {
+		for _, n := range names {
+			if v, ok := row[n]; ok {
+				return v.String, v.Valid
+			}
+		}
+		return "", false
+	}
+	rs.Configured = true
+	io, _ := get("Slave_IO_Running", "Replica_IO_Running")
+	sqlRun, _ := get("Slave_SQL_Running", "Replica_SQL_Running")
+	rs.IORunning, rs.SQLRunning = io == "Yes", sqlRun == "Yes"
+	if lag, ok := get("Seconds_Behind_Master", "Seconds_Behind_Source"); ok && lag != "" {
+		if n, err := strconv.ParseInt(lag, 10, 64); err == nil {
+			rs.LagSeconds = n
+		}
+	}
+	rs.MasterHost, _ = get("Master_Host", "Source_Host")
+	if e, _ := get("Last_SQL_Error"); e != "" {
+		rs.LastError = e
+	} else if e, _ := get("Last_IO_Error"); e != "" {
+		rs.LastError = e
+	}
+	if f == FlavorMariaDB {
+		rs.GTIDIOPos, _ = get("Gtid_IO_Pos")
+	} else {
+		rs.GTIDIOPos, _ = get("Retrieved_Gtid_Set")
+		rs.GTIDIOPos = strings.ReplaceAll(rs.GTIDIOPos, "\n", "")
+	}
+	return rs, nil
+}
+
+// showOneRow runs a SHOW statement and returns its first row by column name.
+func showOneRow(ctx context.Context, q queryer, stmt string) (map[string]sql.NullString, bool, error) {
+	rows, err := q.QueryContext(ctx, stmt)
+	if err != nil {
+		return nil, false, err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, false, err
+	}
+	if !rows.Next() {
+		return nil, false, rows.Err()
+	}
+	vals := make([]sql.NullString, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	if err := rows.Scan(ptrs...); err != nil {
+		return nil, false, err
+	}
+	out := make(map[string]sql.NullString, len(cols))
+	for i, c := range cols {
+		out[c] = vals[i]
+	}
+	return out, true, rows.Err()
+}
+
+func semiSync(ctx context.Context, q queryer) (string, error) {
+	rows, err := q.QueryContext(ctx,
+		"SHOW GLOBAL STATUS WHERE Variable_name IN ('Rpl_semi_sync_master_status', 'Rpl_semi_sync_source_status')")
+	if err != nil {
+		return "", fmt.Errorf("read semi-sync status: %w", err)
+	}
+	defer rows.Close()
+	var status string
+	for rows.Next() {
+		var name, val string
+		if err := rows.Scan(&name, &val); err != nil {
+			return "", fmt.Errorf("read semi-sync status: %w", err)
+		}
+		status = val
+	}
+	if err := rows.Err(); err != nil {
+		return "", fmt.Errorf("read semi-sync status: %w", err)
+	}
+	return status, nil
+}
+
+// readOnlyAdminBit is READ_ONLY_ADMIN_ACL in the "access" bitmask of mysql.global_priv.Priv
+// (MariaDB ≥ 10.5.2). The mask is stored on disk, so the bit does not move between versions.
+// Since 10.11.0 SUPER no longer implies it; ALL PRIVILEGES does.
+const readOnlyAdminBit = uint64(1) << 33
+
+// systemAccounts are never treated as application accounts.
+var systemAccounts = []string{"root", "mariadb.sys", "mysql.sys", "mysql.session", "mysql.infoschema", "PUBLIC"}
+
+type account struct{ user, host string }
+
+func (a account) String() string { return a.user + "@" + a.host }
+
+// appFilter decides whether an account (host "" matches any) is an application account.
+type appFilter struct {
+	users []string
+	self  string
+}
+
+func (af appFilter) isApp(user, host string) bool {
+	if len(af.users) == 0 {
+		return user != af.self && !slices.Contains(systemAccounts, user)
+	}
+	for _, u := range af.users {
+		name, h, hasHost := strings.Cut(u, "@")
+		if name == user && (!hasHost || host == "" || h == host) {
+			return true
+		}
+	}
+	return false
+}
+
+func newAppFilter(ctx context.Context, q queryer, users []string) (appFilter, error) {
+	var cur string
+	if err := q.QueryRowContext(ctx, "SELECT CURRENT_USER()").Scan(&cur); err != nil {
+		return appFilter{}, fmt.Errorf("read current user: %w", err)
+	}
+	self, _, _ := strings.Cut(cur, "@")
+	return appFilter{users: users, self: self}, nil
+}
+
+// readOnlyAdmins lists application accounts that hold READ ONLY ADMIN directly, through a role
+// granted to them (default or not: they can SET ROLE), or through PUBLIC.
+func readOnlyAdmins(ctx context.Context, q queryer, appUsers []string) ([]string, error) {
+	af, err := newAppFilter(ctx, q, appUsers)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := q.QueryContext(ctx, "SELECT User, Host, Priv FROM mysql.global_priv")
+	if err != nil {
+		return nil, fmt.Errorf("read mysql.global_priv: %w", err)
+	}
+	defer rows.Close()
+	type privJSON struct {
+		Access json.Number `json:"access"`
+		IsRole bool        `json:"is_role"`
+	}
+	holds := map[account]bool{}
+	roles := map[string]bool{}
+	var accounts []account
+	for rows.Next() {
+		var a account
+		var priv []byte
+		if err := rows.Scan(&a.user, &a.host, &priv); err != nil {
+			return nil, fmt.Errorf("read mysql.global_priv: %w", err)
+		}
+		var pj privJSON
+		dec := json.NewDecoder(bytes.NewReader(priv))
+		dec.UseNumber()
+		if err := dec.Decode(&pj); err != nil {
+			return nil, fmt.Errorf("parse privileges of %s: %w", a, err)
+		}
+		access, _ := strconv.ParseUint(string(pj.Access), 10, 64)
+		holds[a] = access&readOnlyAdminBit != 0
+		if pj.IsRole {
+			roles[a.user] = true
+		} else {
+			accounts = append(accounts, a)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read mysql.global_priv: %w", err)
+	}
+	grants := map[account][]string{} // grantee -> roles granted
+	mrows, err := q.QueryContext(ctx, "SELECT User, Host, Role FROM mysql.roles_mapping")
+	if err != nil {
+		return nil, fmt.Errorf("read mysql.roles_mapping: %w", err)
+	}
+	defer mrows.Close()
+	for mrows.Next() {
+		var a account
+		var role string
+		if err := mrows.Scan(&a.user, &a.host, &role); err != nil {
+			return nil, fmt.Errorf("read mysql.roles_mapping: %w", err)
+		}
+		grants[a] = append(grants[a], role)
+	}
+	if err := mrows.Err(); err != nil {
+		return nil, fmt.Errorf("read mysql.roles_mapping: %w", err)
+	}
+	// A role is stored with host ""; resolve role-to-role grants with a depth-first walk.
+	var viaRole func(a account, seen map[string]bool) bool
+	viaRole = func(a account, seen map[string]bool) bool {
+		if holds[a] {
+			return true
+		}
+		for _, r := range grants[a] {
+			if seen[r] {
+				continue
+			}
+			seen[r] = true
+			if viaRole(account{user: r}, seen) {
+				return true
+			}
+		}
+		return false
+	}
+	public := holds[account{user: "PUBLIC"}]
+	var out []string
+	for _, a := range accounts {
+		if !af.isApp(a.user, a.host) {
+			continue
+		}
+		if public || viaRole(a, map[string]bool{}) {
+			out = append(out, a.String())
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// HeartbeatSchema creates the table the write check uses; run it once on a writable server
+// (it replicates). One row per server_id, so the two masters never write the same row.
+var HeartbeatSchema = []string{
+	"CREATE DATABASE IF NOT EXISTS keepraft",
+	"CREATE TABLE IF NOT EXISTS keepraft.heartbeat (server_id INT UNSIGNED NOT NULL PRIMARY KEY, " +
+		"beat_at DATETIME(6) NOT NULL) ENGINE=InnoDB",
+}
+
+const heartbeatUpsert = "INSERT INTO keepraft.heartbeat (server_id, beat_at) VALUES (@@server_id, NOW(6)) " +
+	"ON DUPLICATE KEY UPDATE beat_at = NOW(6)"
+
+// EnsureHeartbeat runs [HeartbeatSchema] on db.
+func EnsureHeartbeat(ctx context.Context, db *sql.DB) error {
+	for _, stmt := range HeartbeatSchema {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("create heartbeat schema: %w", err)
+		}
+	}
+	return nil
+}
+
+// runScript runs a check script under ctx and kills its whole process group on expiry.
+func runScript(ctx context.Context, script string) error {
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", script)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 100 * time.Millisecond
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(out.String())
+		if len(msg) > 200 {
+			msg = msg[:200]
+		}
+		if msg != "" {
+			return fmt.Errorf("check script %q: %w: %s", script, err, msg)
+		}
+		return fmt.Errorf("check script %q: %w", script, err)
+	}
+	return nil
+}
