@@ -151,9 +151,9 @@ func TestUnmarshalErrors(t *testing.T) {
 		{name: "v3 wrong dst in pseudo-header", give: v3, src: srcA, dst: netip.MustParseAddr("224.0.0.19"), want: ErrChecksum},
 		{name: "v3 without src/dst", give: v3, want: ErrFamily},
 		{name: "v3 src IPv4 dst IPv6", give: v3, src: srcA, dst: IPv6Group, want: ErrFamily},
-		{name: "v2 auth type 3", give: fixV2(t, "213364010301" + "0000" + "c6120264" + "3131313100000000"), want: ErrAuth},
-		{name: "v2 VRID 0", give: fixV2(t, "210064010101" + "0000" + "c6120264" + "3131313100000000"), want: ErrVRID},
-		{name: "v2 advert_int 0", give: fixV2(t, "213364010100" + "0000" + "c6120264" + "3131313100000000"), want: ErrAdvertInt},
+		{name: "v2 auth type 3", give: fixV2(t, "213364010301"+"0000"+"c6120264"+"3131313100000000"), want: ErrAuth},
+		{name: "v2 VRID 0", give: fixV2(t, "210064010101"+"0000"+"c6120264"+"3131313100000000"), want: ErrVRID},
+		{name: "v2 advert_int 0", give: fixV2(t, "213364010100"+"0000"+"c6120264"+"3131313100000000"), want: ErrAdvertInt},
 		{name: "v3 advert_int 0", give: "313596000000" + v3sum(t, "3135960000000000", srcA, grp4), src: srcA, dst: grp4, want: ErrAdvertInt},
 	}
 	for _, tt := range tests {
