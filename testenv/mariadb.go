@@ -1,0 +1,613 @@
+package testenv
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"text/template"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+)
+
+// Lab MariaDB accounts and schemas. Every account is created on every server with
+// sql_log_bin=0, so none of it replicates.
+const (
+	// ReplUser and ReplPass are the replication account (REPLICATION SLAVE on *.*).
+	ReplUser, ReplPass = "repl", "repl-pass"
+	// AppUser and AppPass are the application account: SELECT, INSERT, UPDATE, DELETE, CREATE
+	// on schema kr. It has no READ ONLY ADMIN, so read_only=ON stops its writes.
+	AppUser, AppPass = "app", "app-pass"
+	// DaemonUser and DaemonPass are keepraftd's account.
+	DaemonUser, DaemonPass = "keepraft", "keepraft-pass"
+	// AppSchema holds the application tables: kr.writes (id auto-increment, origin, seq, at)
+	// for write-load tests, and kr.lab_check used by SetupDualMaster's verification.
+	AppSchema = "kr"
+	// DaemonSchema holds keepraft.heartbeat (server_id primary key, ts TIMESTAMP(6)).
+	DaemonSchema = "keepraft"
+)
+
+// mariadbStartTimeout bounds how long a server may take to accept connections.
+const mariadbStartTimeout = 30 * time.Second
+
+// MariaDBOptions tune [Lab.StartMariaDB]. The zero value fits host dbN: server_id N,
+// gtid_domain_id N, auto_increment_offset N.
+type MariaDBOptions struct {
+	// Name names the server (datadir Dir/mariadb-<Name>, log mariadb-<Name>.log); default
+	// the host name, or "local<N>" without a host.
+	Name string
+	// ServerID and DomainID default to N for host dbN, else to the server's sequence number.
+	ServerID, DomainID uint32
+	// AutoIncrementOffset defaults to ServerID (increment is always 2).
+	AutoIncrementOffset uint32
+	// Port defaults to 3306 with a host, a free port on 127.0.0.1 without.
+	Port uint16
+	// SkipSlaveStart adds skip_slave_start, so replication stays stopped after a restart.
+	SkipSlaveStart bool
+	// Extra lines appended to the [mariadbd] section of my.cnf.
+	Extra []string
+}
+
+// MariaDB is one real mariadbd with its own datadir under the lab Dir.
+type MariaDB struct {
+	// Name names the server (the host name by default).
+	Name string
+	// Host is where the server runs; nil means the root namespace on 127.0.0.1.
+	Host *Host
+	// Addr is the TCP address the server listens on.
+	Addr netip.AddrPort
+	// ServerID and DomainID are server_id and gtid_domain_id.
+	ServerID, DomainID uint32
+	// Dir holds my.cnf, the datadir (data/) and the socket (data/mysqld.sock).
+	Dir string
+	// Proc is the current mariadbd process (replaced by Start).
+	Proc *Proc
+
+	lab *Lab
+	mu  sync.Mutex
+	db  *sql.DB // root over the unix socket
+}
+
+var mycnf = template.Must(template.New("my.cnf").Parse(`# written by keepraft testenv
+[client]
+socket = {{.Socket}}
+user = root
+
+[mariadbd]
+datadir = {{.DataDir}}
+socket = {{.Socket}}
+pid-file = {{.Dir}}/mariadbd.pid
+bind-address = {{.Addr.Addr}}
+port = {{.Addr.Port}}
+server_id = {{.ServerID}}
+gtid_domain_id = {{.DomainID}}
+log_bin = mariadb-bin
+relay_log = relay-bin
+log_slave_updates = ON
+gtid_strict_mode = ON
+binlog_format = ROW
+auto_increment_increment = 2
+auto_increment_offset = {{.Offset}}
+read_only = ON
+skip-name-resolve
+slave_net_timeout = 4
+innodb_buffer_pool_size = 32M
+innodb_log_file_size = 8M
+innodb_log_buffer_size = 1M
+innodb_flush_log_at_trx_commit = 2
+sync_binlog = 0
+performance_schema = OFF
+max_connections = 200
+key_buffer_size = 1M
+{{- if .SkipSlaveStart}}
+skip_slave_start
+{{- end}}
+{{- range .Extra}}
+{{.}}
+{{- end}}
+`))
+
+// StartMariaDB initializes a datadir (mariadb-install-db), writes my.cnf, starts mariadbd
+// inside h's namespace (h nil: root namespace, 127.0.0.1 and a free port), waits until it
+// answers (30 s at most) and creates the lab accounts and schemas with sql_log_bin=0.
+func (l *Lab) StartMariaDB(ctx context.Context, h *Host, opts MariaDBOptions) (*MariaDB, error) {
+	l.mu.Lock()
+	seq := len(l.dbs) + 1
+	l.mu.Unlock()
+	m := &MariaDB{Host: h, lab: l, Name: opts.Name}
+	if m.Name == "" {
+		if h != nil {
+			m.Name = h.Name
+		} else {
+			m.Name = fmt.Sprintf("local%d", seq)
+		}
+	}
+	id := uint32(seq)
+	if h != nil && strings.HasPrefix(h.Name, "db") {
+		if n, err := strconv.Atoi(strings.TrimPrefix(h.Name, "db")); err == nil && n > 0 {
+			id = uint32(n)
+		}
+	}
+	m.ServerID, m.DomainID = opts.ServerID, opts.DomainID
+	if m.ServerID == 0 {
+		m.ServerID = id
+	}
+	if m.DomainID == 0 {
+		m.DomainID = id
+	}
+	offset := opts.AutoIncrementOffset
+	if offset == 0 {
+		offset = m.ServerID
+	}
+	if h != nil {
+		port := opts.Port
+		if port == 0 {
+			port = 3306
+		}
+		m.Addr = netip.AddrPortFrom(h.Addr, port)
+	} else {
+		port := opts.Port
+		if port == 0 {
+			p, err := freePort()
+			if err != nil {
+				return nil, err
+			}
+			port = p
+		}
+		m.Addr = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)
+	}
+	m.Dir = filepath.Join(l.Dir, "mariadb-"+m.Name)
+	if err := os.MkdirAll(m.dataDir(), 0o755); err != nil {
+		return nil, fmt.Errorf("make datadir for %s: %w", m.Name, err)
+	}
+	var cnf strings.Builder
+	if err := mycnf.Execute(&cnf, map[string]any{
+		"Dir": m.Dir, "DataDir": m.dataDir(), "Socket": m.Socket(), "Addr": m.Addr,
+		"ServerID": m.ServerID, "DomainID": m.DomainID, "Offset": offset,
+		"SkipSlaveStart": opts.SkipSlaveStart, "Extra": opts.Extra,
+	}); err != nil {
+		return nil, fmt.Errorf("render my.cnf for %s: %w", m.Name, err)
+	}
+	if err := os.WriteFile(m.ConfigPath(), []byte(cnf.String()), 0o644); err != nil {
+		return nil, fmt.Errorf("write my.cnf for %s: %w", m.Name, err)
+	}
+	icmd := exec.CommandContext(ctx, "mariadb-install-db", "--defaults-file="+m.ConfigPath(),
+		"--auth-root-authentication-method=normal", "--user=root", "--skip-test-db")
+	if out, err := icmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("mariadb-install-db for %s: %w: %s", m.Name, err, lastLines(string(out), 20))
+	}
+	l.mu.Lock()
+	l.dbs = append(l.dbs, m)
+	l.mu.Unlock()
+	if err := m.Start(ctx); err != nil {
+		return nil, err
+	}
+	if err := m.bootstrap(ctx); err != nil {
+		return nil, fmt.Errorf("bootstrap %s: %w", m.Name, err)
+	}
+	l.log.Info("mariadb up", zap.String("name", m.Name), zap.Stringer("addr", m.Addr), zap.Int("pid", m.Proc.PID))
+	return m, nil
+}
+
+// startAllMariaDB starts MariaDB on every db* host in parallel and pairs the first two.
+func (l *Lab) startAllMariaDB(ctx context.Context) error {
+	var hosts []*Host
+	for _, h := range l.Hosts() {
+		if strings.HasPrefix(h.Name, "db") {
+			hosts = append(hosts, h)
+		}
+	}
+	ms := make([]*MariaDB, len(hosts))
+	g, gctx := errgroup.WithContext(ctx)
+	for i, h := range hosts {
+		g.Go(func() error {
+			m, err := l.StartMariaDB(gctx, h, MariaDBOptions{})
+			ms[i] = m
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if len(ms) >= 2 {
+		return l.SetupDualMaster(ctx, ms[0], ms[1])
+	}
+	return nil
+}
+
+// MariaDB returns the server with that name (the host name for servers on hosts), or nil.
+func (l *Lab) MariaDB(name string) *MariaDB {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range l.dbs {
+		if m.Name == name {
+			return m
+		}
+	}
+	return nil
+}
+
+// MariaDBs returns every server in start order.
+func (l *Lab) MariaDBs() []*MariaDB {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]*MariaDB(nil), l.dbs...)
+}
+
+func (m *MariaDB) dataDir() string { return filepath.Join(m.Dir, "data") }
+
+// Socket is the unix socket path (root connects there without a password).
+func (m *MariaDB) Socket() string { return filepath.Join(m.Dir, "data", "mysqld.sock") }
+
+// ConfigPath is the my.cnf path; `mariadb --defaults-file=PATH` connects as root.
+func (m *MariaDB) ConfigPath() string { return filepath.Join(m.Dir, "my.cnf") }
+
+// CheckCmd is a health check for keepalived's track_script: mysqladmin ping over the socket.
+func (m *MariaDB) CheckCmd() string {
+	return "/usr/bin/mysqladmin --defaults-file=" + m.ConfigPath() + " --connect-timeout=1 ping"
+}
+
+// DSN returns a go-sql-driver DSN over TCP to the server. With a Host it uses the dialer
+// registered for that host's namespace, so the connection comes from the server's own host.
+func (m *MariaDB) DSN(user, pass, db string) string {
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Passwd, cfg.DBName = user, pass, db
+	cfg.Net, cfg.Addr = "tcp", m.Addr.String()
+	if m.Host != nil {
+		cfg.Net = m.Host.dialNet
+	}
+	cfg.Timeout = 3 * time.Second
+	return cfg.FormatDSN()
+}
+
+// Start starts mariadbd on the existing datadir (read_only=ON comes from my.cnf) and waits
+// (30 s at most) until it accepts connections. Starting a running server is an error.
+func (m *MariaDB) Start(ctx context.Context) error {
+	m.mu.Lock()
+	if m.Proc != nil && !m.Proc.Exited() {
+		m.mu.Unlock()
+		return fmt.Errorf("start %s: already running (pid %d)", m.Name, m.Proc.PID)
+	}
+	m.mu.Unlock()
+	p, err := m.lab.Spawn(m.Host, "mariadb-"+m.Name,
+		[]string{"mariadbd", "--defaults-file=" + m.ConfigPath(), "--user=root"}, nil)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.Proc = p
+	m.mu.Unlock()
+	if err := m.lab.saveState(); err != nil {
+		return err
+	}
+	return m.waitReady(ctx, p)
+}
+
+// waitReady polls the socket with SELECT 1 until it answers, p exits, or 30 s pass.
+func (m *MariaDB) waitReady(ctx context.Context, p *Proc) error {
+	ctx, cancel := context.WithTimeout(ctx, mariadbStartTimeout)
+	defer cancel()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	var last error
+	for {
+		pctx, pcancel := context.WithTimeout(ctx, time.Second)
+		_, last = m.QueryString(pctx, "SELECT 1")
+		pcancel()
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-p.Done():
+			return fmt.Errorf("start %s: mariadbd exited: %v\n%s", m.Name, p.Err(), p.Tail(20))
+		case <-ctx.Done():
+			return fmt.Errorf("start %s: not ready: %w (last: %v)\n%s", m.Name, ctx.Err(), last, p.Tail(20))
+		case <-t.C:
+		}
+	}
+}
+
+// Stop shuts mariadbd down with SIGTERM (SIGKILL when ctx ends first).
+func (m *MariaDB) Stop(ctx context.Context) error {
+	m.closeDB()
+	if p := m.proc(); p != nil {
+		return p.Stop(ctx)
+	}
+	return nil
+}
+
+// Kill kills mariadbd with SIGKILL.
+func (m *MariaDB) Kill() error {
+	m.closeDB()
+	if p := m.proc(); p != nil {
+		return p.Kill()
+	}
+	return nil
+}
+
+func (m *MariaDB) proc() *Proc {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.Proc
+}
+
+// rootDB returns the root pool over the unix socket, opening it on first use.
+func (m *MariaDB) rootDB() (*sql.DB, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.db != nil {
+		return m.db, nil
+	}
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Net, cfg.Addr = "root", "unix", m.Socket()
+	cfg.Timeout = 2 * time.Second
+	conn, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("root connector for %s: %w", m.Name, err)
+	}
+	m.db = sql.OpenDB(conn)
+	m.db.SetMaxIdleConns(2)
+	m.db.SetConnMaxIdleTime(30 * time.Second)
+	return m.db, nil
+}
+
+// Exec runs one statement as root over the unix socket.
+func (m *MariaDB) Exec(ctx context.Context, query string, args ...any) error {
+	db, err := m.rootDB()
+	if err != nil {
+		return err
+	}
+	if _, err := db.ExecContext(ctx, query, args...); err != nil {
+		return fmt.Errorf("%s: exec %q: %w", m.Name, query, err)
+	}
+	return nil
+}
+
+// QueryString runs a query as root over the unix socket and returns the first column of the
+// first row ("" for NULL, sql.ErrNoRows wrapped when there is no row).
+func (m *MariaDB) QueryString(ctx context.Context, query string, args ...any) (string, error) {
+	db, err := m.rootDB()
+	if err != nil {
+		return "", err
+	}
+	var v sql.NullString
+	if err := db.QueryRowContext(ctx, query, args...).Scan(&v); err != nil {
+		return "", fmt.Errorf("%s: query %q: %w", m.Name, query, err)
+	}
+	return v.String, nil
+}
+
+// ExecNoBinlog runs statements as root on one connection with sql_log_bin=0, so they do not
+// replicate (CREATE USER must not: a replicated one breaks the peer's SQL thread).
+func (m *MariaDB) ExecNoBinlog(ctx context.Context, stmts ...string) (err error) {
+	db, err := m.rootDB()
+	if err != nil {
+		return err
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: connect: %w", m.Name, err)
+	}
+	defer func() {
+		// Never hand a connection with sql_log_bin=0 back to the pool.
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		conn.Close()
+	}()
+	if _, err := conn.ExecContext(ctx, "SET SESSION sql_log_bin=0"); err != nil {
+		return fmt.Errorf("%s: set sql_log_bin=0: %w", m.Name, err)
+	}
+	for _, s := range stmts {
+		if _, err := conn.ExecContext(ctx, s); err != nil {
+			return fmt.Errorf("%s: exec %q: %w", m.Name, s, err)
+		}
+	}
+	return nil
+}
+
+// daemonGrants are the privileges a failover daemon needs on MariaDB 10.11.
+// TODO: use probe.Grants once package probe exports it.
+var daemonGrants = []string{
+	"GRANT SUPER, READ_ONLY ADMIN, CONNECTION ADMIN, REPLICATION SLAVE ADMIN, REPLICA MONITOR, BINLOG MONITOR, PROCESS, RELOAD ON *.* TO '" + DaemonUser + "'@'%'",
+	"GRANT SELECT ON mysql.global_priv TO '" + DaemonUser + "'@'%'",
+	"GRANT ALL PRIVILEGES ON " + DaemonSchema + ".* TO '" + DaemonUser + "'@'%'",
+}
+
+// bootstrap creates the lab accounts and schemas, unlogged, on a fresh server.
+func (m *MariaDB) bootstrap(ctx context.Context) error {
+	stmts := []string{
+		"CREATE USER '" + ReplUser + "'@'%' IDENTIFIED BY '" + ReplPass + "'",
+		"GRANT REPLICATION SLAVE ON *.* TO '" + ReplUser + "'@'%'",
+		"CREATE DATABASE " + AppSchema,
+		"CREATE TABLE " + AppSchema + ".writes (id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, origin VARCHAR(64) NOT NULL DEFAULT '', seq BIGINT NOT NULL DEFAULT 0, at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB",
+		"CREATE TABLE " + AppSchema + ".lab_check (id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, origin VARCHAR(64) NOT NULL) ENGINE=InnoDB",
+		"CREATE USER '" + AppUser + "'@'%' IDENTIFIED BY '" + AppPass + "'",
+		"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE ON " + AppSchema + ".* TO '" + AppUser + "'@'%'",
+		"CREATE DATABASE " + DaemonSchema,
+		"CREATE TABLE " + DaemonSchema + ".heartbeat (server_id INT UNSIGNED NOT NULL PRIMARY KEY, ts TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB",
+		"CREATE USER '" + DaemonUser + "'@'%' IDENTIFIED BY '" + DaemonPass + "'",
+	}
+	stmts = append(stmts, daemonGrants...)
+	return m.ExecNoBinlog(ctx, stmts...)
+}
+
+// SetupDualMaster points a and b at each other (GTID, master_use_gtid=slave_pos,
+// master_connect_retry=1), starts both channels and verifies them with one row written on
+// each server that must appear on the other. Call it on fresh servers.
+func (l *Lab) SetupDualMaster(ctx context.Context, a, b *MariaDB) error {
+	for _, p := range [][2]*MariaDB{{a, b}, {b, a}} {
+		if err := p[0].ChangeMaster(ctx, p[1]); err != nil {
+			return err
+		}
+	}
+	for _, m := range []*MariaDB{a, b} {
+		if err := m.Exec(ctx, "INSERT INTO "+AppSchema+".lab_check (origin) VALUES (?)", m.Name); err != nil {
+			return fmt.Errorf("dual master %s/%s: %w", a.Name, b.Name, err)
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	for _, p := range [][2]*MariaDB{{a, b}, {b, a}} {
+		if err := WaitCaughtUp(wctx, p[0], p[1]); err != nil {
+			io, sqlRun, lastErr, _ := ReplicationStatus(ctx, p[1])
+			return fmt.Errorf("dual master %s->%s: %w (io=%v sql=%v last_error=%q)", p[0].Name, p[1].Name, err, io, sqlRun, lastErr)
+		}
+		n, err := p[1].QueryString(ctx, "SELECT COUNT(*) FROM "+AppSchema+".lab_check WHERE origin = ?", p[0].Name)
+		if err != nil {
+			return fmt.Errorf("dual master %s->%s: %w", p[0].Name, p[1].Name, err)
+		}
+		if n != "1" {
+			return fmt.Errorf("dual master %s->%s: check row count %s, want 1", p[0].Name, p[1].Name, n)
+		}
+	}
+	l.log.Info("dual master replication running", zap.String("a", a.Name), zap.String("b", b.Name))
+	return nil
+}
+
+// ChangeMaster makes m replicate from master with GTID (slave_pos) and starts the channel.
+func (m *MariaDB) ChangeMaster(ctx context.Context, master *MariaDB) error {
+	q := fmt.Sprintf("CHANGE MASTER TO master_host='%s', master_port=%d, master_user='%s', master_password='%s', master_use_gtid=slave_pos, master_connect_retry=1",
+		master.Addr.Addr(), master.Addr.Port(), ReplUser, ReplPass)
+	for _, s := range []string{"STOP SLAVE", q, "START SLAVE"} {
+		if err := m.Exec(ctx, s); err != nil {
+			return fmt.Errorf("replicate %s from %s: %w", m.Name, master.Name, err)
+		}
+	}
+	return nil
+}
+
+// WaitCaughtUp waits until to has applied everything in from's gtid_binlog_pos (compared
+// per domain against to's gtid_binlog_pos, which log_slave_updates keeps complete).
+func WaitCaughtUp(ctx context.Context, from, to *MariaDB) error {
+	want, err := from.QueryString(ctx, "SELECT @@GLOBAL.gtid_binlog_pos")
+	if err != nil {
+		return err
+	}
+	wantPos, err := parseGTIDPos(want)
+	if err != nil {
+		return fmt.Errorf("%s gtid_binlog_pos: %w", from.Name, err)
+	}
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	have := ""
+	for {
+		have, err = to.QueryString(ctx, "SELECT @@GLOBAL.gtid_binlog_pos")
+		if err == nil {
+			havePos, perr := parseGTIDPos(have)
+			if perr != nil {
+				return fmt.Errorf("%s gtid_binlog_pos: %w", to.Name, perr)
+			}
+			if covers(havePos, wantPos) {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %s to catch up with %s (%s, has %s): %w", to.Name, from.Name, want, have, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// parseGTIDPos parses "D-S-N,..." into domain -> seq_no.
+func parseGTIDPos(s string) (map[uint32]uint64, error) {
+	out := map[uint32]uint64{}
+	for _, g := range strings.Split(strings.TrimSpace(s), ",") {
+		g = strings.TrimSpace(g)
+		if g == "" {
+			continue
+		}
+		f := strings.Split(g, "-")
+		if len(f) != 3 {
+			return nil, fmt.Errorf("gtid %q: want domain-server-seq", g)
+		}
+		d, err1 := strconv.ParseUint(f[0], 10, 32)
+		n, err2 := strconv.ParseUint(f[2], 10, 64)
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, fmt.Errorf("gtid %q: %w", g, err)
+		}
+		if n > out[uint32(d)] {
+			out[uint32(d)] = n
+		}
+	}
+	return out, nil
+}
+
+func covers(have, want map[uint32]uint64) bool {
+	for d, n := range want {
+		if have[d] < n {
+			return false
+		}
+	}
+	return true
+}
+
+// ReplicationStatus reads SHOW SLAVE STATUS: whether the IO and SQL threads run and the last
+// IO/SQL error. A server without a channel reports false, false, "".
+func ReplicationStatus(ctx context.Context, m *MariaDB) (io, sqlRunning bool, lastErr string, err error) {
+	db, err := m.rootDB()
+	if err != nil {
+		return false, false, "", err
+	}
+	rows, err := db.QueryContext(ctx, "SHOW SLAVE STATUS")
+	if err != nil {
+		return false, false, "", fmt.Errorf("%s: show slave status: %w", m.Name, err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return false, false, "", fmt.Errorf("%s: show slave status: %w", m.Name, err)
+	}
+	if !rows.Next() {
+		return false, false, "", rows.Err()
+	}
+	vals := make([]sql.NullString, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	if err := rows.Scan(ptrs...); err != nil {
+		return false, false, "", fmt.Errorf("%s: show slave status: %w", m.Name, err)
+	}
+	get := map[string]string{}
+	for i, c := range cols {
+		get[c] = vals[i].String
+	}
+	var errs []string
+	for _, k := range []string{"Last_IO_Error", "Last_SQL_Error"} {
+		if v := get[k]; v != "" {
+			errs = append(errs, k+": "+v)
+		}
+	}
+	return get["Slave_IO_Running"] == "Yes", get["Slave_SQL_Running"] == "Yes", strings.Join(errs, "; "), rows.Err()
+}
+
+// freePort asks the kernel for a free TCP port on 127.0.0.1.
+func freePort() (uint16, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find free port: %w", err)
+	}
+	defer ln.Close()
+	return uint16(ln.Addr().(*net.TCPAddr).Port), nil
+}
+
+// lastLines returns the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

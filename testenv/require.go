@@ -1,0 +1,72 @@
+package testenv
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+)
+
+// IntegEnv is the environment variable that enables integration tests.
+const IntegEnv = "KEEPRAFT_INTEG"
+
+// RequiredBinaries are the programs the lab runs.
+var RequiredBinaries = []string{"ip", "nft", "mariadbd", "mariadb-install-db", "keepalived", "mysqladmin"}
+
+// Require skips the test unless KEEPRAFT_INTEG=1. When it is set, a missing prerequisite
+// (root, one of [RequiredBinaries]) fails the test instead, so the gate cannot hide failures.
+func Require(t testing.TB) {
+	t.Helper()
+	if os.Getenv(IntegEnv) != "1" {
+		t.Skipf("integration test: set %s=1 to run (needs root, iproute2, nftables, mariadb, keepalived)", IntegEnv)
+	}
+	if os.Geteuid() != 0 {
+		t.Fatalf("%s=1 but not running as root (euid %d): the lab needs root for network namespaces", IntegEnv, os.Geteuid())
+	}
+	for _, b := range RequiredBinaries {
+		if _, err := exec.LookPath(b); err != nil {
+			t.Fatalf("%s=1 but %s is missing: %v", IntegEnv, b, err)
+		}
+	}
+}
+
+// NewT builds a lab for a test: [New] with a zaptest logger and a Dir under t.TempDir()
+// (unless opts.Dir is set), closed by t.Cleanup. When the test failed, the cleanup first logs
+// the last lines of every process log. Setup errors fail the test.
+func NewT(t testing.TB, opts Options) *Lab {
+	t.Helper()
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	l, err := New(ctx, zaptest.NewLogger(t), opts)
+	if err != nil {
+		t.Fatalf("make lab: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			l.DumpLogs(t, 40)
+		}
+		if err := l.Close(); err != nil {
+			t.Errorf("close lab %s: %v", l.Prefix, err)
+		}
+	})
+	return l
+}
+
+// DumpLogs logs the last n lines of every process log through t.Log.
+func (l *Lab) DumpLogs(t testing.TB, n int) {
+	t.Helper()
+	seen := map[string]bool{}
+	for _, p := range l.Procs() {
+		if seen[p.LogPath] {
+			continue
+		}
+		seen[p.LogPath] = true
+		t.Logf("---- %s (pid %d) %s ----\n%s", p.Name, p.PID, p.LogPath, p.Tail(n))
+	}
+}
