@@ -78,8 +78,12 @@ type State struct {
 	Phase        Phase                 `json:"phase"`
 	PhaseSince   time.Time             `json:"phase_since,omitzero"`
 	// PhaseIndex is the log index of the event that entered Phase.
-	PhaseIndex   uint64          `json:"phase_index"`
-	LastRelease  *Release        `json:"last_release,omitempty"`
+	PhaseIndex  uint64   `json:"phase_index"`
+	LastRelease *Release `json:"last_release,omitempty"`
+	// Target and TargetDomain are the catch-up target of the current assignment: the GTID
+	// set the owner must apply before it opens writes ("" when none is known).
+	Target       string          `json:"catchup_target,omitempty"`
+	TargetDomain uint32          `json:"catchup_domain,omitempty"`
 	Switchover   *SwitchoverData `json:"switchover,omitempty"`
 	Foreign      []ForeignData   `json:"foreign,omitempty"`
 	StaleCount   uint64          `json:"stale_count"`
@@ -273,6 +277,7 @@ func (s *State) apply(idx uint64, ev Event) error {
 			return fmt.Errorf("%w: %s has role %s and can never own the VIP", ErrInvalid, d.Owner, m.Role)
 		}
 		s.Owner = d.Owner
+		s.Target, s.TargetDomain = d.CatchupTarget, d.CatchupDomain
 		s.Epoch++
 		s.Switchover = nil
 		s.enter(PhaseAssigned, idx, ev.At)

@@ -1,0 +1,118 @@
+package fsm
+
+import "time"
+
+// The admin API's JSON bodies, shared by keepraftd and raftctl.
+
+// Status is the body of GET /v1/status.
+type Status struct {
+	Node        string         `json:"node"`
+	Role        Role           `json:"role"`
+	RaftState   string         `json:"raft_state"`
+	Leader      string         `json:"leader"`
+	Term        uint64         `json:"term"`
+	CommitIndex uint64         `json:"commit_index"`
+	Applied     uint64         `json:"applied_index"`
+	LastLog     uint64         `json:"last_log_index"`
+	Owner       string         `json:"owner"`
+	Epoch       uint64         `json:"epoch"`
+	Phase       Phase          `json:"phase"`
+	PhaseSince  time.Time      `json:"phase_since,omitzero"`
+	Members     []MemberStatus `json:"members"`
+	Local       LocalStatus    `json:"local"`
+	Foreign     []ForeignData  `json:"foreign_vrrp,omitempty"`
+	StaleEvents uint64         `json:"stale_events"`
+}
+
+// MemberStatus is one member's line in [Status] and the body of GET /v1/members.
+type MemberStatus struct {
+	ID          string `json:"id"`
+	Role        Role   `json:"role"`
+	Suffrage    string `json:"suffrage"`
+	RaftAddr    string `json:"raft_addr"`
+	APIAddr     string `json:"api_addr"`
+	RaftState   string `json:"raft_state"`
+	Reachable   bool   `json:"reachable"`
+	LastContact string `json:"last_contact"`
+	Applied     uint64 `json:"applied_index"`
+	Priority    int    `json:"priority,omitempty"`
+	Healthy     *bool  `json:"healthy,omitempty"`
+	Detail      string `json:"detail,omitempty"`
+	Maintenance bool   `json:"maintenance"`
+	Owner       bool   `json:"owner"`
+	Replication string `json:"replication,omitempty"`
+}
+
+// LocalStatus is what a node knows only about itself.
+type LocalStatus struct {
+	Holding      bool     `json:"holding_vip"`
+	LeaseValid   bool     `json:"lease_valid"`
+	LeaseLeftMS  int64    `json:"lease_left_ms"`
+	Promoted     bool     `json:"promoted"`
+	MySQLHealthy *bool    `json:"mysql_healthy,omitempty"`
+	MySQLDetail  string   `json:"mysql_detail,omitempty"`
+	ReadOnly     *bool    `json:"read_only,omitempty"`
+	GTID         string   `json:"gtid,omitempty"`
+	Replication  string   `json:"replication,omitempty"`
+	VIPs         []string `json:"vips,omitempty"`
+	UptimeMS     int64    `json:"uptime_ms"`
+}
+
+// NodeReport is the body of GET /v1/node: what the controller polls from every peer to
+// decide whether an owner is silent and whether its promises have expired.
+type NodeReport struct {
+	Node    string `json:"node"`
+	Applied uint64 `json:"applied_index"`
+	Epoch   uint64 `json:"epoch"`
+	Phase   Phase  `json:"phase"`
+	// RenewAgeMS is how long ago this node last received a Renew from the current owner
+	// (-1: never since start).
+	RenewAgeMS int64 `json:"renew_age_ms"`
+	// PromiseLeftMS is how long this node's promise to Owner still binds it (≤ 0: none).
+	PromiseOwner  string `json:"promise_owner,omitempty"`
+	PromiseEpoch  uint64 `json:"promise_epoch,omitempty"`
+	PromiseLeftMS int64  `json:"promise_left_ms"`
+	// LastGrantAgeMS is how long ago this node last promised PromiseOwner (-1: never).
+	LastGrantAgeMS int64 `json:"last_grant_age_ms"`
+	// UptimeMS lets the controller treat a freshly restarted voter as promising until
+	// boot + lease.
+	UptimeMS    int64  `json:"uptime_ms"`
+	RaftState   string `json:"raft_state"`
+	Healthy     *bool  `json:"healthy,omitempty"`
+	Detail      string `json:"detail,omitempty"`
+	Replication string `json:"replication,omitempty"`
+	GTID        string `json:"gtid,omitempty"`
+}
+
+// RenewRequest is the body of POST /v1/renew.
+type RenewRequest struct {
+	Owner string `json:"owner"`
+	Epoch uint64 `json:"epoch"`
+}
+
+// RenewResponse answers a [RenewRequest].
+type RenewResponse struct {
+	Node     string `json:"node"`
+	Promised bool   `json:"promised"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+// ProposeResponse is the answer to POST /v1/propose and to the operator verbs.
+type ProposeResponse struct {
+	Index  uint64 `json:"index"`
+	Result Result `json:"result"`
+	Error  string `json:"error,omitempty"`
+}
+
+// JournalResponse is the body of GET /v1/journal.
+type JournalResponse struct {
+	Records []Record `json:"records"`
+	// Last is the newest index in this response (or the since value when empty); pass it
+	// back as since to follow.
+	Last uint64 `json:"last"`
+}
+
+// ErrorResponse is the body of every non-2xx answer.
+type ErrorResponse struct {
+	Error string `json:"error"`
+}
