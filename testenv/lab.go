@@ -60,6 +60,8 @@ type Options struct {
 	// StatePath is an extra place to keep the state file (besides Dir/state.json and the
 	// registry entry).
 	StatePath string
+	// DaemonGrants replace [DefaultDaemonGrants] on the servers MariaDB starts.
+	DaemonGrants []string
 	// StopTimeout bounds the SIGTERM phase of Close before SIGKILL; default 10 s.
 	StopTimeout time.Duration
 }
@@ -76,14 +78,15 @@ type Lab struct {
 	// VIP is the address reserved for the virtual IP (198.18.0.100/32).
 	VIP netip.Prefix
 
-	log         *zap.Logger
-	detach      bool
-	ownDir      bool
-	stopTimeout time.Duration
-	statePaths  []string
-	created     time.Time
-	ownerPID    int
-	ownerStart  uint64
+	log          *zap.Logger
+	detach       bool
+	daemonGrants []string
+	ownDir       bool
+	stopTimeout  time.Duration
+	statePaths   []string
+	created      time.Time
+	ownerPID     int
+	ownerStart   uint64
 
 	brNS netns.NsHandle
 	brH  *netlink.Handle
@@ -142,17 +145,18 @@ func New(ctx context.Context, log *zap.Logger, opts Options) (*Lab, error) {
 		opts.StopTimeout = 10 * time.Second
 	}
 	l := &Lab{
-		Prefix:      opts.Prefix,
-		Dir:         opts.Dir,
-		VIP:         DefaultVIP,
-		log:         log.Named("testenv").With(zap.String("lab", opts.Prefix)),
-		detach:      opts.Detach,
-		stopTimeout: opts.StopTimeout,
-		created:     time.Now(),
-		brNS:        netns.None(),
-		byName:      map[string]*Host{},
-		fw:          map[string]map[netip.Addr]bool{},
-		procSeq:     map[string]int{},
+		Prefix:       opts.Prefix,
+		Dir:          opts.Dir,
+		VIP:          DefaultVIP,
+		log:          log.Named("testenv").With(zap.String("lab", opts.Prefix)),
+		detach:       opts.Detach,
+		daemonGrants: opts.DaemonGrants,
+		stopTimeout:  opts.StopTimeout,
+		created:      time.Now(),
+		brNS:         netns.None(),
+		byName:       map[string]*Host{},
+		fw:           map[string]map[netip.Addr]bool{},
+		procSeq:      map[string]int{},
 	}
 	if !opts.Detach {
 		l.ownerPID = os.Getpid()

@@ -58,6 +58,9 @@ type MariaDBOptions struct {
 	SkipSlaveStart bool
 	// Extra lines appended to the [mariadbd] section of my.cnf.
 	Extra []string
+	// DaemonGrants replace [DefaultDaemonGrants] for the keepraft account (for example
+	// probe.Grants(probe.FlavorMariaDB, "keepraft", "%")).
+	DaemonGrants []string
 }
 
 // MariaDB is one real mariadbd with its own datadir under the lab Dir.
@@ -194,7 +197,7 @@ func (l *Lab) StartMariaDB(ctx context.Context, h *Host, opts MariaDBOptions) (*
 	if err := m.Start(ctx); err != nil {
 		return nil, err
 	}
-	if err := m.bootstrap(ctx); err != nil {
+	if err := m.bootstrap(ctx, opts.DaemonGrants); err != nil {
 		return nil, fmt.Errorf("bootstrap %s: %w", m.Name, err)
 	}
 	l.log.Info("mariadb up", zap.String("name", m.Name), zap.Stringer("addr", m.Addr), zap.Int("pid", m.Proc.PID))
@@ -213,7 +216,7 @@ func (l *Lab) startAllMariaDB(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	for i, h := range hosts {
 		g.Go(func() error {
-			m, err := l.StartMariaDB(gctx, h, MariaDBOptions{})
+			m, err := l.StartMariaDB(gctx, h, MariaDBOptions{DaemonGrants: l.daemonGrants})
 			ms[i] = m
 			return err
 		})
@@ -416,16 +419,18 @@ func (m *MariaDB) ExecNoBinlog(ctx context.Context, stmts ...string) (err error)
 	return nil
 }
 
-// daemonGrants are the privileges a failover daemon needs on MariaDB 10.11.
-// TODO: use probe.Grants once package probe exports it.
-var daemonGrants = []string{
-	"GRANT SUPER, READ_ONLY ADMIN, CONNECTION ADMIN, REPLICATION SLAVE ADMIN, REPLICA MONITOR, BINLOG MONITOR, PROCESS, RELOAD ON *.* TO '" + DaemonUser + "'@'%'",
-	"GRANT SELECT ON mysql.global_priv TO '" + DaemonUser + "'@'%'",
-	"GRANT ALL PRIVILEGES ON " + DaemonSchema + ".* TO '" + DaemonUser + "'@'%'",
+// DefaultDaemonGrants are the GRANT statements for the keepraft account on MariaDB 10.11. They
+// mirror probe.Grants(probe.FlavorMariaDB, "keepraft", "%") (a test keeps them equal); testenv
+// does not import probe, so probe's own integration tests can use testenv without a cycle.
+var DefaultDaemonGrants = []string{
+	"GRANT PROCESS, CONNECTION ADMIN, READ_ONLY ADMIN, SLAVE MONITOR, REPLICATION SLAVE ADMIN ON *.* TO 'keepraft'@'%'",
+	"GRANT SELECT ON mysql.global_priv TO 'keepraft'@'%'",
+	"GRANT SELECT ON mysql.roles_mapping TO 'keepraft'@'%'",
+	"GRANT CREATE, INSERT, UPDATE ON keepraft.* TO 'keepraft'@'%'",
 }
 
 // bootstrap creates the lab accounts and schemas, unlogged, on a fresh server.
-func (m *MariaDB) bootstrap(ctx context.Context) error {
+func (m *MariaDB) bootstrap(ctx context.Context, grants []string) error {
 	stmts := []string{
 		"CREATE USER '" + ReplUser + "'@'%' IDENTIFIED BY '" + ReplPass + "'",
 		"GRANT REPLICATION SLAVE ON *.* TO '" + ReplUser + "'@'%'",
@@ -438,7 +443,10 @@ func (m *MariaDB) bootstrap(ctx context.Context) error {
 		"CREATE TABLE " + DaemonSchema + ".heartbeat (server_id INT UNSIGNED NOT NULL PRIMARY KEY, ts TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB",
 		"CREATE USER '" + DaemonUser + "'@'%' IDENTIFIED BY '" + DaemonPass + "'",
 	}
-	stmts = append(stmts, daemonGrants...)
+	if grants == nil {
+		grants = DefaultDaemonGrants
+	}
+	stmts = append(stmts, grants...)
 	return m.ExecNoBinlog(ctx, stmts...)
 }
 
