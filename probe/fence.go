@@ -3,6 +3,7 @@ package probe
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -49,6 +50,9 @@ func Fence(ctx context.Context, db *sql.DB, f Flavor, appUsers []string) (finalG
 	if err != nil {
 		return "", fmt.Errorf("fence: %w", err)
 	}
+	if err := requireProcessPriv(ctx, conn); err != nil {
+		return "", fmt.Errorf("fence: %w", err)
+	}
 	if err := setReadOnly(ctx, conn, f, true); err != nil {
 		if mysqlErrNumber(err) != errLockWait {
 			return "", fmt.Errorf("fence: %w", err)
@@ -88,6 +92,35 @@ func setReadOnly(ctx context.Context, q queryer, f Flavor, on bool) error {
 		if _, err := q.ExecContext(ctx, s); err != nil {
 			return fmt.Errorf("%s: %w", strings.ToLower(s), err)
 		}
+	}
+	return nil
+}
+
+// ErrNoProcessPriv means the daemon's account lacks PROCESS: the processlist would show only its
+// own connections, and Fence would kill nothing without noticing.
+var ErrNoProcessPriv = errors.New("account lacks the PROCESS privilege; other accounts' connections are invisible")
+
+// requireProcessPriv checks the account's own global privileges (information_schema.USER_PRIVILEGES
+// shows one's own rows to everyone). A PROCESS granted only through a role is not seen.
+func requireProcessPriv(ctx context.Context, q queryer) error {
+	var cur string
+	if err := q.QueryRowContext(ctx, "SELECT CURRENT_USER()").Scan(&cur); err != nil {
+		return fmt.Errorf("read current user: %w", err)
+	}
+	i := strings.LastIndexByte(cur, '@')
+	if i < 0 {
+		return fmt.Errorf("current user %q: no host part", cur)
+	}
+	grantee := "'" + cur[:i] + "'@'" + cur[i+1:] + "'"
+	var n int
+	err := q.QueryRowContext(ctx,
+		"SELECT COUNT(*) FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = ? AND PRIVILEGE_TYPE = 'PROCESS'",
+		grantee).Scan(&n)
+	if err != nil {
+		return fmt.Errorf("read own privileges: %w", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%s: %w", cur, ErrNoProcessPriv)
 	}
 	return nil
 }

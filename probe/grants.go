@@ -25,7 +25,8 @@ import (
 //     ONLY ADMIN directly or through roles (Check). Note: global_priv also holds password hashes;
 //     no narrower source exists (information_schema.USER_PRIVILEGES and SHOW GRANTS FOR need
 //     SELECT on the whole mysql schema).
-//   - CREATE, INSERT, UPDATE on keepraft.*: HeartbeatSchema and the write check.
+//   - CREATE, SELECT, INSERT, UPDATE on keepraft.*: HeartbeatSchema and the write check
+//     (INSERT ... ON DUPLICATE KEY UPDATE needs SELECT on the updated column: error 1143).
 //
 // Reading @@gtid_binlog_pos, @@gtid_slave_pos, global status and MASTER_GTID_WAIT need no
 // privilege.
@@ -35,7 +36,7 @@ import (
 //   - SYSTEM_VARIABLES_ADMIN: SET GLOBAL super_read_only / read_only.
 //   - REPLICATION CLIENT: SHOW REPLICA STATUS.
 //   - REPLICATION_SLAVE_ADMIN: STOP/START REPLICA.
-//   - CREATE, INSERT, UPDATE on keepraft.*: the write check.
+//   - CREATE, SELECT, INSERT, UPDATE on keepraft.*: the write check.
 //
 // On MySQL, read_only does not stop CONNECTION_ADMIN holders, which is why Fence sets
 // super_read_only.
@@ -45,14 +46,14 @@ func Grants(f Flavor, user, host string) []string {
 		return []string{
 			"GRANT PROCESS, REPLICATION CLIENT ON *.*" + to,
 			"GRANT CONNECTION_ADMIN, SYSTEM_VARIABLES_ADMIN, REPLICATION_SLAVE_ADMIN ON *.*" + to,
-			"GRANT CREATE, INSERT, UPDATE ON keepraft.*" + to,
+			"GRANT CREATE, SELECT, INSERT, UPDATE ON keepraft.*" + to,
 		}
 	}
 	return []string{
 		"GRANT PROCESS, CONNECTION ADMIN, READ_ONLY ADMIN, SLAVE MONITOR, REPLICATION SLAVE ADMIN ON *.*" + to,
 		"GRANT SELECT ON mysql.global_priv" + to,
 		"GRANT SELECT ON mysql.roles_mapping" + to,
-		"GRANT CREATE, INSERT, UPDATE ON keepraft.*" + to,
+		"GRANT CREATE, SELECT, INSERT, UPDATE ON keepraft.*" + to,
 	}
 }
 

@@ -467,11 +467,11 @@ func readOnlyAdmins(ctx context.Context, q queryer, appUsers []string) ([]string
 var HeartbeatSchema = []string{
 	"CREATE DATABASE IF NOT EXISTS keepraft",
 	"CREATE TABLE IF NOT EXISTS keepraft.heartbeat (server_id INT UNSIGNED NOT NULL PRIMARY KEY, " +
-		"beat_at DATETIME(6) NOT NULL) ENGINE=InnoDB",
+		"ts TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB",
 }
 
-const heartbeatUpsert = "INSERT INTO keepraft.heartbeat (server_id, beat_at) VALUES (@@server_id, NOW(6)) " +
-	"ON DUPLICATE KEY UPDATE beat_at = NOW(6)"
+const heartbeatUpsert = "INSERT INTO keepraft.heartbeat (server_id, ts) VALUES (@@server_id, NOW(6)) " +
+	"ON DUPLICATE KEY UPDATE ts = NOW(6)"
 
 // EnsureHeartbeat runs [HeartbeatSchema] on db.
 func EnsureHeartbeat(ctx context.Context, db *sql.DB) error {
