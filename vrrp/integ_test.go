@@ -359,3 +359,50 @@ func sample(out string, srcs ...string) string {
 	}
 	return b.String()
 }
+
+// TestKeepalivedRejectsMismatchedAdverts shows the interop trap the Config must avoid, and
+// that the checks above can fail: keepalived 2.2.7 discards adverts whose auth, v2 interval
+// or VIP list differ from its own, and then takes over as if we were silent.
+func TestKeepalivedRejectsMismatchedAdverts(t *testing.T) {
+	requireInteg(t)
+	tests := []struct {
+		name string
+		give func(c *Config)
+	}{
+		{name: "wrong password", give: func(c *Config) { c.AuthPass = "2222" }},
+		{name: "advert_int 2s", give: func(c *Config) { c.AdvertInt = 2 * time.Second }},
+		{name: "extra VIP", give: func(c *Config) { c.VIPs = append(c.VIPs, netip.MustParseAddr("198.18.2.102")) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newLab(t)
+			conn := dialIn(t, l.nsB, l.ifB)
+			cfg := interopConfig(l.ifB, 2)
+			tt.give(&cfg)
+			ctx, cancel := context.WithCancel(t.Context())
+			done := make(chan struct{})
+			sp := NewSpeaker(conn, cfg, func() bool { return true }, zaptest.NewLogger(t))
+			go func() { defer close(done); sp.Run(ctx) }()
+			t.Cleanup(func() { cancel(); <-done })
+
+			ka := startKeepalived(t, l.nsA, kaBackupConf(l.ifA, 2))
+			backup, _, err := ka.waitFor(reBackup, 0, 10*time.Second)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, ka.dump())
+			}
+			master, _, err := ka.waitFor(reMaster, 0, 8*time.Second)
+			if err != nil {
+				t.Fatalf("keepalived stayed BACKUP despite mismatched adverts: %v\n%s", err, ka.dump())
+			}
+			t.Logf("keepalived MASTER %s after BACKUP despite our priority-150 adverts", master.at.Sub(backup.at).Round(time.Millisecond))
+			ka.stop(syscall.SIGTERM)
+			var complaints []string
+			for _, line := range ka.snapshot() {
+				if reComplaints.MatchString(line.text) || strings.Contains(line.text, "received") || strings.Contains(line.text, "interval") {
+					complaints = append(complaints, line.text)
+				}
+			}
+			t.Logf("keepalived said:\n%s", strings.Join(complaints, "\n"))
+		})
+	}
+}
