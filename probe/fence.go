@@ -12,7 +12,7 @@ import (
 
 // FenceLockWait is the session lock_wait_timeout Fence sets before SET GLOBAL read_only, which
 // waits for the global read lock (running commits, LOCK TABLES, FLUSH).
-const FenceLockWait = 2 * time.Second
+const FenceLockWait = time.Second
 
 // nonAppCommands are processlist commands of replication and server threads, never killed.
 var nonAppCommands = []string{

@@ -668,3 +668,50 @@ func rename(grants []string, from, to string) []string {
 	}
 	return out
 }
+
+// A running application write holds off the global read lock that read_only needs: Fence gets
+// lock-wait timeout 1205, kills the application connections and succeeds on its retry.
+func TestIntegFenceBlockedByRunningWrite(t *testing.T) {
+	_, m := newServer(t)
+	db := daemonDB(t, m)
+	app := appDB(t, m)
+	if err := probe.Promote(t.Context(), db, probe.FlavorMariaDB); err != nil {
+		t.Fatal(err)
+	}
+	slow := make(chan error, 1)
+	go func() {
+		_, err := app.ExecContext(t.Context(), "INSERT INTO kr.writes (origin) SELECT IF(SLEEP(20) = 0, 'slow', 'x')")
+		slow <- err
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for mustQuery(t, m, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'app' AND INFO LIKE 'INSERT%'") != "1" {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow insert did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	start := time.Now()
+	final, err := probe.Fence(ctxT(t, 10*time.Second), db, probe.FlavorMariaDB, nil)
+	took := time.Since(start)
+	if err != nil {
+		t.Fatalf("Fence: %v", err)
+	}
+	t.Logf("fenced in %v (lock wait %v), final gtid %q", took, probe.FenceLockWait, final)
+	if took < probe.FenceLockWait || took > probe.FenceLockWait+2*time.Second {
+		t.Errorf("Fence took %v, want the lock wait %v plus a retry", took, probe.FenceLockWait)
+	}
+	select {
+	case err := <-slow:
+		if err == nil {
+			t.Error("the slow insert succeeded")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the slow insert still runs after Fence")
+	}
+	if n := mustQuery(t, m, "SELECT COUNT(*) FROM kr.writes WHERE origin = 'slow'"); n != "0" {
+		t.Errorf("the slow insert wrote %s rows", n)
+	}
+	if got := mustQuery(t, m, "SELECT @@read_only"); got != "1" {
+		t.Errorf("read_only = %s after Fence", got)
+	}
+}
