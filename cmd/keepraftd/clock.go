@@ -1,0 +1,17 @@
+package main
+
+import (
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// bootNow reads CLOCK_BOOTTIME: monotonic, and unlike Go's monotonic clock it keeps
+// counting while the host is suspended, so a lease can never outlive a suspend.
+func bootNow() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		panic("CLOCK_BOOTTIME unavailable: " + err.Error())
+	}
+	return time.Duration(ts.Nano())
+}
