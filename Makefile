@@ -1,0 +1,59 @@
+# keepraft — run `make help` for the targets.
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+BIN := bin
+# Debian packages the lab and the namespace tests need: binary:package.
+DEPS := mariadbd:mariadb-server mariadb-install-db:mariadb-server keepalived:keepalived ip:iproute2 nft:nftables tcpdump:tcpdump
+export PATH := $(PATH):/usr/local/go/bin:/usr/sbin:/sbin
+
+.PHONY: help build deps test test-unit test-integ fuzz bench lint demo demo-down clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build keepraftd, raftctl and keepraft-lab into bin/
+	@mkdir -p $(BIN)
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/keepraftd ./cmd/keepraftd
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/raftctl ./cmd/raftctl
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/keepraft-lab ./cmd/keepraft-lab
+
+deps: ## install the Debian packages the lab needs, when missing (needs root)
+	@missing=""; for d in $(DEPS); do b=$${d%%:*}; p=$${d##*:}; \
+	  command -v $$b >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "make deps: need root to install:$$missing" >&2; exit 1; fi; \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else echo "deps: all present"; fi
+
+test: deps test-unit test-integ ## every test: unit (with -race) and the namespace/MariaDB/keepalived ones (needs root)
+
+test-unit: ## unit tests with the race detector (no root needed)
+	$(GO) test -race -count=1 ./...
+
+test-integ: ## integration tests in network namespaces with real MariaDB and keepalived (root)
+	@if [ "$$(id -u)" != 0 ]; then echo "make test-integ: needs root for network namespaces" >&2; exit 1; fi
+	KEEPRAFT_INTEG=1 $(GO) test -count=1 -p 1 -timeout 45m ./...
+
+fuzz: ## run every fuzz target for 30 s each
+	@set -e; for pkg in ./vrrp ./probe; do \
+	  for f in $$($(GO) test -list 'Fuzz.*' $$pkg | grep ^Fuzz); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 30s $$pkg; done; done
+
+bench: build ## failover timing benchmark against keepalived in the lab (root)
+	KEEPRAFT_INTEG=1 KEEPRAFT_BENCH=1 $(GO) test -count=1 -p 1 -timeout 60m -run 'TestBench' -v ./e2e/ | tee bench.out
+
+lint: ## gofmt, go vet
+	@test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
+	$(GO) vet ./...
+
+demo: deps build ## start the three-node lab with MariaDB dual masters and show a live failover
+	./scripts/demo.sh
+
+demo-down: ## tear the demo lab down (processes by PID, namespaces)
+	./$(BIN)/keepraft-lab down || $(GO) run ./cmd/keepraft-lab down
+
+clean: ## remove build output
+	rm -rf $(BIN) bench.out
