@@ -27,6 +27,9 @@ type View struct {
 	PromotionOverdue bool
 	// Nopreempt keeps a healthy owner even when a higher-priority node is healthy.
 	Nopreempt bool
+	// Settling holds the very first assignment back while some database member has not
+	// reported its health yet, so a slow starter with a higher priority is not passed over.
+	Settling bool
 	// Damping ranks a candidate whose health turned good less than this long ago after
 	// stable ones; it never makes a candidate ineligible.
 	Damping time.Duration
@@ -47,7 +50,12 @@ func Decide(s State, v View) []Event {
 		return []Event{ev}
 	}
 	switch s.Phase {
-	case PhaseNone, PhaseReleased:
+	case PhaseNone:
+		if v.Settling {
+			return nil
+		}
+		return assign(s, v, mk)
+	case PhaseReleased:
 		return assign(s, v, mk)
 	case PhaseRevoked:
 		if v.PromisesExpired {

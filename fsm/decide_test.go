@@ -54,6 +54,8 @@ func TestDecide(t *testing.T) {
 		wantOwner string
 	}{
 		{"initial goes to highest priority", st{healthy: both}, live, OwnerAssigned, "db1"},
+		{"settling waits for every member's health", st{healthy: map[string]bool{"db2": true}}, with(func(v *View) { v.Settling = true }), "", ""},
+		{"after settling the known healthy node wins", st{healthy: map[string]bool{"db2": true}}, live, OwnerAssigned, "db2"},
 		{"no quorum no decision", st{healthy: both}, with(func(v *View) { v.Quorum = false }), "", ""},
 		{"unknown health no owner", st{}, live, "", ""},
 		{"only healthy node wins", st{healthy: map[string]bool{"db1": false, "db2": true}}, live, OwnerAssigned, "db2"},

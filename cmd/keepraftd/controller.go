@@ -17,6 +17,9 @@ const (
 	kernelSlack = 250 * time.Millisecond
 	// promotionMargin is added to failover.catchup_timeout before a promotion is overdue.
 	promotionMargin = 3 * time.Second
+	// settleTime bounds how long a new cluster waits for every database member's first
+	// health report before it assigns the VIP to the best node it knows.
+	settleTime = 5 * time.Second
 )
 
 // controller runs the failover policy on the Raft leader: it follows leadership through
@@ -93,6 +96,7 @@ func (c *controller) leaderLoop(ctx context.Context, stop <-chan struct{}) {
 		}
 	}
 
+	started := bootNow()
 	seen := map[[2]any]time.Duration{} // (epoch, phase) → when this leader first saw it
 	var last decided
 	var lastTransfer time.Time
@@ -106,6 +110,13 @@ func (c *controller) leaderLoop(ctx context.Context, stop <-chan struct{}) {
 			seen[key] = now
 		}
 		v := c.view(s, now, now-seen[key])
+		if s.Phase == fsm.PhaseNone && now-started < settleTime {
+			for _, m := range s.Members {
+				if m.Role != fsm.RoleWitness && !m.HealthKnown {
+					v.Settling = true
+				}
+			}
+		}
 		for _, ev := range fsm.Decide(s, v) {
 			if ev.Type == last.typ && ev.Epoch == last.epoch && ev.Phase == last.phase && time.Since(last.at) < time.Second {
 				continue
