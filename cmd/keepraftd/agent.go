@@ -158,7 +158,13 @@ func (a *agent) shutdown() {
 	defer cancel()
 	a.mu.Lock()
 	wasHolding := a.held
+	released := a.released
 	a.mu.Unlock()
+	if s := a.d.node.fsm.State(); s.Holding(a.d.cfg.Node.ID) && released != s.Epoch {
+		// Hand over cleanly: fence, read the final GTID set and release, so the next
+		// owner is assigned at once instead of after the lease wait.
+		a.release(ctx, s, "keepraftd stopping")
+	}
 	a.dropVIP(ctx, "shutdown")
 	if wasHolding && a.speak != nil && !a.successorExists() {
 		a.log.Info("no other database node can take the VIP: resigning with a priority-0 advert")
