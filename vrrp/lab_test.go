@@ -3,12 +3,10 @@ package vrrp
 // Lab helpers for the integration tests: a pair of network namespaces joined by a veth pair,
 // keepalived and tcpdump processes ended by PID, and a minimal pcap reader.
 //
-// requireInteg is a local stand-in for testenv.Require (not yet written when this package
-// was): it skips unless KEEPRAFT_INTEG=1 and, once set, fails when a prerequisite is missing.
+// requireInteg is testenv.Require plus tcpdump, which only these tests need.
 
 import (
 	"bufio"
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -28,21 +26,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keepraft/keepraft/testenv"
 	"github.com/vishvananda/netns"
 )
 
 func requireInteg(t *testing.T) {
 	t.Helper()
-	if os.Getenv("KEEPRAFT_INTEG") != "1" {
-		t.Skip("integration test: set KEEPRAFT_INTEG=1")
-	}
-	if os.Geteuid() != 0 {
-		t.Fatal("KEEPRAFT_INTEG=1 but not running as root")
-	}
-	for _, bin := range []string{"ip", "keepalived", "tcpdump"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Fatalf("KEEPRAFT_INTEG=1 but %s is missing: %v", bin, err)
-		}
+	testenv.Require(t)
+	if _, err := exec.LookPath("tcpdump"); err != nil {
+		t.Fatalf("%s=1 but tcpdump is missing: %v", testenv.IntegEnv, err)
 	}
 }
 
@@ -345,11 +337,4 @@ func readPcap(file string) ([]captured, error) {
 		out = append(out, captured{src: src, dst: dst, ttl: int(ip[8]), payload: append([]byte(nil), ip[ihl:total]...)})
 	}
 	return out, nil
-}
-
-// ctxT returns a context cancelled at test cleanup.
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	return ctx
 }
