@@ -2,12 +2,13 @@ package testenv
 
 import (
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/keepraft/keepraft/probe"
+	"github.com/keepraft/keepraft/config"
 )
 
 var vip = []netip.Prefix{netip.MustParsePrefix("198.18.0.100/32")}
@@ -109,13 +110,6 @@ vrrp_instance VI_1 {
 	}
 }
 
-func TestDefaultDaemonGrantsMatchProbe(t *testing.T) {
-	want := probe.Grants(probe.FlavorMariaDB, DaemonUser, "%")
-	if !slices.Equal(DefaultDaemonGrants, want) {
-		t.Errorf("DefaultDaemonGrants =\n%q\nprobe.Grants =\n%q", DefaultDaemonGrants, want)
-	}
-}
-
 func TestParseGTIDPos(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -142,6 +136,74 @@ func TestParseGTIDPos(t *testing.T) {
 				if got[d] != n {
 					t.Errorf("parseGTIDPos(%q)[%d] = %d, want %d", tt.give, d, got[d], n)
 				}
+			}
+		})
+	}
+}
+
+func TestKeepraftdConfigsParse(t *testing.T) {
+	l := &Lab{Dir: t.TempDir(), VIP: DefaultVIP, byName: map[string]*Host{}}
+	for _, n := range []string{"db1", "db2", "witness"} {
+		h := &Host{Name: n, Addr: netip.AddrFrom4([4]byte{198, 18, 0, fixedOctets[n]})}
+		l.hosts = append(l.hosts, h)
+		l.byName[n] = h
+	}
+	nodes, err := l.WriteKeepraftdConfigs(KeepraftdOptions{VRRP: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		give     int
+		wantRole string
+		wantPrio int
+	}{
+		{name: "db1", give: 0, wantRole: "database", wantPrio: 100},
+		{name: "db2", give: 1, wantRole: "database", wantPrio: 90},
+		{name: "witness", give: 2, wantRole: "witness"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := nodes[tt.give]
+			cfg, err := config.Load(n.ConfigPath)
+			if err != nil {
+				b, _ := os.ReadFile(n.ConfigPath)
+				t.Fatalf("config.Load(%s): %v\n%s", n.ConfigPath, err, b)
+			}
+			if cfg.Node.ID != tt.name || cfg.Node.Role != tt.wantRole || len(cfg.Cluster.Peers) != 3 {
+				t.Errorf("node %s: got id %q role %q peers %d", tt.name, cfg.Node.ID, cfg.Node.Role, len(cfg.Cluster.Peers))
+			}
+			if tt.wantPrio != 0 && cfg.VRRP.Priority != tt.wantPrio {
+				t.Errorf("node %s: priority %d, want %d", tt.name, cfg.VRRP.Priority, tt.wantPrio)
+			}
+		})
+	}
+}
+
+func TestCaughtUp(t *testing.T) {
+	pos := func(s string) map[uint32]uint64 {
+		m, err := parseGTIDPos(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	tests := []struct {
+		name                string
+		want, slave, binlog string
+		own                 uint32
+		wantOK              bool
+	}{
+		{name: "applied from peer", want: "1-1-5,2-2-3", slave: "1-1-5,2-2-3", binlog: "2-2-3", own: 2, wantOK: true},
+		{name: "own domain from binlog", want: "1-1-5,2-2-3", slave: "1-1-5", binlog: "1-1-5,2-2-3", own: 2, wantOK: true},
+		{name: "binlog is not enough for the peer domain", want: "1-1-5", slave: "1-1-4", binlog: "1-1-5", own: 2, wantOK: false},
+		{name: "behind", want: "1-1-5", slave: "1-1-4", binlog: "", own: 2, wantOK: false},
+		{name: "nothing wanted", want: "", slave: "", binlog: "", own: 1, wantOK: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := caughtUp(pos(tt.want), pos(tt.slave), pos(tt.binlog), tt.own); got != tt.wantOK {
+				t.Errorf("caughtUp(%s; %s; %s; %d) = %v, want %v", tt.want, tt.slave, tt.binlog, tt.own, got, tt.wantOK)
 			}
 		})
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -313,4 +314,93 @@ func TestMariaDBWithoutNamespaces(t *testing.T) {
 		t.Errorf("query after Stop succeeded")
 	}
 	_ = netip.Addr{}
+}
+
+// TestCrashedOwnerIsCleaned runs a child test process that builds a lab and spawns a
+// process, SIGKILLs the child (as a go test timeout would), and checks that the spawned
+// process died with it and that CleanStale removes the namespaces and the registry entry.
+func TestCrashedOwnerIsCleaned(t *testing.T) {
+	Require(t)
+	if os.Getenv("KEEPRAFT_CRASH_HELPER") != "" {
+		return
+	}
+	ready := filepath.Join(t.TempDir(), "ready")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.v")
+	cmd.Env = append(os.Environ(), "KEEPRAFT_CRASH_HELPER="+ready)
+	out, err := os.Create(filepath.Join(t.TempDir(), "helper.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var info []byte
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if info, err = os.ReadFile(ready); err == nil && len(info) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			t.Fatalf("helper did not get ready:\n%s", tailFile(out.Name(), 30))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var prefix string
+	var pid int
+	var start uint64
+	if _, err := fmt.Sscan(string(info), &prefix, &pid, &start); err != nil {
+		t.Fatalf("helper info %q: %v", info, err)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	deadline = time.Now().Add(5 * time.Second)
+	for pidAlive(pid, start) {
+		if time.Now().After(deadline) {
+			t.Fatalf("spawned pid %d outlived its killed owner", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := os.Stat("/run/netns/" + prefix + "-a"); err != nil {
+		t.Fatalf("expected the crashed lab's namespace to remain before cleaning: %v", err)
+	}
+	cleaned, err := CleanStale(ctxT(t, 30*time.Second), zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(cleaned, prefix) {
+		t.Errorf("CleanStale() = %v, want it to contain %s", cleaned, prefix)
+	}
+	for _, ns := range []string{prefix + "-a", prefix + "-br"} {
+		if _, err := os.Stat("/run/netns/" + ns); !os.IsNotExist(err) {
+			t.Errorf("namespace %s left: %v", ns, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(RegistryDir, prefix+".json")); !os.IsNotExist(err) {
+		t.Errorf("registry entry left: %v", err)
+	}
+}
+
+// TestCrashHelper is the child of TestCrashedOwnerIsCleaned; it does nothing otherwise.
+func TestCrashHelper(t *testing.T) {
+	ready := os.Getenv("KEEPRAFT_CRASH_HELPER")
+	if ready == "" {
+		t.Skip("helper process for TestCrashedOwnerIsCleaned")
+	}
+	l, err := New(ctxT(t, 30*time.Second), zaptest.NewLogger(t), Options{Hosts: []string{"a"}, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := l.Spawn(l.Host("a"), "sleep", []string{"sleep", "600"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ready, fmt.Appendf(nil, "%s %d %d", l.Prefix, p.PID, p.StartTime), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	<-p.Done() // killed with the process; bounded by the parent's SIGKILL
 }

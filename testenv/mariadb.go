@@ -20,6 +20,8 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/keepraft/keepraft/probe"
 )
 
 // Lab MariaDB accounts and schemas. Every account is created on every server with
@@ -92,6 +94,7 @@ user = root
 datadir = {{.DataDir}}
 socket = {{.Socket}}
 pid-file = {{.Dir}}/mariadbd.pid
+tmpdir = {{.Dir}}/tmp
 bind-address = {{.Addr.Addr}}
 port = {{.Addr.Port}}
 server_id = {{.ServerID}}
@@ -172,6 +175,9 @@ func (l *Lab) StartMariaDB(ctx context.Context, h *Host, opts MariaDBOptions) (*
 		m.Addr = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)
 	}
 	m.Dir = filepath.Join(l.Dir, "mariadb-"+m.Name)
+	if err := os.MkdirAll(filepath.Join(m.Dir, "tmp"), 0o755); err != nil {
+		return nil, fmt.Errorf("make tmpdir for %s: %w", m.Name, err)
+	}
 	if err := os.MkdirAll(m.dataDir(), 0o755); err != nil {
 		return nil, fmt.Errorf("make datadir for %s: %w", m.Name, err)
 	}
@@ -188,8 +194,11 @@ func (l *Lab) StartMariaDB(ctx context.Context, h *Host, opts MariaDBOptions) (*
 	}
 	icmd := exec.CommandContext(ctx, "mariadb-install-db", "--defaults-file="+m.ConfigPath(),
 		"--auth-root-authentication-method=normal", "--user=root", "--skip-test-db")
-	if out, err := icmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("mariadb-install-db for %s: %w: %s", m.Name, err, lastLines(string(out), 20))
+	out, err := icmd.CombinedOutput()
+	logPath := filepath.Join(l.Dir, "logs", "install-"+m.Name+".log")
+	_ = os.WriteFile(logPath, out, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("mariadb-install-db for %s: %w (full output in %s): %s", m.Name, err, logPath, errorLines(string(out)))
 	}
 	l.mu.Lock()
 	l.dbs = append(l.dbs, m)
@@ -419,14 +428,11 @@ func (m *MariaDB) ExecNoBinlog(ctx context.Context, stmts ...string) (err error)
 	return nil
 }
 
-// DefaultDaemonGrants are the GRANT statements for the keepraft account on MariaDB 10.11. They
-// mirror probe.Grants(probe.FlavorMariaDB, "keepraft", "%") (a test keeps them equal); testenv
-// does not import probe, so probe's own integration tests can use testenv without a cycle.
-var DefaultDaemonGrants = []string{
-	"GRANT PROCESS, CONNECTION ADMIN, READ_ONLY ADMIN, SLAVE MONITOR, REPLICATION SLAVE ADMIN ON *.* TO 'keepraft'@'%'",
-	"GRANT SELECT ON mysql.global_priv TO 'keepraft'@'%'",
-	"GRANT SELECT ON mysql.roles_mapping TO 'keepraft'@'%'",
-	"GRANT CREATE, INSERT, UPDATE ON keepraft.* TO 'keepraft'@'%'",
+// DefaultDaemonGrants returns the GRANT statements for the keepraft account:
+// probe.Grants(probe.FlavorMariaDB, "keepraft", "%"), the daemon's least privilege. (Because
+// testenv imports probe, probe's own tests that use testenv must live in package probe_test.)
+func DefaultDaemonGrants() []string {
+	return probe.Grants(probe.FlavorMariaDB, DaemonUser, "%")
 }
 
 // bootstrap creates the lab accounts and schemas, unlogged, on a fresh server.
@@ -444,7 +450,7 @@ func (m *MariaDB) bootstrap(ctx context.Context, grants []string) error {
 		"CREATE USER '" + DaemonUser + "'@'%' IDENTIFIED BY '" + DaemonPass + "'",
 	}
 	if grants == nil {
-		grants = DefaultDaemonGrants
+		grants = DefaultDaemonGrants()
 	}
 	stmts = append(stmts, grants...)
 	return m.ExecNoBinlog(ctx, stmts...)
@@ -495,8 +501,11 @@ func (m *MariaDB) ChangeMaster(ctx context.Context, master *MariaDB) error {
 	return nil
 }
 
-// WaitCaughtUp waits until to has applied everything in from's gtid_binlog_pos (compared
-// per domain against to's gtid_binlog_pos, which log_slave_updates keeps complete).
+// WaitCaughtUp waits until to has applied everything in from's gtid_binlog_pos. A domain is
+// covered when to's gtid_slave_pos has reached it (the SQL thread committed it, so its rows
+// are visible), or, for to's own gtid_domain_id, when to's gtid_binlog_pos has (its own
+// writes, which come back from the peer but are never re-applied). gtid_binlog_pos alone is
+// not enough for other domains: it moves before the engine commit is visible.
 func WaitCaughtUp(ctx context.Context, from, to *MariaDB) error {
 	want, err := from.QueryString(ctx, "SELECT @@GLOBAL.gtid_binlog_pos")
 	if err != nil {
@@ -510,22 +519,35 @@ func WaitCaughtUp(ctx context.Context, from, to *MariaDB) error {
 	defer t.Stop()
 	have := ""
 	for {
-		have, err = to.QueryString(ctx, "SELECT @@GLOBAL.gtid_binlog_pos")
+		have, err = to.QueryString(ctx, "SELECT CONCAT(@@GLOBAL.gtid_slave_pos, ';', @@GLOBAL.gtid_binlog_pos)")
 		if err == nil {
-			havePos, perr := parseGTIDPos(have)
-			if perr != nil {
-				return fmt.Errorf("%s gtid_binlog_pos: %w", to.Name, perr)
+			slave, binlog, _ := strings.Cut(have, ";")
+			slavePos, err1 := parseGTIDPos(slave)
+			binlogPos, err2 := parseGTIDPos(binlog)
+			if err := errors.Join(err1, err2); err != nil {
+				return fmt.Errorf("%s gtid positions: %w", to.Name, err)
 			}
-			if covers(havePos, wantPos) {
+			if caughtUp(wantPos, slavePos, binlogPos, to.DomainID) {
 				return nil
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("wait for %s to catch up with %s (%s, has %s): %w", to.Name, from.Name, want, have, ctx.Err())
+			return fmt.Errorf("wait for %s to catch up with %s (%s; has slave;binlog %s): %w", to.Name, from.Name, want, have, ctx.Err())
 		case <-t.C:
 		}
 	}
+}
+
+// caughtUp reports whether every domain of want is covered by slave, or by binlog for own.
+func caughtUp(want, slave, binlog map[uint32]uint64, own uint32) bool {
+	for d, n := range want {
+		if slave[d] >= n || (d == own && binlog[d] >= n) {
+			continue
+		}
+		return false
+	}
+	return true
 }
 
 // parseGTIDPos parses "D-S-N,..." into domain -> seq_no.
@@ -550,15 +572,6 @@ func parseGTIDPos(s string) (map[uint32]uint64, error) {
 		}
 	}
 	return out, nil
-}
-
-func covers(have, want map[uint32]uint64) bool {
-	for d, n := range want {
-		if have[d] < n {
-			return false
-		}
-	}
-	return true
 }
 
 // ReplicationStatus reads SHOW SLAVE STATUS: whether the IO and SQL threads run and the last
@@ -609,6 +622,20 @@ func freePort() (uint16, error) {
 	}
 	defer ln.Close()
 	return uint16(ln.Addr().(*net.TCPAddr).Port), nil
+}
+
+// errorLines returns the lines of s that mention an error, or its first 20 lines.
+func errorLines(s string) string {
+	var keep []string
+	for _, line := range strings.Split(s, "\n") {
+		if strings.Contains(line, "ERROR") || strings.Contains(line, "[ERROR]") || strings.Contains(line, "error") {
+			keep = append(keep, line)
+		}
+	}
+	if len(keep) == 0 {
+		return lastLines(strings.Join(strings.SplitN(s, "\n", 21)[:min(20, strings.Count(s, "\n")+1)], "\n"), 20)
+	}
+	return strings.Join(keep, "\n")
 }
 
 // lastLines returns the last n lines of s.

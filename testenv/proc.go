@@ -50,7 +50,7 @@ type Proc struct {
 
 // Signal sends sig to the process itself (not its group).
 func (p *Proc) Signal(sig syscall.Signal) error {
-	if !p.alive() {
+	if !p.Alive() {
 		return fmt.Errorf("signal %s %s (pid %d): %w", sig, p.Name, p.PID, ErrProcessGone)
 	}
 	if err := syscall.Kill(p.PID, sig); err != nil {
@@ -62,7 +62,7 @@ func (p *Proc) Signal(sig syscall.Signal) error {
 // signalGroup sends sig to the whole process group led by p, only while p itself still
 // exists (so the group id cannot have been reused).
 func (p *Proc) signalGroup(sig syscall.Signal) error {
-	if !p.alive() {
+	if !p.Alive() {
 		return fmt.Errorf("signal group %s %s (pid %d): %w", sig, p.Name, p.PID, ErrProcessGone)
 	}
 	if pg, err := syscall.Getpgid(p.PID); err != nil || pg != p.PID {
@@ -142,9 +142,9 @@ func (p *Proc) Err() error {
 // Tail returns the last n lines of the process log.
 func (p *Proc) Tail(n int) string { return tailFile(p.LogPath, n) }
 
-// alive reports whether PID still names this process (same start time, not a zombie that
+// Alive reports whether PID still names this process (same start time, not a zombie that
 // has been reaped). An unreaped zombie child counts as alive: its PID cannot be reused.
-func (p *Proc) alive() bool {
+func (p *Proc) Alive() bool {
 	if p.cmd != nil {
 		return !p.Exited()
 	}
@@ -176,7 +176,7 @@ func (p *Proc) pollAdopted() {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for {
-		if !p.alive() {
+		if !p.Alive() {
 			close(p.done)
 			return
 		}
