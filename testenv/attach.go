@@ -33,7 +33,13 @@ func Attach(log *zap.Logger, statePath string) (*Lab, error) {
 		detach: true, stopTimeout: 10 * time.Second, created: s.Created,
 		ownerPID: s.OwnerPID, ownerStart: s.OwnerStart,
 		brNS: netns.None(), byName: map[string]*Host{},
-		fw: map[string]map[netip.Addr]bool{}, procSeq: map[string]int{},
+		fw: map[string]map[netip.Addr]bool{}, made: map[string]bool{},
+	}
+	if l.BridgeNS != "" {
+		l.made[l.BridgeNS] = true
+	}
+	for _, hs := range s.Hosts {
+		l.made[hs.NS] = true
 	}
 	l.statePaths = []string{filepath.Join(RegistryDir, l.Prefix+".json"), filepath.Join(l.Dir, "state.json")}
 	if abs, err := filepath.Abs(statePath); err == nil && !containsString(l.statePaths, abs) {

@@ -99,7 +99,7 @@ type Lab struct {
 	dbs      []*MariaDB
 	trackers []*Tracker
 	fw       map[string]map[netip.Addr]bool // host -> blocked peer addresses
-	procSeq  map[string]int
+	made     map[string]bool                // namespaces this Lab may remove (created or attached)
 }
 
 // Host is one network namespace with a veth (eth0) on the lab bridge.
@@ -156,7 +156,7 @@ func New(ctx context.Context, log *zap.Logger, opts Options) (*Lab, error) {
 		brNS:         netns.None(),
 		byName:       map[string]*Host{},
 		fw:           map[string]map[netip.Addr]bool{},
-		procSeq:      map[string]int{},
+		made:         map[string]bool{},
 	}
 	if !opts.Detach {
 		l.ownerPID = os.Getpid()
@@ -172,15 +172,19 @@ func New(ctx context.Context, log *zap.Logger, opts Options) (*Lab, error) {
 	if err := os.MkdirAll(filepath.Join(l.Dir, "logs"), 0o755); err != nil {
 		return nil, fmt.Errorf("make lab dir %s: %w", l.Dir, err)
 	}
-	l.statePaths = []string{filepath.Join(RegistryDir, l.Prefix+".json"), filepath.Join(l.Dir, "state.json")}
-	if opts.StatePath != "" {
-		l.statePaths = append(l.statePaths, opts.StatePath)
-	}
-
 	if cleaned, err := CleanStale(ctx, log); err != nil {
 		l.log.Warn("clean stale labs", zap.Error(err))
 	} else if len(cleaned) > 0 {
 		l.log.Info("cleaned stale labs", zap.Strings("prefixes", cleaned))
+	}
+	// Never adopt another lab's prefix: its namespaces and registry entry are not ours to
+	// remove when this New fails.
+	if err := prefixFree(l.Prefix, opts.Hosts); err != nil {
+		return nil, err
+	}
+	l.statePaths = []string{filepath.Join(RegistryDir, l.Prefix+".json"), filepath.Join(l.Dir, "state.json")}
+	if opts.StatePath != "" {
+		l.statePaths = append(l.statePaths, opts.StatePath)
 	}
 
 	if err := l.build(ctx, opts); err != nil {
@@ -242,7 +246,7 @@ func (l *Lab) build(ctx context.Context, opts Options) error {
 		return nil
 	}
 	var err error
-	if l.brNS, err = addNetns(ctx, l.BridgeNS); err != nil {
+	if l.brNS, err = l.addNetns(ctx, l.BridgeNS); err != nil {
 		return err
 	}
 	if l.brH, err = netlink.NewHandleAt(l.brNS); err != nil {
@@ -278,7 +282,7 @@ func slicesContainsOctet(m map[string]byte, o byte) bool {
 // addHost makes one host namespace and wires its veth to the bridge.
 func (l *Lab) addHost(ctx context.Context, h *Host, br netlink.Link) error {
 	var err error
-	if h.ns, err = addNetns(ctx, h.NS); err != nil {
+	if h.ns, err = l.addNetns(ctx, h.NS); err != nil {
 		return err
 	}
 	attrs := netlink.NewLinkAttrs()
@@ -326,10 +330,13 @@ func (l *Lab) addHost(ctx context.Context, h *Host, br netlink.Link) error {
 
 // addNetns creates a named network namespace with iproute2 (which also sets up the shared
 // /run/netns mount) and opens a handle to it.
-func addNetns(ctx context.Context, name string) (netns.NsHandle, error) {
+func (l *Lab) addNetns(ctx context.Context, name string) (netns.NsHandle, error) {
 	if out, err := exec.CommandContext(ctx, "ip", "netns", "add", name).CombinedOutput(); err != nil {
 		return netns.None(), fmt.Errorf("ip netns add %s: %w: %s", name, err, strings.TrimSpace(string(out)))
 	}
+	l.mu.Lock()
+	l.made[name] = true
+	l.mu.Unlock()
 	h, err := netns.GetFromName(name)
 	if err != nil {
 		return netns.None(), fmt.Errorf("open netns %s: %w", name, err)
@@ -498,12 +505,16 @@ func (l *Lab) Close() error {
 		}
 	}
 	nsNames := []string{}
+	l.mu.Lock()
 	for _, h := range hosts {
-		nsNames = append(nsNames, h.NS)
+		if l.made[h.NS] {
+			nsNames = append(nsNames, h.NS)
+		}
 	}
-	if l.BridgeNS != "" {
+	if l.BridgeNS != "" && l.made[l.BridgeNS] {
 		nsNames = append(nsNames, l.BridgeNS)
 	}
+	l.mu.Unlock()
 	for _, name := range nsNames {
 		errs = append(errs, killNetnsProcs(l.log, name))
 	}
@@ -534,6 +545,19 @@ func (l *Lab) Close() error {
 	}
 	l.log.Info("lab closed", zap.Error(err))
 	return err
+}
+
+// prefixFree fails when a namespace or a live registry entry already uses prefix.
+func prefixFree(prefix string, hosts []string) error {
+	for _, n := range append([]string{"br"}, hosts...) {
+		if _, err := os.Stat(filepath.Join("/run/netns", prefix+"-"+n)); err == nil {
+			return fmt.Errorf("prefix %s is in use: namespace %s-%s exists (another lab? see keepraft-lab status/down)", prefix, prefix, n)
+		}
+	}
+	if s, err := ReadState(filepath.Join(RegistryDir, prefix+".json")); err == nil && !s.Stale() {
+		return fmt.Errorf("prefix %s is in use by a lab in %s (see keepraft-lab status/down)", prefix, s.Dir)
+	}
+	return nil
 }
 
 // delNetns deletes a named namespace; a missing one is fine.

@@ -288,7 +288,7 @@ func (m *MariaDB) DSN(user, pass, db string) string {
 // (30 s at most) until it accepts connections. Starting a running server is an error.
 func (m *MariaDB) Start(ctx context.Context) error {
 	m.mu.Lock()
-	if m.Proc != nil && !m.Proc.Exited() {
+	if m.Proc != nil && m.Proc.Alive() {
 		m.mu.Unlock()
 		return fmt.Errorf("start %s: already running (pid %d)", m.Name, m.Proc.PID)
 	}
@@ -335,18 +335,22 @@ func (m *MariaDB) waitReady(ctx context.Context, p *Proc) error {
 func (m *MariaDB) Stop(ctx context.Context) error {
 	m.closeDB()
 	if p := m.proc(); p != nil {
-		return p.Stop(ctx)
+		if err := p.Stop(ctx); err != nil {
+			return fmt.Errorf("stop %s: %w", m.Name, err)
+		}
 	}
-	return nil
+	return m.lab.saveState()
 }
 
 // Kill kills mariadbd with SIGKILL.
 func (m *MariaDB) Kill() error {
 	m.closeDB()
 	if p := m.proc(); p != nil {
-		return p.Kill()
+		if err := p.Kill(); err != nil {
+			return fmt.Errorf("kill %s: %w", m.Name, err)
+		}
 	}
-	return nil
+	return m.lab.saveState()
 }
 
 func (m *MariaDB) proc() *Proc {
