@@ -95,6 +95,9 @@ func (l *Lab) TrackHolders(ctx context.Context, vip netip.Addr) (*Tracker, error
 	}
 	var subs []sub
 	for _, h := range l.Hosts() {
+		if !h.ns.IsOpen() {
+			return nil, errors.Join(fmt.Errorf("track %s: namespace %s is not open", vip, h.NS), t.Close())
+		}
 		ch := make(chan netlink.AddrUpdate, 1024)
 		ns := h.ns
 		name := h.Name
