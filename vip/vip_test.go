@@ -111,17 +111,7 @@ func checkTransition(t *testing.T, m *Manager, fl *fakeLinks, fd *fakeDialer, gi
 		t.Fatalf("Set(%v) state:\n%s\nwant:\n%s", give, got, want)
 	}
 
-	var wantRes Result
-	for _, p := range m.opts.Managed {
-		switch {
-		case slices.Contains(give, p) && slices.Contains(before, p):
-			wantRes.Renewed = append(wantRes.Renewed, p)
-		case slices.Contains(give, p):
-			wantRes.Added = append(wantRes.Added, p)
-		case slices.Contains(before, p):
-			wantRes.Removed = append(wantRes.Removed, p)
-		}
-	}
+	wantRes := expectResult(m.opts.Managed, before, give)
 	if !equalResult(res, wantRes) {
 		t.Fatalf("Set(%v) from %v = %+v, want %+v", give, before, res, wantRes)
 	}
@@ -140,6 +130,22 @@ func checkTransition(t *testing.T, m *Manager, fl *fakeLinks, fd *fakeDialer, gi
 			t.Fatalf("GARPs for %s: %d, want %d", p, counts[p.Addr()], m.opts.GARPRepeat)
 		}
 	}
+}
+
+// expectResult is what Set(give) must report when before was held.
+func expectResult(managed, before, give []netip.Prefix) Result {
+	var r Result
+	for _, p := range managed {
+		switch {
+		case slices.Contains(give, p) && slices.Contains(before, p):
+			r.Renewed = append(r.Renewed, p)
+		case slices.Contains(give, p):
+			r.Added = append(r.Added, p)
+		case slices.Contains(before, p):
+			r.Removed = append(r.Removed, p)
+		}
+	}
+	return r
 }
 
 func equalResult(a, b Result) bool {
