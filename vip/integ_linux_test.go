@@ -17,25 +17,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keepraft/keepraft/testenv"
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ethernet"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"go.uber.org/zap/zaptest"
 )
-
-// requireInteg gates the integration tests like testenv.Require: skip unless
-// KEEPRAFT_INTEG=1; once set, a missing prerequisite fails instead of skipping.
-// TODO: switch to testenv.Require once that package builds.
-func requireInteg(t *testing.T) {
-	t.Helper()
-	if os.Getenv("KEEPRAFT_INTEG") != "1" {
-		t.Skip("integration test: set KEEPRAFT_INTEG=1 to run")
-	}
-	if os.Geteuid() != 0 {
-		t.Fatal("KEEPRAFT_INTEG=1 but not root: network namespaces need root")
-	}
-}
 
 var (
 	macA = net.HardwareAddr{0x02, 0x00, 0xc6, 0x12, 0x00, 0x01}
@@ -57,7 +45,7 @@ var nsSeq atomic.Int32
 
 func newNSPair(t *testing.T) *nsPair {
 	t.Helper()
-	requireInteg(t)
+	testenv.Require(t)
 	name := fmt.Sprintf("krvip-%d-%d", os.Getpid(), nsSeq.Add(1))
 	p := &nsPair{a: newNamedNS(t, name+"a"), b: newNamedNS(t, name+"b")}
 	var err error
@@ -393,7 +381,7 @@ func TestIntegKernelExpiry(t *testing.T) {
 	done := make(chan struct{})
 	defer close(done)
 	err := netlink.AddrSubscribeWithOptions(updates, done, netlink.AddrSubscribeOptions{
-		Namespace:     &p.a,
+		Namespace: &p.a,
 		// Called also after the test, when done closes the socket; not worth a t.Log.
 		ErrorCallback: func(error) {},
 	})
