@@ -198,7 +198,6 @@ type arpListener struct {
 }
 
 type heard struct {
-	at  time.Time
 	pkt *arp.Packet
 	dst net.HardwareAddr
 }
@@ -230,7 +229,7 @@ func (p *nsPair) listenPeer(t *testing.T) *arpListener {
 				continue // not ARP or malformed
 			}
 			l.mu.Lock()
-			l.pkts = append(l.pkts, heard{at: time.Now(), pkt: pkt, dst: eth.Destination})
+			l.pkts = append(l.pkts, heard{pkt: pkt, dst: eth.Destination})
 			l.mu.Unlock()
 		}
 	}()
@@ -242,7 +241,7 @@ func (p *nsPair) listenPeer(t *testing.T) *arpListener {
 	return l
 }
 
-// garps returns the gratuitous ARPs heard so far for ip, from index from on.
+// garps returns the gratuitous ARPs heard so far for ip.
 func (l *arpListener) garps(ip netip.Addr) []heard {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -441,15 +440,11 @@ func TestIntegGARPOnAcquireAndReacquire(t *testing.T) {
 	if _, err := m.Set(t.Context(), []netip.Prefix{vipX}); err != nil {
 		t.Fatal(err)
 	}
+	// Spacing is checked in TestGARPTiming; receive times here depend on the scheduler.
 	got := l.waitGARPs(t, vip, 3)
 	for i, h := range got {
 		if !bytes.Equal(h.pkt.SenderHardwareAddr, macA) || !bytes.Equal(h.dst, ethernet.Broadcast) {
 			t.Errorf("GARP %d: sender MAC %s, frame to %s; want %s to broadcast", i, h.pkt.SenderHardwareAddr, h.dst, macA)
-		}
-		if i > 0 {
-			if gap := h.at.Sub(got[i-1].at); gap < 10*time.Millisecond {
-				t.Errorf("GARP %d only %s after the previous one, want ~20ms", i, gap)
-			}
 		}
 	}
 	p.waitPeerNeigh(t, vip, macA)
