@@ -25,6 +25,8 @@ type View struct {
 	// PromotionOverdue is true when the owner has been promoting longer than
 	// catchup_timeout plus a margin.
 	PromotionOverdue bool
+	// Unreachable lists members the leader cannot reach now; they are not candidates.
+	Unreachable map[string]bool
 	// Nopreempt keeps a healthy owner even when a higher-priority node is healthy.
 	Nopreempt bool
 	// Settling holds the very first assignment back while some database member has not
@@ -154,6 +156,10 @@ func Candidates(s State, v View) []Candidate {
 			c.Eligible, c.Why = false, fmt.Sprintf("failed promotion in epoch %d", m.FailedEpoch)
 		case m.RejoinBlocked:
 			c.Eligible, c.Why = false, "rejoin blocked: extra transactions "+m.RejoinExtra
+		case s.Phase == PhaseRevoked && id == s.Owner:
+			c.Eligible, c.Why = false, "ownership revoked"
+		case v.Unreachable[id]:
+			c.Eligible, c.Why = false, "unreachable from the controller"
 		case s.Switchover != nil && id == s.Owner:
 			c.Eligible, c.Why = false, "switching away"
 		case s.Switchover != nil && s.Switchover.To != "" && id != s.Switchover.To:

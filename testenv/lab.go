@@ -92,6 +92,7 @@ type Lab struct {
 	brH  *netlink.Handle
 
 	mu       sync.Mutex
+	saveMu   sync.Mutex // serializes saveState
 	closed   bool
 	hosts    []*Host
 	byName   map[string]*Host
@@ -422,6 +423,9 @@ func (l *Lab) Spawn(h *Host, name string, argv []string, env []string) (*Proc, e
 
 // saveState writes the state file to every state path.
 func (l *Lab) saveState() error {
+	// Writers are serialized, so an older snapshot never lands after a newer one.
+	l.saveMu.Lock()
+	defer l.saveMu.Unlock()
 	l.mu.Lock()
 	s := &State{
 		Version: 1, Prefix: l.Prefix, Dir: l.Dir, BridgeNS: l.BridgeNS, Created: l.created,

@@ -95,7 +95,7 @@ datadir = {{.DataDir}}
 socket = {{.Socket}}
 pid-file = {{.Dir}}/mariadbd.pid
 tmpdir = {{.Dir}}/tmp
-bind-address = {{.Addr.Addr}}
+bind-address = {{.Bind}}
 port = {{.Addr.Port}}
 server_id = {{.ServerID}}
 gtid_domain_id = {{.DomainID}}
@@ -181,9 +181,15 @@ func (l *Lab) StartMariaDB(ctx context.Context, h *Host, opts MariaDBOptions) (*
 	if err := os.MkdirAll(m.dataDir(), 0o755); err != nil {
 		return nil, fmt.Errorf("make datadir for %s: %w", m.Name, err)
 	}
+	// In a host namespace the server listens on every address there, so clients reach it
+	// through the VIP too; on the root namespace's loopback only on 127.0.0.1.
+	bind := m.Addr.Addr().String()
+	if h != nil {
+		bind = "0.0.0.0"
+	}
 	var cnf strings.Builder
 	if err := mycnf.Execute(&cnf, map[string]any{
-		"Dir": m.Dir, "DataDir": m.dataDir(), "Socket": m.Socket(), "Addr": m.Addr,
+		"Bind": bind, "Dir": m.Dir, "DataDir": m.dataDir(), "Socket": m.Socket(), "Addr": m.Addr,
 		"ServerID": m.ServerID, "DomainID": m.DomainID, "Offset": offset,
 		"SkipSlaveStart": opts.SkipSlaveStart, "Extra": opts.Extra,
 	}); err != nil {

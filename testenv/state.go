@@ -87,11 +87,20 @@ func writeState(path string, s *State) error {
 	if err != nil {
 		return fmt.Errorf("encode lab state: %w", err)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	// A unique temp file: concurrent writers (MariaDB servers start in parallel) must not
+	// rename each other's file away.
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("write lab state %s: %w", path, err)
+	}
+	tmp := f.Name()
+	_, werr := f.Write(b)
+	if err := errors.Join(werr, f.Chmod(0o644), f.Close()); err != nil {
+		_ = os.Remove(tmp)
 		return fmt.Errorf("write lab state %s: %w", tmp, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
 		return fmt.Errorf("write lab state %s: %w", path, err)
 	}
 	return nil

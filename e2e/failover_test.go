@@ -1,0 +1,321 @@
+package e2e
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/keepraft/keepraft/fsm"
+	"github.com/keepraft/keepraft/testenv"
+)
+
+func TestMysqldKilledMovesVIP(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	owner := c.waitOwner(30 * time.Second)
+	if got, err := c.ask(context.Background(), time.Second); err != nil || got != owner {
+		t.Fatalf("client through the VIP reached %q (%v), want the owner %s", got, err, owner)
+	}
+	before := c.journal("witness")
+	last := before[len(before)-1].Index
+
+	kill := time.Now()
+	if err := c.lab.MariaDB(owner).Kill(); err != nil {
+		t.Fatal(err)
+	}
+	at, err := c.firstAnswerFrom(other(owner), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("mysqld on %s killed; first client answer from %s after %s", owner, other(owner), at.Sub(kill))
+	c.waitOwner(5 * time.Second)
+
+	got := types(c.journal("witness"), last)
+	want := []string{"HealthChanged", "OwnerReleased", "OwnerAssigned", "OwnerPromoted"}
+	if !containsInOrder(got, want) {
+		t.Fatalf("journal after the kill: %v, want in order %v", got, want)
+	}
+	for _, r := range c.journal("witness") {
+		if r.Index > last && r.Event.Type == fsm.OwnerAssigned && r.Result == fsm.ResultApplied {
+			var d fsm.AssignData
+			if err := r.Event.Payload(&d); err != nil || d.Owner != other(owner) || !strings.Contains(d.Reason, "released") || len(d.Candidates) != 2 {
+				t.Fatalf("OwnerAssigned payload %+v (%v)", d, err)
+			}
+		}
+	}
+	c.assertNeverTwoHolders()
+
+	// The old owner comes back: nopreempt keeps the VIP where it is.
+	if err := c.lab.MariaDB(owner).Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "old owner healthy again", 20*time.Second, func() (bool, string) {
+		st, err := c.status("witness")
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, m := range st.Members {
+			if m.ID == owner && m.Healthy != nil && *m.Healthy {
+				return true, ""
+			}
+		}
+		return false, "not yet"
+	})
+	time.Sleep(2 * time.Second)
+	if h := c.tracker.Holders(); !slices.Equal(h, []string{other(owner)}) {
+		t.Fatalf("after the old owner recovered the VIP is on %v, want %s (nopreempt)", h, other(owner))
+	}
+	c.assertNeverTwoHolders()
+}
+
+func TestOwnerLinkCut(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	owner := c.waitOwner(30 * time.Second)
+	cut := time.Now()
+	if err := c.lab.CutLink(c.lab.Host(owner)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dropped, err := c.tracker.WaitNone(ctx, owner)
+	if err != nil {
+		t.Fatalf("the cut-off owner kept the VIP: %v", err)
+	}
+	took, err := c.tracker.WaitHolder(ctx, other(owner))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ans, err := c.firstAnswerFrom(other(owner), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("link of %s cut: it dropped the VIP after %s; %s added it after %s; first client answer after %s",
+		owner, dropped.Sub(cut), other(owner), took.Sub(cut), ans.Sub(cut))
+	if !dropped.Before(took) {
+		t.Fatalf("new owner added the VIP at %s, before the old one dropped it at %s", took, dropped)
+	}
+	// Healing the link must not bring the VIP back to the old owner.
+	if err := c.lab.RestoreLink(c.lab.Host(owner)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	if h := c.tracker.Holders(); !slices.Equal(h, []string{other(owner)}) {
+		t.Fatalf("after the link healed the VIP is on %v", h)
+	}
+	got := types(c.journal("witness"), 0)
+	if !containsInOrder(got, []string{"OwnerAssigned", "OwnerRevoked", "OwnerAssigned"}) {
+		t.Fatalf("journal %v lacks the revoke and reassignment", got)
+	}
+	c.assertNeverTwoHolders()
+}
+
+func TestFrozenDaemonLosesVIPToKernelLifetime(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	owner := c.waitOwner(30 * time.Second)
+	frozen := time.Now()
+	if err := c.procs[owner].Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.procs[owner].Thaw() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	gone, err := c.tracker.WaitNone(ctx, owner)
+	if err != nil {
+		t.Fatalf("frozen owner's VIP never expired: %v", err)
+	}
+	took, err := c.tracker.WaitHolder(ctx, other(owner))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("keepraftd on %s frozen: kernel removed its VIP after %s; %s added it after %s", owner, gone.Sub(frozen), other(owner), took.Sub(frozen))
+	if !gone.Before(took) {
+		t.Fatalf("VIP added on %s at %s before the kernel removed it from %s at %s", other(owner), took, owner, gone)
+	}
+	// Thawed, the old owner sees it lost ownership and stays without the VIP.
+	if err := c.procs[owner].Thaw(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	if h := c.tracker.Holders(); !slices.Equal(h, []string{other(owner)}) {
+		t.Fatalf("after thawing the VIP is on %v", h)
+	}
+	c.assertNeverTwoHolders()
+}
+
+// stays asserts that the VIP stays on owner, alone, for d.
+func (c *cluster) stays(owner string, d time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if h := c.tracker.Holders(); !slices.Equal(h, []string{owner}) {
+			c.t.Fatalf("VIP holders %v, want only %s", h, owner)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var moves int
+	for _, e := range c.tracker.Events() {
+		if e.Host != owner {
+			moves++
+		}
+	}
+	if moves > 0 {
+		c.t.Fatalf("another host touched the VIP: %+v", c.tracker.Events())
+	}
+}
+
+func TestLeaderAndWitnessLossKeepVIP(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	owner := c.waitOwner(30 * time.Second)
+	st, err := c.status("witness")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Leadership is moved off the owner, so the leader is the witness or the other db.
+	waitFor(t, "leadership off the owner", 10*time.Second, func() (bool, string) {
+		st, err = c.status("witness")
+		return err == nil && st.Leader != "" && st.Leader != owner, fmt.Sprintf("leader %q", st.Leader)
+	})
+	leader := st.Leader
+	if err := c.procs[leader].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("killed the raft leader %s; owner is %s", leader, owner)
+	c.stays(owner, 5*time.Second)
+	if leader != "witness" {
+		c.start(leader)
+		if err := c.procs["witness"].Kill(); err != nil {
+			t.Fatal(err)
+		}
+		c.stays(owner, 5*time.Second)
+	}
+	c.assertNeverTwoHolders()
+}
+
+func TestDatabasePartitionKeepsOneHolder(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	owner := c.waitOwner(30 * time.Second)
+	if err := c.lab.Partition(c.lab.Host("db1"), c.lab.Host("db2")); err != nil {
+		t.Fatal(err)
+	}
+	// keepalived's split-brain case: here exactly one host holds the VIP throughout.
+	c.stays(owner, 8*time.Second)
+	if err := c.lab.Heal(c.lab.Host("db1"), c.lab.Host("db2")); err != nil {
+		t.Fatal(err)
+	}
+	c.stays(owner, 2*time.Second)
+	c.assertNeverTwoHolders()
+}
+
+func TestSwitchoverUnderLoadLosesNoWrite(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	owner := c.waitOwner(30 * time.Second)
+	target := other(owner)
+
+	// A steady writer through the VIP; every acknowledged insert is remembered.
+	var mu sync.Mutex
+	var acked []int64
+	var failed int
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		dsn := fmt.Sprintf("%s:%s@%s(%s:3306)/%s?timeout=200ms&readTimeout=500ms&writeTimeout=500ms", testenv.AppUser, testenv.AppPass, c.dialer, c.vip, testenv.AppSchema)
+		db, err := sql.Open("mysql", dsn)
+		if err != nil {
+			return
+		}
+		defer db.Close()
+		db.SetConnMaxLifetime(time.Second)
+		for seq := int64(1); ; seq++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			res, err := db.ExecContext(ctx, "INSERT INTO writes (origin, seq) VALUES ('switchover-test', ?)", seq)
+			cancel()
+			mu.Lock()
+			if err == nil {
+				if n, _ := res.RowsAffected(); n == 1 {
+					acked = append(acked, seq)
+				}
+			} else {
+				failed++
+			}
+			mu.Unlock()
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	time.Sleep(time.Second)
+	if err := c.post("/v1/switchover", fmt.Sprintf(`{"to":%q}`, target)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if _, err := c.tracker.WaitHolder(ctx, target); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.firstAnswerFrom(target, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	close(stop)
+	<-done
+
+	// Every acknowledged write must be on the new owner.
+	m := c.lab.MariaDB(target)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(acked) < 50 {
+		t.Fatalf("only %d writes acknowledged", len(acked))
+	}
+	n, err := m.QueryString(context.Background(), "SELECT COUNT(DISTINCT seq) FROM kr.writes WHERE origin='switchover-test' AND seq <= ?", acked[len(acked)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows int
+	fmt.Sscan(n, &rows)
+	missing := 0
+	for _, s := range acked {
+		got, err := m.QueryString(context.Background(), "SELECT COUNT(*) FROM kr.writes WHERE origin='switchover-test' AND seq = ?", s)
+		if err != nil || got != "1" {
+			missing++
+		}
+	}
+	t.Logf("switchover %s → %s under load: %d writes acknowledged, %d failed during the move, %d missing on the new owner", owner, target, len(acked), failed, missing)
+	if missing > 0 {
+		t.Fatalf("%d acknowledged writes are missing on the new owner", missing)
+	}
+	rel := false
+	for _, r := range c.journal("witness") {
+		if r.Event.Type == fsm.OwnerReleased && r.Result == fsm.ResultApplied {
+			var d fsm.ReleaseData
+			_ = r.Event.Payload(&d)
+			rel = d.Fenced && strings.Contains(d.Reason, "switchover")
+		}
+	}
+	if !rel {
+		t.Fatal("no fenced switchover release in the journal")
+	}
+	c.assertNeverTwoHolders()
+}
+
+func TestGracefulStopOfOwnerHandsOver(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	owner := c.waitOwner(30 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := c.procs[owner].Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.tracker.WaitHolder(ctx, other(owner)); err != nil {
+		t.Fatalf("no handover after the owner stopped: %v", err)
+	}
+	c.assertNeverTwoHolders()
+}

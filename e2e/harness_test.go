@@ -1,0 +1,285 @@
+package e2e
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/keepraft/keepraft/fsm"
+	"github.com/keepraft/keepraft/testenv"
+)
+
+// keepraftdBin is built once by TestMain when integration tests run.
+var keepraftdBin string
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		if os.Getenv(testenv.IntegEnv) != "" {
+			dir, err := os.MkdirTemp("", "keepraft-e2e-")
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+			defer os.RemoveAll(dir)
+			keepraftdBin = filepath.Join(dir, "keepraftd")
+			if out, err := exec.Command("go", "build", "-o", keepraftdBin, "../cmd/keepraftd").CombinedOutput(); err != nil {
+				fmt.Fprintf(os.Stderr, "build keepraftd: %v\n%s", err, out)
+				return 1
+			}
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// cluster is a lab with MariaDB dual masters and three keepraftd nodes.
+type cluster struct {
+	t       *testing.T
+	lab     *testenv.Lab
+	nodes   map[string]testenv.KeepraftdNode
+	procs   map[string]*testenv.Proc
+	tracker *testenv.Tracker
+	http    *http.Client
+	dialer  string
+	vip     string
+}
+
+var dialerSeq atomic.Int64
+
+type clusterOpts struct {
+	vrrp  bool
+	extra string
+}
+
+func newCluster(t *testing.T, o clusterOpts) *cluster {
+	t.Helper()
+	testenv.Require(t)
+	lab := testenv.NewT(t, testenv.Options{MariaDB: true})
+	c := &cluster{t: t, lab: lab, nodes: map[string]testenv.KeepraftdNode{}, procs: map[string]*testenv.Proc{}, vip: lab.VIP.Addr().String()}
+	client := lab.Host("client")
+	c.http = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DialContext: client.DialContext, DisableKeepAlives: true}}
+	c.dialer = fmt.Sprintf("lab%d", dialerSeq.Add(1))
+	registerDialer(c)
+	extra := "log: {level: debug}\n" + o.extra
+	nodes, err := lab.WriteKeepraftdConfigs(testenv.KeepraftdOptions{VRRP: o.vrrp, Extra: extra})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	c.tracker, err = lab.TrackHolders(ctx, lab.VIP.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.tracker.Close() })
+	for _, n := range nodes {
+		c.nodes[n.Name] = n
+		c.start(n.Name)
+	}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		t.Logf("tracker events: %+v", c.tracker.Events())
+		for name, p := range c.procs {
+			t.Logf("--- keepraftd %s (last lines)\n%s", name, p.Tail(60))
+		}
+	})
+	return c
+}
+
+// registerDialer lets go-sql-driver connect from the client host's namespace.
+func registerDialer(c *cluster) {
+	client := c.lab.Host("client")
+	mysql.RegisterDialContext(c.dialer, func(ctx context.Context, addr string) (net.Conn, error) {
+		return client.DialContext(ctx, "tcp", addr)
+	})
+}
+
+func (c *cluster) start(name string) {
+	c.t.Helper()
+	p, err := c.lab.StartKeepraftd(context.Background(), keepraftdBin, c.nodes[name])
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.procs[name] = p
+}
+
+// status asks node (any node when "") for /v1/status through the client host.
+func (c *cluster) status(node string) (fsm.Status, error) {
+	var st fsm.Status
+	names := []string{node}
+	if node == "" {
+		names = []string{"witness", "db1", "db2"}
+	}
+	var err error
+	for _, n := range names {
+		var resp *http.Response
+		resp, err = c.http.Get("http://" + c.nodes[n].APIAddr.String() + "/v1/status")
+		if err != nil {
+			continue
+		}
+		err = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if err == nil {
+			return st, nil
+		}
+	}
+	return st, err
+}
+
+func (c *cluster) journal(node string) []fsm.Record {
+	c.t.Helper()
+	var jr fsm.JournalResponse
+	for _, n := range []string{node, "witness", "db1", "db2"} {
+		resp, err := c.http.Get("http://" + c.nodes[n].APIAddr.String() + "/v1/journal")
+		if err != nil {
+			continue
+		}
+		err = json.NewDecoder(resp.Body).Decode(&jr)
+		resp.Body.Close()
+		if err == nil {
+			return jr.Records
+		}
+	}
+	c.t.Fatal("no node answered /v1/journal")
+	return nil
+}
+
+func (c *cluster) post(path, body string) error {
+	tok, err := os.ReadFile(filepath.Join(c.lab.Dir, "keepraft", "token"))
+	if err != nil {
+		return err
+	}
+	for _, n := range []string{"witness", "db1", "db2"} {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+c.nodes[n].APIAddr.String()+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+		resp, err := c.http.Do(req)
+		if err != nil {
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			return fmt.Errorf("POST %s: %s", path, resp.Status)
+		}
+		return nil
+	}
+	return fmt.Errorf("POST %s: no node answered", path)
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for time.Now().Before(deadline) {
+		ok, info := cond()
+		if ok {
+			return
+		}
+		last = info
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %s waiting for %s; last: %s", timeout, what, last)
+}
+
+// waitOwner waits until the journal names an active owner and that host, alone, holds
+// the VIP.
+func (c *cluster) waitOwner(timeout time.Duration) string {
+	c.t.Helper()
+	var owner string
+	waitFor(c.t, "an active owner holding the VIP", timeout, func() (bool, string) {
+		st, err := c.status("")
+		if err != nil {
+			return false, err.Error()
+		}
+		h := c.tracker.Holders()
+		owner = st.Owner
+		return st.Phase == fsm.PhaseActive && slices.Equal(h, []string{st.Owner}), fmt.Sprintf("owner %q phase %s holders %v", st.Owner, st.Phase, h)
+	})
+	return owner
+}
+
+func other(db string) string {
+	if db == "db1" {
+		return "db2"
+	}
+	return "db1"
+}
+
+// serverIDs maps the lab's server_id to the host name (db1=1, db2=2).
+func hostOfServerID(id int) string { return fmt.Sprintf("db%d", id) }
+
+// ask opens a fresh connection through the VIP from the client host and returns which
+// server answered.
+func (c *cluster) ask(ctx context.Context, timeout time.Duration) (string, error) {
+	dsn := fmt.Sprintf("%s:%s@%s(%s:3306)/%s?timeout=%s&readTimeout=%s&writeTimeout=%s", testenv.AppUser, testenv.AppPass, c.dialer, c.vip, testenv.AppSchema, timeout, timeout, timeout)
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		return "", err
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var id int
+	if err := db.QueryRowContext(ctx, "SELECT @@server_id").Scan(&id); err != nil {
+		return "", err
+	}
+	return hostOfServerID(id), nil
+}
+
+// firstAnswerFrom polls through the VIP every 10 ms until want answers and returns when.
+func (c *cluster) firstAnswerFrom(want string, timeout time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		got, err := c.ask(context.Background(), 100*time.Millisecond)
+		if err == nil && got == want {
+			return time.Now(), nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Time{}, fmt.Errorf("no answer from %s through the VIP within %s", want, timeout)
+}
+
+func (c *cluster) assertNeverTwoHolders() {
+	c.t.Helper()
+	if n := c.tracker.MaxConcurrent(); n > 1 {
+		c.t.Fatalf("the VIP had %d holders at once: %+v\nevents: %+v", n, c.tracker.Overlaps(), c.tracker.Events())
+	}
+	if err := c.tracker.Err(); err != nil {
+		c.t.Fatalf("tracker lost events: %v", err)
+	}
+}
+
+func types(recs []fsm.Record, since uint64) []string {
+	var out []string
+	for _, r := range recs {
+		if r.Index > since && r.Result == fsm.ResultApplied {
+			out = append(out, string(r.Event.Type))
+		}
+	}
+	return out
+}
+
+// containsInOrder reports whether want appears in got as a subsequence.
+func containsInOrder(got, want []string) bool {
+	i := 0
+	for _, g := range got {
+		if i < len(want) && g == want[i] {
+			i++
+		}
+	}
+	return i == len(want)
+}
