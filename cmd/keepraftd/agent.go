@@ -121,7 +121,13 @@ func (a *agent) openVRRP() error {
 		return errors.Join(fmt.Errorf("vrrp: %w", err), a.conn.Close())
 	}
 	a.speak = vrrp.NewSpeaker(a.conn, vc, a.holding.Load, a.log)
+	// Our own and our peers' adverts are not foreign routers.
 	var self []netip.Addr
+	for _, p := range a.d.cfg.Cluster.Peers {
+		if ap, err := netip.ParseAddrPort(p.RaftAddr); err == nil {
+			self = append(self, ap.Addr())
+		}
+	}
 	if addrs, err := ifi.Addrs(); err == nil {
 		for _, ad := range addrs {
 			if ipn, ok := ad.(*net.IPNet); ok {
@@ -150,27 +156,33 @@ func (a *agent) Run(ctx context.Context) error {
 	return err
 }
 
-// shutdown drops the VIP. When no other database node could take the VIP over, the
-// whole cluster is giving it up, and only then a priority-0 advert tells keepalived
-// backups to take over at once.
+// shutdown gives the VIP up. With a healthy successor reachable it hands over: fence,
+// release, drop. When no other database node could take the VIP, the whole cluster is
+// giving it up, and only then a priority-0 advert tells keepalived backups to take over
+// at once (it races nothing).
 func (a *agent) shutdown() {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
 	defer cancel()
 	a.mu.Lock()
-	wasHolding := a.held
-	released := a.released
+	wasHolding, released := a.held, a.released
 	a.mu.Unlock()
-	if s := a.d.node.fsm.State(); s.Holding(a.d.cfg.Node.ID) && released != s.Epoch {
-		// Hand over cleanly: fence, read the final GTID set and release, so the next
-		// owner is assigned at once instead of after the lease wait.
+	s := a.d.node.fsm.State()
+	owner := s.Holding(a.d.cfg.Node.ID) && released != s.Epoch
+	successor := a.successorExists()
+	if owner && successor {
 		a.release(ctx, s, "keepraftd stopping")
 	}
 	a.dropVIP(ctx, "shutdown")
-	if wasHolding && a.speak != nil && !a.successorExists() {
+	if wasHolding && a.speak != nil && !successor {
 		a.log.Info("no other database node can take the VIP: resigning with a priority-0 advert")
 		if err := a.speak.Resign(ctx); err != nil {
 			a.log.Warn("resign", zap.Error(err))
 		}
+	}
+	if owner && !successor {
+		rctx, rcancel := context.WithTimeout(ctx, time.Second)
+		a.release(rctx, s, "keepraftd stopping, no successor")
+		rcancel()
 	}
 }
 

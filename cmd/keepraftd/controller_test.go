@@ -1,0 +1,48 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/keepraft/keepraft/config"
+	"github.com/keepraft/keepraft/fsm"
+)
+
+func testController() *controller {
+	cfg := config.Default()
+	cfg.Cluster.Peers = []config.Peer{{ID: "db1"}, {ID: "db2"}, {ID: "witness"}}
+	cfg.Node.ID = "witness"
+	return &controller{d: &daemon{cfg: &cfg}}
+}
+
+func TestPromisesExpired(t *testing.T) {
+	const s = time.Second
+	c := testController()
+	// HandoverWait with the defaults: max(505ms, 166ms + 1s + 1.1s) ≈ 2.27 s.
+	wait := fsm.HandoverWait(500*time.Millisecond, fsm.DefaultRho, renewDelta(500*time.Millisecond), time.Second, kernelSlack)
+	state := fsm.State{Owner: "db1", Epoch: 3, Phase: fsm.PhaseRevoked, PhaseIndex: 40}
+	now := 100 * s
+	rep := func(applied uint64, grantAge time.Duration, uptime time.Duration) report {
+		return report{r: fsm.NodeReport{Applied: applied, PromiseOwner: "db1", PromiseEpoch: 3, LastGrantAgeMS: grantAge.Milliseconds(), UptimeMS: uptime.Milliseconds()}, at: now}
+	}
+	tests := []struct {
+		name string
+		give map[string]report
+		want bool
+	}{
+		{"majority applied, grants old", map[string]report{"witness": rep(40, wait+s, time.Hour), "db2": rep(41, wait+s, time.Hour)}, true},
+		{"a grant too recent", map[string]report{"witness": rep(40, wait+s, time.Hour), "db2": rep(41, wait-100*time.Millisecond, time.Hour)}, false},
+		{"revoke not applied by db2", map[string]report{"witness": rep(40, wait+s, time.Hour), "db2": rep(39, wait+s, time.Hour)}, false},
+		{"db2 unreachable: no majority without the owner", map[string]report{"witness": rep(40, wait+s, time.Hour)}, false},
+		{"owner's own report does not count", map[string]report{"witness": rep(40, wait+s, time.Hour), "db1": rep(40, wait+s, time.Hour)}, false},
+		{"restarted voter counts as promising since boot", map[string]report{"witness": rep(40, wait+s, time.Hour), "db2": rep(41, wait+s, s)}, false},
+		{"never granted", map[string]report{"witness": {r: fsm.NodeReport{Applied: 40, LastGrantAgeMS: -1, UptimeMS: 3600000}, at: now}, "db2": rep(40, wait+s, time.Hour)}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := c.promisesExpired(state, tt.give, now); got != tt.want {
+				t.Fatalf("promisesExpired = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
