@@ -42,16 +42,20 @@ func TestBenchFailover(t *testing.T) {
 	results := map[string][]time.Duration{}
 	for _, f := range []fault{faultMysqldKill, faultLinkCut} {
 		for i := range n {
-			d, overlap := keepraftTrial(t, f)
+			name := fmt.Sprintf("%s_trial%d", strings.ReplaceAll(string(f), " ", "_"), i+1)
+			d, overlap := keepraftTrial(t, "keepraft_"+name, f)
 			t.Logf("keepraft   %-15s trial %d: %v (max holders %d)", f, i+1, d, overlap)
 			if overlap > 1 {
 				t.Errorf("keepraft trial had %d VIP holders at once", overlap)
 			}
 			results["keepraft/"+string(f)] = append(results["keepraft/"+string(f)], d)
-			d, overlap = keepalivedTrial(t, f)
+			d, overlap = keepalivedTrial(t, "keepalived_"+name, f)
 			t.Logf("keepalived %-15s trial %d: %v (max holders %d)", f, i+1, d, overlap)
 			results["keepalived/"+string(f)] = append(results["keepalived/"+string(f)], d)
 		}
+	}
+	if t.Failed() {
+		t.Fatal("some trials failed; no summary")
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nfailover: fault → first client answer through the VIP from the other host (%d trials each)\n", n)
@@ -89,10 +93,10 @@ func inject(t *testing.T, lab *testenv.Lab, f fault, owner string) {
 	}
 }
 
-func keepraftTrial(t *testing.T, f fault) (time.Duration, int) {
+func keepraftTrial(t *testing.T, name string, f fault) (time.Duration, int) {
 	var d time.Duration
 	var holders int
-	t.Run("keepraft", func(t *testing.T) {
+	t.Run(name, func(t *testing.T) {
 		c := newCluster(t, clusterOpts{})
 		owner := c.waitOwner(30 * time.Second)
 		// Let leadership move off the owner and the lease settle, as in steady state.
@@ -111,10 +115,10 @@ func keepraftTrial(t *testing.T, f fault) (time.Duration, int) {
 	return d, holders
 }
 
-func keepalivedTrial(t *testing.T, f fault) (time.Duration, int) {
+func keepalivedTrial(t *testing.T, name string, f fault) (time.Duration, int) {
 	var d time.Duration
 	var holders int
-	t.Run("keepalived", func(t *testing.T) {
+	t.Run(name, func(t *testing.T) {
 		testenv.Require(t)
 		lab := testenv.NewT(t, testenv.Options{MariaDB: true})
 		c := &cluster{t: t, lab: lab, vip: lab.VIP.Addr().String()}

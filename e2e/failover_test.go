@@ -70,7 +70,91 @@ func TestMysqldKilledMovesVIP(t *testing.T) {
 	if h := c.tracker.Holders(); !slices.Equal(h, []string{other(owner)}) {
 		t.Fatalf("after the old owner recovered the VIP is on %v, want %s (nopreempt)", h, other(owner))
 	}
+	// The rejoin check found nothing extra on the old owner and restarted the new
+	// owner's channel from it: replication runs both ways again.
+	waitFor(t, "rejoin checked and replication both ways", 20*time.Second, func() (bool, string) {
+		var d fsm.RejoinData
+		for _, r := range c.journal("witness") {
+			if r.Event.Type == fsm.RejoinChecked && r.Result == fsm.ResultApplied {
+				_ = r.Event.Payload(&d)
+			}
+		}
+		io1, sql1, _, err1 := testenv.ReplicationStatus(context.Background(), c.lab.MariaDB("db1"))
+		io2, sql2, _, err2 := testenv.ReplicationStatus(context.Background(), c.lab.MariaDB("db2"))
+		ok := d.Node == owner && !d.Blocked && io1 && sql1 && io2 && sql2 && err1 == nil && err2 == nil
+		return ok, fmt.Sprintf("rejoin %+v, db1 io=%v sql=%v, db2 io=%v sql=%v", d, io1, sql1, io2, sql2)
+	})
 	c.assertNeverTwoHolders()
+}
+
+// TestRejoinWithExtraTransactionsIsBlocked: the owner commits writes its peer never
+// receives, then its mysqld dies. The peer is promoted after catchup_timeout with the loss
+// journaled; when the old owner returns with those extra transactions, its channel into the
+// new owner stays stopped and the journal says why.
+func TestRejoinWithExtraTransactionsIsBlocked(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	owner := c.waitOwner(30 * time.Second)
+	peer := other(owner)
+	ctx := context.Background()
+	if err := c.lab.MariaDB(peer).Exec(ctx, "STOP SLAVE IO_THREAD"); err != nil {
+		t.Fatal(err)
+	}
+	dsn := fmt.Sprintf("%s:%s@%s(%s:3306)/%s?timeout=1s", testenv.AppUser, testenv.AppPass, c.dialer, c.vip, testenv.AppSchema)
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for i := range 3 {
+		if _, err := db.ExecContext(ctx, "INSERT INTO writes (origin, seq) VALUES ('unshipped', ?)", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Let the owner's probe report the GTID that includes the unshipped writes.
+	time.Sleep(500 * time.Millisecond)
+	if err := c.lab.MariaDB(owner).Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.firstAnswerFrom(peer, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var promoted fsm.PromotedData
+	for _, r := range c.journal("witness") {
+		if r.Event.Type == fsm.OwnerPromoted && r.Result == fsm.ResultApplied {
+			_ = r.Event.Payload(&promoted)
+		}
+	}
+	if promoted.Owner != peer || promoted.Reached || promoted.Missing == "" {
+		t.Fatalf("OwnerPromoted should record the missed catch-up: %+v", promoted)
+	}
+	if err := c.lab.MariaDB(owner).Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var d fsm.RejoinData
+	waitFor(t, "a blocked rejoin in the journal", 30*time.Second, func() (bool, string) {
+		for _, r := range c.journal("witness") {
+			if r.Event.Type == fsm.RejoinChecked && r.Result == fsm.ResultApplied {
+				_ = r.Event.Payload(&d)
+			}
+		}
+		return d.Node == owner && d.Blocked && d.Extra != "", fmt.Sprintf("%+v", d)
+	})
+	time.Sleep(time.Second)
+	io, _, _, err := testenv.ReplicationStatus(ctx, c.lab.MariaDB(peer))
+	if err != nil || io {
+		t.Fatalf("the new owner's channel from %s runs again (io=%v, %v)", owner, io, err)
+	}
+	n, err := c.lab.MariaDB(peer).QueryString(ctx, "SELECT COUNT(*) FROM kr.writes WHERE origin='unshipped'")
+	if err != nil || n != "0" {
+		t.Fatalf("unshipped rows reached the new owner: %s (%v)", n, err)
+	}
+	t.Logf("rejoin blocked with extra transactions %s; missed catch-up %+v", d.Extra, promoted)
+	st, _ := c.status("witness")
+	for _, m := range st.Members {
+		if m.ID == owner && m.Healthy != nil && *m.Healthy {
+			t.Logf("%s is healthy but not a candidate while its rejoin is blocked", owner)
+		}
+	}
 }
 
 func TestOwnerLinkCut(t *testing.T) {

@@ -82,6 +82,8 @@ type NodeReport struct {
 	Detail      string `json:"detail,omitempty"`
 	Replication string `json:"replication,omitempty"`
 	GTID        string `json:"gtid,omitempty"`
+	// Domain is the node's own gtid_domain_id (MariaDB).
+	Domain uint32 `json:"domain,omitempty"`
 }
 
 // RenewRequest is the body of POST /v1/renew.

@@ -82,7 +82,10 @@ type State struct {
 	LastRelease *Release `json:"last_release,omitempty"`
 	// Target and TargetDomain are the catch-up target of the current assignment: the GTID
 	// set the owner must apply before it opens writes ("" when none is known).
-	Target       string          `json:"catchup_target,omitempty"`
+	Target string `json:"catchup_target,omitempty"`
+	// PrevOwner is the owner before the current one: the node whose rejoin the current
+	// owner checks for transactions it never shipped.
+	PrevOwner    string          `json:"prev_owner,omitempty"`
 	TargetDomain uint32          `json:"catchup_domain,omitempty"`
 	Switchover   *SwitchoverData `json:"switchover,omitempty"`
 	Foreign      []ForeignData   `json:"foreign,omitempty"`
@@ -275,6 +278,9 @@ func (s *State) apply(idx uint64, ev Event) error {
 		}
 		if m.Role != RoleDatabase {
 			return fmt.Errorf("%w: %s has role %s and can never own the VIP", ErrInvalid, d.Owner, m.Role)
+		}
+		if s.Owner != "" && s.Owner != d.Owner {
+			s.PrevOwner = s.Owner
 		}
 		s.Owner = d.Owner
 		s.Target, s.TargetDomain = d.CatchupTarget, d.CatchupDomain

@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"os"
+	"strings"
 	"os/exec"
 	"testing"
 	"time"
@@ -40,6 +41,15 @@ func NewT(t testing.TB, opts Options) *Lab {
 	t.Helper()
 	if opts.Dir == "" {
 		opts.Dir = t.TempDir()
+		if strings.ContainsAny(opts.Dir, "#;\" '") {
+			// my.cnf reads '#' as a comment: subtests named "x#01" would share a datadir.
+			d, err := os.MkdirTemp("", "keepraft-lab-")
+			if err != nil {
+				t.Fatalf("make lab dir: %v", err)
+			}
+			t.Cleanup(func() { _ = os.RemoveAll(d) })
+			opts.Dir = d
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -252,6 +252,13 @@ func (a *agent) local() fsm.LocalStatus {
 	return l
 }
 
+// domain is the local server's gtid_domain_id from the last good probe.
+func (a *agent) domain() uint32 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.health.DomainID
+}
+
 func replicationString(r probe.ReplicaStatus) string {
 	if !r.Configured {
 		return "not configured"
@@ -650,7 +657,7 @@ func (a *agent) promote(ctx context.Context, s fsm.State) {
 		a.log.Warn("catch-up incomplete and on_catchup_timeout is hold: not opening writes")
 		return // the controller declares PromotionFailed past its deadline
 	}
-	if s.LastRelease != nil && s.LastRelease.Owner != a.d.cfg.Node.ID {
+	if s.PrevOwner != "" && s.PrevOwner != a.d.cfg.Node.ID {
 		// Stop the channel from the old owner: transactions it binlogged but never
 		// shipped must not arrive later and overwrite newer rows. The rejoin check
 		// restarts it when the old owner has nothing extra.
@@ -679,8 +686,8 @@ func (a *agent) promote(ctx context.Context, s fsm.State) {
 // nothing extra, our channel from it restarts; otherwise the extra transactions are
 // journaled and the channel stays stopped until an operator decides.
 func (a *agent) checkRejoin(ctx context.Context, s fsm.State) {
-	rel := s.LastRelease
-	if rel == nil || rel.Owner == a.d.cfg.Node.ID {
+	prev := s.PrevOwner
+	if prev == "" || prev == a.d.cfg.Node.ID {
 		return
 	}
 	a.mu.Lock()
@@ -690,7 +697,7 @@ func (a *agent) checkRejoin(ctx context.Context, s fsm.State) {
 	if done || mine == "" {
 		return
 	}
-	v, ok := a.d.poll.snapshot()[rel.Owner]
+	v, ok := a.d.poll.snapshot()[prev]
 	if !ok || !v.ok || v.report.Healthy == nil || !*v.report.Healthy || v.report.GTID == "" {
 		return
 	}
@@ -700,13 +707,13 @@ func (a *agent) checkRejoin(ctx context.Context, s fsm.State) {
 		a.log.Warn("rejoin check: parse GTID sets", zap.Error(err))
 		return
 	}
-	extra := probe.ExtraTransactions(ctx, theirs, ours, rel.Domain)
-	d := fsm.RejoinData{Node: rel.Owner}
+	extra := probe.ExtraTransactions(ctx, theirs, ours, v.report.Domain)
+	d := fsm.RejoinData{Node: prev}
 	if !extra.IsEmpty() {
 		d.Blocked, d.Extra = true, extra.String()
-		a.log.Warn("former owner has transactions we never received; its channel stays stopped", zap.String("node", rel.Owner), zap.String("extra", d.Extra))
+		a.log.Warn("former owner has transactions we never received; its channel stays stopped", zap.String("node", prev), zap.String("extra", d.Extra))
 		a.mu.Lock()
-		a.rejoinState = " (channel from " + rel.Owner + " held: extra " + d.Extra + ")"
+		a.rejoinState = " (channel from " + prev + " held: extra " + d.Extra + ")"
 		a.mu.Unlock()
 	} else {
 		if err := probe.StartReplication(ctx, a.db); err != nil {

@@ -198,7 +198,7 @@ func (d *daemon) report() fsm.NodeReport {
 	if d.agent != nil {
 		l := d.agent.local()
 		r.Healthy, r.Detail, r.Replication = l.MySQLHealthy, l.MySQLDetail, l.Replication
-		r.GTID = l.GTID
+		r.GTID, r.Domain = l.GTID, d.agent.domain()
 	}
 	return r
 }
