@@ -3,8 +3,8 @@ package testenv
 import (
 	"context"
 	"os"
-	"strings"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
