@@ -161,3 +161,57 @@ func keepalivedTrial(t *testing.T, name string, f fault) (time.Duration, int) {
 	})
 	return d, holders
 }
+
+// TestBenchSplitBrain partitions only the two database hosts (keepalived's split-brain
+// case) for 8 s and counts how many hosts held the VIP at once, for keepraft and for
+// keepalived in the same run.
+func TestBenchSplitBrain(t *testing.T) {
+	if os.Getenv("KEEPRAFT_BENCH") == "" {
+		t.Skip("set KEEPRAFT_BENCH=1 (make bench) to run the benchmark")
+	}
+	testenv.Require(t)
+	n := min(benchTrials(), 3)
+	var kr, ka []int
+	for i := range n {
+		t.Run(fmt.Sprintf("keepraft_partition_trial%d", i+1), func(t *testing.T) {
+			c := newCluster(t, clusterOpts{})
+			c.waitOwner(30 * time.Second)
+			time.Sleep(time.Second)
+			if err := c.lab.Partition(c.lab.Host("db1"), c.lab.Host("db2")); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(8 * time.Second)
+			kr = append(kr, c.tracker.MaxConcurrent())
+		})
+		t.Run(fmt.Sprintf("keepalived_partition_trial%d", i+1), func(t *testing.T) {
+			lab := testenv.NewT(t, testenv.Options{MariaDB: true})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			tr, err := lab.TrackHolders(ctx, lab.VIP.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Close()
+			for i, h := range []string{"db1", "db2"} {
+				cfg := testenv.KeepalivedConfig{Interface: "eth0", VRID: 51, Priority: 100 - 10*i, AdvertInt: time.Second, AuthPass: "1111",
+					VIPs: []netip.Prefix{lab.VIP}, Nopreempt: true, State: "BACKUP", CheckCmd: lab.MariaDB(h).CheckCmd()}
+				if _, err := lab.StartKeepalived(ctx, lab.Host(h), cfg); err != nil {
+					t.Fatal(err)
+				}
+			}
+			waitFor(t, "keepalived master", 30*time.Second, func() (bool, string) { return len(tr.Holders()) == 1, fmt.Sprint(tr.Holders()) })
+			time.Sleep(time.Second)
+			if err := lab.Partition(lab.Host("db1"), lab.Host("db2")); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(8 * time.Second)
+			ka = append(ka, tr.MaxConcurrent())
+		})
+	}
+	t.Logf("db1↔db2 partition for 8 s, most simultaneous VIP holders per trial: keepraft %v, keepalived %v", kr, ka)
+	for _, m := range kr {
+		if m > 1 {
+			t.Errorf("keepraft had %d holders during a db1↔db2 partition", m)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"regexp"
 	"strings"
@@ -119,5 +120,43 @@ func TestVRRPKeepalivedTakesOverWhenKeepraftKilled(t *testing.T) {
 	// foreign keepalived master is outside keepraft's promise, but report it.
 	if o := c.tracker.Overlaps(); len(o) > 0 {
 		t.Logf("overlap with the foreign master after the kill: %+v", o)
+	}
+}
+
+// TestVRRPForeignMasterJournaled: a keepalived router that insists on being MASTER of our
+// VRID (higher priority, same settings) is seen by the owner's listener, journaled as
+// ForeignVRRPMasterSeen and shown in the status. keepraft's "never two holders" promise
+// covers keepraft hosts only, so the foreign router's copy of the VIP is expected.
+func TestVRRPForeignMasterJournaled(t *testing.T) {
+	c := newCluster(t, clusterOpts{vrrp: true})
+	c.waitOwner(30 * time.Second)
+	cfg := testenv.KeepalivedConfig{Interface: "eth0", VRID: 51, Priority: 200, AdvertInt: time.Second, AuthPass: "secret",
+		VIPs: []netip.Prefix{c.lab.VIP}, State: "MASTER", RouterID: "rogue"}
+	if _, err := c.lab.StartKeepalived(context.Background(), c.lab.Host("client"), cfg); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "ForeignVRRPMasterSeen in the journal and the status", 20*time.Second, func() (bool, string) {
+		seen := false
+		for _, r := range c.journal("witness") {
+			if r.Event.Type == "ForeignVRRPMasterSeen" && r.Result == "applied" && strings.Contains(string(r.Event.Data), c.lab.Host("client").Addr.String()) {
+				seen = true
+			}
+		}
+		st, err := c.status("witness")
+		return seen && err == nil && len(st.Foreign) > 0, fmt.Sprintf("journaled %v, status %+v", seen, st.Foreign)
+	})
+	for _, h := range c.tracker.Holders() {
+		if h != "client" && h != "db1" && h != "db2" {
+			t.Fatalf("unexpected holder %s", h)
+		}
+	}
+	var keepraftHolders int
+	for _, h := range c.tracker.Holders() {
+		if h == "db1" || h == "db2" {
+			keepraftHolders++
+		}
+	}
+	if keepraftHolders > 1 {
+		t.Fatalf("two keepraft hosts hold the VIP: %v", c.tracker.Holders())
 	}
 }

@@ -41,6 +41,23 @@ if [ -z "$new" ]; then echo "the VIP did not move within 10 s" >&2; ctl status |
 printf 'VIP moved from %s to %s in %.2f s (as seen by polling ip addr)\n' "$o" "$new" "$(awk -v a="$start" -v b="$end" 'BEGIN{print b-a}')"
 $LAB exec client -- mariadb -h $VIP -u app -papp-pass kr -N -e "INSERT INTO writes (origin) VALUES ('demo: after failover'); SELECT @@server_id AS served_by, COUNT(*) AS rows_in_writes FROM writes;" || true
 
+say "bringing $o's mysqld back: it rejoins as a replica; nopreempt keeps the VIP on $new"
+$LAB mysqld "$o" start
+sql() { $LAB exec "$1" -- mariadb --defaults-file="$DIR/mariadb-$1/my.cnf" kr -N -e "$2"; }
+repl() { { $LAB exec "$1" -- mariadb --defaults-file="$DIR/mariadb-$1/my.cnf" -e 'SHOW SLAVE STATUS\G' 2>/dev/null || true; } | awk '/Slave_(IO|SQL)_Running:/{printf "%s", $2}'; }
+for _ in $(seq 1 100); do
+  a=$(repl "$o"); b=$(repl "$new")
+  [ "$a" = "YesYes" ] && [ "$b" = "YesYes" ] && break
+  sleep 0.2
+done
+echo "replication threads: $o ${a:-?}, $new ${b:-?} (the rejoin check restarted $new's channel from $o)"
+
+say "replication runs both ways: a row written on each server appears on the other"
+$LAB exec client -- mariadb -h $VIP -u app -papp-pass kr -e "INSERT INTO writes (origin) VALUES ('demo: written on $new via the VIP')"
+sql "$o" "INSERT INTO writes (origin) VALUES ('demo: written on $o as root (bypasses read_only, to show the channel)')"
+sleep 1
+for h in "$o" "$new"; do echo "-- rows on $h:"; sql "$h" "SELECT origin FROM writes WHERE origin LIKE 'demo: written%' ORDER BY id"; done
+
 say "cluster status after the failover"
 ctl status
 say "the journal: every health change and ownership step, committed through Raft"
