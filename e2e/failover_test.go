@@ -119,12 +119,15 @@ func TestRejoinWithExtraTransactionsIsBlocked(t *testing.T) {
 		t.Fatal(err)
 	}
 	var promoted fsm.PromotedData
-	for _, r := range c.journal("witness") {
-		if r.Event.Type == fsm.OwnerPromoted && r.Result == fsm.ResultApplied {
-			_ = r.Event.Payload(&promoted)
+	waitFor(t, "the new owner's OwnerPromoted", 10*time.Second, func() (bool, string) {
+		for _, r := range c.journal("witness") {
+			if r.Event.Type == fsm.OwnerPromoted && r.Result == fsm.ResultApplied {
+				_ = r.Event.Payload(&promoted)
+			}
 		}
-	}
-	if promoted.Owner != peer || promoted.Reached || promoted.Missing == "" {
+		return promoted.Owner == peer, fmt.Sprintf("%+v", promoted)
+	})
+	if promoted.Reached || promoted.Missing == "" {
 		t.Fatalf("OwnerPromoted should record the missed catch-up: %+v", promoted)
 	}
 	if err := c.lab.MariaDB(owner).Start(ctx); err != nil {

@@ -57,8 +57,11 @@ type agent struct {
 	catchup     probe.CatchUp
 	released    uint64 // epoch whose release this node already proposed
 	held        bool
-	probedVIP   bool // the ARP probe before acquiring ran for this epoch
-	rejoinState string
+	probedVIP   bool      // the ARP probe before acquiring ran for this epoch
+	rejoinState string    // shown in status
+	rejoinDone  bool      // the former owner rejoined cleanly
+	rejoinExtra string    // extra transactions last journaled ("" when none)
+	rejoinAt    time.Time // last check while blocked
 	foreignSeen map[netip.Addr]time.Time
 }
 
@@ -674,7 +677,8 @@ func (a *agent) promote(ctx context.Context, s fsm.State) {
 	}
 	a.mu.Lock()
 	if a.epoch == s.Epoch {
-		a.promoted, a.catchup, a.rejoinState = true, cu, ""
+		a.promoted, a.catchup = true, cu
+		a.rejoinState, a.rejoinDone, a.rejoinExtra, a.rejoinAt = "", false, "", time.Time{}
 	}
 	a.promoting = false
 	a.mu.Unlock()
@@ -684,15 +688,18 @@ func (a *agent) promote(ctx context.Context, s fsm.State) {
 
 // checkRejoin compares a returning former owner's own-domain GTIDs with ours. With
 // nothing extra, our channel from it restarts; otherwise the extra transactions are
-// journaled and the channel stays stopped until an operator decides.
+// journaled and the channel stays stopped until an operator decides: either by making
+// the owner apply them (START SLAVE by hand) or by re-cloning the former owner. A blocked
+// rejoin is re-checked every 10 s and clears itself once nothing is extra any more.
 func (a *agent) checkRejoin(ctx context.Context, s fsm.State) {
 	prev := s.PrevOwner
 	if prev == "" || prev == a.d.cfg.Node.ID {
 		return
 	}
 	a.mu.Lock()
-	done := a.rejoinState != ""
+	done := a.rejoinDone || (a.rejoinExtra != "" && time.Since(a.rejoinAt) < 10*time.Second)
 	mine := a.health.GTIDExecuted
+	lastExtra := a.rejoinExtra
 	a.mu.Unlock()
 	if done || mine == "" {
 		return
@@ -714,15 +721,20 @@ func (a *agent) checkRejoin(ctx context.Context, s fsm.State) {
 		a.log.Warn("former owner has transactions we never received; its channel stays stopped", zap.String("node", prev), zap.String("extra", d.Extra))
 		a.mu.Lock()
 		a.rejoinState = " (channel from " + prev + " held: extra " + d.Extra + ")"
+		a.rejoinExtra, a.rejoinAt = d.Extra, time.Now()
 		a.mu.Unlock()
+		if d.Extra == lastExtra {
+			return // already journaled
+		}
 	} else {
 		if err := probe.StartReplication(ctx, a.db); err != nil {
 			a.log.Warn("restart replication from former owner", zap.Error(err))
 			return
 		}
 		a.mu.Lock()
-		a.rejoinState = " "
+		a.rejoinState, a.rejoinDone, a.rejoinExtra = "", true, ""
 		a.mu.Unlock()
+		a.log.Info("former owner rejoined with nothing extra; replication from it restarted", zap.String("node", prev))
 	}
 	go a.propose(context.WithoutCancel(ctx), fsm.RejoinChecked, d)
 }

@@ -113,7 +113,8 @@ func (c *controller) leaderLoop(ctx context.Context, stop <-chan struct{}) {
 		v := c.view(s, now, now-seen[key])
 		if s.Phase == fsm.PhaseNone && now-started < settleTime {
 			for _, m := range s.Members {
-				if m.Role != fsm.RoleWitness && !m.HealthKnown {
+				// A member that has not announced its role yet may be a database node.
+				if m.Role == "" || (m.Role == fsm.RoleDatabase && !m.HealthKnown) {
 					v.Settling = true
 				}
 			}
