@@ -119,35 +119,8 @@ func keepalivedTrial(t *testing.T, name string, f fault) (time.Duration, int) {
 	var d time.Duration
 	var holders int
 	t.Run(name, func(t *testing.T) {
-		testenv.Require(t)
-		lab := testenv.NewT(t, testenv.Options{MariaDB: true})
-		c := &cluster{t: t, lab: lab, vip: lab.VIP.Addr().String()}
-		c.dialer = fmt.Sprintf("lab%d", dialerSeq.Add(1))
-		registerDialer(c)
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		tr, err := lab.TrackHolders(ctx, lab.VIP.Addr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tr.Close()
-		for i, h := range []string{"db1", "db2"} {
-			cfg := testenv.KeepalivedConfig{Interface: "eth0", VRID: 51, Priority: 100 - 10*i, AdvertInt: time.Second, AuthPass: "1111",
-				VIPs: []netip.Prefix{lab.VIP}, Nopreempt: true, State: "BACKUP", CheckCmd: lab.MariaDB(h).CheckCmd()}
-			if _, err := lab.StartKeepalived(ctx, lab.Host(h), cfg); err != nil {
-				t.Fatal(err)
-			}
-		}
-		var owner string
-		waitFor(t, "keepalived master with the VIP", 30*time.Second, func() (bool, string) {
-			h := tr.Holders()
-			if len(h) == 1 {
-				owner = h[0]
-				return true, ""
-			}
-			return false, fmt.Sprint(h)
-		})
-		time.Sleep(time.Second)
+		c, tr, owner := keepalivedPair(t)
+		lab := c.lab
 		if _, err := c.firstAnswerFrom(owner, 5*time.Second); err != nil {
 			t.Fatal(err)
 		}
@@ -184,23 +157,8 @@ func TestBenchSplitBrain(t *testing.T) {
 			kr = append(kr, c.tracker.MaxConcurrent())
 		})
 		t.Run(fmt.Sprintf("keepalived_partition_trial%d", i+1), func(t *testing.T) {
-			lab := testenv.NewT(t, testenv.Options{MariaDB: true})
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			tr, err := lab.TrackHolders(ctx, lab.VIP.Addr())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tr.Close()
-			for i, h := range []string{"db1", "db2"} {
-				cfg := testenv.KeepalivedConfig{Interface: "eth0", VRID: 51, Priority: 100 - 10*i, AdvertInt: time.Second, AuthPass: "1111",
-					VIPs: []netip.Prefix{lab.VIP}, Nopreempt: true, State: "BACKUP", CheckCmd: lab.MariaDB(h).CheckCmd()}
-				if _, err := lab.StartKeepalived(ctx, lab.Host(h), cfg); err != nil {
-					t.Fatal(err)
-				}
-			}
-			waitFor(t, "keepalived master", 30*time.Second, func() (bool, string) { return len(tr.Holders()) == 1, fmt.Sprint(tr.Holders()) })
-			time.Sleep(time.Second)
+			c, tr, _ := keepalivedPair(t)
+			lab := c.lab
 			if err := lab.Partition(lab.Host("db1"), lab.Host("db2")); err != nil {
 				t.Fatal(err)
 			}
@@ -214,4 +172,40 @@ func TestBenchSplitBrain(t *testing.T) {
 			t.Errorf("keepraft had %d holders during a db1↔db2 partition", m)
 		}
 	}
+}
+
+// keepalivedPair starts the baseline: a lab with MariaDB dual masters and keepalived on
+// db1 and db2 in the seed config, and waits until one of them holds the VIP.
+func keepalivedPair(t *testing.T) (*cluster, *testenv.Tracker, string) {
+	t.Helper()
+	testenv.Require(t)
+	lab := testenv.NewT(t, testenv.Options{MariaDB: true})
+	c := &cluster{t: t, lab: lab, vip: lab.VIP.Addr().String()}
+	c.dialer = fmt.Sprintf("lab%d", dialerSeq.Add(1))
+	registerDialer(c)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	tr, err := lab.TrackHolders(ctx, lab.VIP.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tr.Close() })
+	for i, h := range []string{"db1", "db2"} {
+		cfg := testenv.KeepalivedConfig{Interface: "eth0", VRID: 51, Priority: 100 - 10*i, AdvertInt: time.Second, AuthPass: "1111",
+			VIPs: []netip.Prefix{lab.VIP}, Nopreempt: true, State: "BACKUP", CheckCmd: lab.MariaDB(h).CheckCmd()}
+		if _, err := lab.StartKeepalived(ctx, lab.Host(h), cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var owner string
+	waitFor(t, "keepalived master with the VIP", 30*time.Second, func() (bool, string) {
+		h := tr.Holders()
+		if len(h) == 1 {
+			owner = h[0]
+			return true, ""
+		}
+		return false, fmt.Sprint(h)
+	})
+	time.Sleep(time.Second)
+	return c, tr, owner
 }
