@@ -29,7 +29,7 @@ if [ -z "$o" ]; then echo "no owner after 60 s; see: $LAB status" >&2; ctl statu
 ctl status
 
 say "a client writes through the VIP ($VIP), served by $o"
-$LAB exec client -- mariadb -h $VIP -u app -papp-pass kr -N -e "INSERT INTO writes (origin) VALUES ('demo: before failover'); SELECT @@server_id AS served_by;" || true
+$LAB exec client -- mariadb -h $VIP -u app -papp-pass kr -e "INSERT INTO writes (origin) VALUES ('demo: before failover'); SELECT @@server_id AS served_by;" || true
 
 say "killing mysqld on the owner $o (SIGKILL)"
 start=$(date +%s.%N)
@@ -39,7 +39,7 @@ for _ in $(seq 1 200); do h=$(holder); if [ -n "$h" ] && [ "$h" != "$o" ]; then 
 end=$(date +%s.%N)
 if [ -z "$new" ]; then echo "the VIP did not move within 10 s" >&2; ctl status || true; exit 1; fi
 printf 'VIP moved from %s to %s in %.2f s (as seen by polling ip addr)\n' "$o" "$new" "$(awk -v a="$start" -v b="$end" 'BEGIN{print b-a}')"
-$LAB exec client -- mariadb -h $VIP -u app -papp-pass kr -N -e "INSERT INTO writes (origin) VALUES ('demo: after failover'); SELECT @@server_id AS served_by, COUNT(*) AS rows_in_writes FROM writes;" || true
+$LAB exec client -- mariadb -h $VIP -u app -papp-pass kr -e "INSERT INTO writes (origin) VALUES ('demo: after failover'); SELECT @@server_id AS served_by, COUNT(*) AS rows_in_writes FROM writes;" || true
 
 say "bringing $o's mysqld back: it rejoins as a replica; nopreempt keeps the VIP on $new"
 $LAB mysqld "$o" start
@@ -53,8 +53,8 @@ done
 echo "replication threads: $o ${a:-?}, $new ${b:-?} (the rejoin check restarted $new's channel from $o)"
 
 say "replication runs both ways: a row written on each server appears on the other"
-$LAB exec client -- mariadb -h $VIP -u app -papp-pass kr -e "INSERT INTO writes (origin) VALUES ('demo: written on $new via the VIP')"
-sql "$o" "INSERT INTO writes (origin) VALUES ('demo: written on $o as root (bypasses read_only, to show the channel)')"
+$LAB exec client -- mariadb -h $VIP -u app -papp-pass kr -e "INSERT INTO writes (origin) VALUES ('demo: written on $new (VIP)')"
+sql "$o" "INSERT INTO writes (origin) VALUES ('demo: written on $o (root)')"
 sleep 1
 for h in "$o" "$new"; do echo "-- rows on $h:"; sql "$h" "SELECT origin FROM writes WHERE origin LIKE 'demo: written%' ORDER BY id"; done
 
@@ -69,7 +69,8 @@ The lab is still up. Explore it:
   $LAB status                                   # hosts, processes, replication
   $LAB exec client -- $PWD/$CTL --addr 198.18.0.13:7001 --token-file $DIR/keepraft/token status
   $LAB exec client -- $PWD/$CTL --addr 198.18.0.13:7001 journal --follow
-  $LAB mysqld $o start                          # bring the old owner back (nopreempt keeps the VIP on $new)
-  $LAB exec client -- $PWD/$CTL --addr 198.18.0.13:7001 --token-file $DIR/keepraft/token switchover
+  $LAB mysqld $new kill                         # fail over again, back to $o
+  $LAB exec client -- $PWD/$CTL --addr 198.18.0.13:7001 --token-file $DIR/keepraft/token switchover   # planned, lossless
+  $LAB exec client -- $PWD/$CTL --addr 198.18.0.13:7001 --token-file $DIR/keepraft/token maintenance $new on
 Logs: $DIR/logs/   Tear down: make demo-down
 MSG
