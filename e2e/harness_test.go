@@ -35,7 +35,11 @@ func TestMain(m *testing.M) {
 			}
 			defer os.RemoveAll(dir)
 			keepraftdBin = filepath.Join(dir, "keepraftd")
-			if out, err := exec.Command("go", "build", "-o", keepraftdBin, "../cmd/keepraftd").CombinedOutput(); err != nil {
+			args := []string{"build", "-o", keepraftdBin}
+			if os.Getenv("KEEPRAFT_E2E_RACE") != "" {
+				args = append(args, "-race") // the daemons run with the race detector
+			}
+			if out, err := exec.Command("go", append(args, "../cmd/keepraftd")...).CombinedOutput(); err != nil {
 				fmt.Fprintf(os.Stderr, "build keepraftd: %v\n%s", err, out)
 				return 1
 			}
@@ -90,6 +94,11 @@ func newCluster(t *testing.T, o clusterOpts) *cluster {
 		c.start(n.Name)
 	}
 	t.Cleanup(func() {
+		for name, p := range c.procs {
+			if log := p.Tail(100000); strings.Contains(log, "DATA RACE") {
+				t.Errorf("keepraftd %s reported a data race:\n%s", name, log)
+			}
+		}
 		if !t.Failed() {
 			return
 		}

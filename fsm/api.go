@@ -84,6 +84,8 @@ type NodeReport struct {
 	GTID        string `json:"gtid,omitempty"`
 	// Domain is the node's own gtid_domain_id (MariaDB).
 	Domain uint32 `json:"domain,omitempty"`
+	// Stopping is true once the node began a graceful shutdown.
+	Stopping bool `json:"stopping,omitempty"`
 }
 
 // RenewRequest is the body of POST /v1/renew.

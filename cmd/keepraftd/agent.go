@@ -43,6 +43,8 @@ type agent struct {
 	renew  chan struct{} // wakes the renew loop
 	// holding mirrors "the VIP is on our interface" for the VRRP speaker, lock-free.
 	holding atomic.Bool
+	// vipMu makes "check the conjunction, then add" atomic against a concurrent drop.
+	vipMu sync.Mutex
 
 	mu          sync.Mutex
 	health      probe.Health
@@ -194,7 +196,7 @@ func (a *agent) successorExists() bool {
 	s := a.d.node.fsm.State()
 	for id, v := range a.d.poll.snapshot() {
 		m, ok := s.Members[id]
-		if ok && v.ok && m.Role == fsm.RoleDatabase && !m.Maintenance && v.report.Healthy != nil && *v.report.Healthy {
+		if ok && v.ok && !v.report.Stopping && !a.d.hasLeft(id) && m.Role == fsm.RoleDatabase && !m.Maintenance && v.report.Healthy != nil && *v.report.Healthy {
 			return true
 		}
 	}
@@ -376,13 +378,17 @@ func (a *agent) propose(ctx context.Context, t fsm.Type, p any) (fsm.ProposeResp
 }
 
 // renewLoop sends Renew{epoch} to every peer each lease/3 while the journal names this
-// node owner. A promise is counted from the send time; the kernel lifetime of the VIP is
-// renewed only when this round's promises made a quorum within δ of sending.
+// node owner. Every promise counts for the lease from the send time, whenever it arrives;
+// the kernel lifetime of the VIP is renewed (or the VIP added) only on a promise that
+// completed a quorum within δ of sending. Answers are handled as they arrive, so a dead
+// peer never delays a renewal.
 func (a *agent) renewLoop(ctx context.Context) error {
 	lease := a.d.cfg.Failover.Lease
 	delta := renewDelta(lease)
 	t := time.NewTicker(lease / 3)
 	defer t.Stop()
+	var rounds sync.WaitGroup
+	defer rounds.Wait()
 	for {
 		select {
 		case <-ctx.Done():
@@ -397,47 +403,43 @@ func (a *agent) renewLoop(ctx context.Context) error {
 		}
 		a.syncEpoch(s)
 		sent := bootNow()
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		var granted []string
+		var once sync.Once
 		for _, p := range a.d.cfg.Cluster.Peers {
 			if p.ID == me {
 				continue
 			}
-			wg.Go(func() {
+			rounds.Go(func() {
 				var resp fsm.RenewResponse
 				body, _ := json.Marshal(fsm.RenewRequest{Owner: me, Epoch: s.Epoch})
-				err := a.d.client.do(ctx, http.MethodPost, p.APIAddr, "/v1/renew", bytes.NewReader(body), &resp, delta)
+				err := a.d.client.do(ctx, http.MethodPost, p.APIAddr, "/v1/renew", bytes.NewReader(body), &resp, lease/2)
+				arrived := bootNow()
 				answer := "refused"
 				switch {
 				case err != nil:
 					answer = "error"
-				case resp.Promised && bootNow()-sent <= delta:
+				case resp.Promised && arrived-sent <= delta:
 					answer = "promised"
-					mu.Lock()
-					granted = append(granted, p.ID)
-					mu.Unlock()
 				case resp.Promised:
 					answer = "late"
 				}
 				a.d.metrics.renewals.WithLabelValues(p.ID, answer).Inc()
+				if !resp.Promised || err != nil {
+					return
+				}
+				a.mu.Lock()
+				if a.lease == nil || a.lease.Epoch != s.Epoch {
+					a.mu.Unlock()
+					return
+				}
+				a.lease.Granted(p.ID, sent)
+				fresh := answer == "promised" && a.lease.LastQuorum() == sent
+				valid := a.lease.Valid(bootNow())
+				a.mu.Unlock()
+				a.d.metrics.leaseValid.Set(b2f(valid))
+				if fresh && valid {
+					once.Do(func() { a.acquireOrRenew(ctx) })
+				}
 			})
-		}
-		wg.Wait()
-		a.mu.Lock()
-		if a.lease == nil || a.lease.Epoch != s.Epoch {
-			a.mu.Unlock()
-			continue
-		}
-		for _, id := range granted {
-			a.lease.Granted(id, sent)
-		}
-		fresh := a.lease.LastQuorum() == sent
-		valid := a.lease.Valid(bootNow())
-		a.mu.Unlock()
-		a.d.metrics.leaseValid.Set(b2f(valid))
-		if fresh && valid {
-			a.acquireOrRenew(ctx)
 		}
 	}
 }
@@ -491,10 +493,16 @@ func (a *agent) acquireOrRenew(ctx context.Context) {
 			return
 		}
 	}
+	a.vipMu.Lock()
+	if !a.mayHold(a.d.node.fsm.State()) {
+		a.vipMu.Unlock()
+		return
+	}
 	sctx, cancel := context.WithTimeout(ctx, time.Second)
 	res, err := a.vips.Set(sctx, a.d.cfg.VIP.Addresses)
 	cancel()
 	if err != nil {
+		a.vipMu.Unlock()
 		a.log.Error("add VIP", zap.Error(err))
 		return
 	}
@@ -502,6 +510,7 @@ func (a *agent) acquireOrRenew(ctx context.Context) {
 	was := a.held
 	a.held = true
 	a.holding.Store(true)
+	a.vipMu.Unlock()
 	announce := !a.announced && s.Phase == fsm.PhaseAssigned
 	a.announced = a.announced || announce
 	cu := a.catchup
@@ -525,10 +534,12 @@ func (a *agent) dropVIP(ctx context.Context, why string) {
 	if a.vips == nil {
 		return
 	}
+	a.vipMu.Lock()
 	sctx, cancel := context.WithTimeout(ctx, time.Second)
 	res, err := a.vips.Set(sctx, nil)
 	cancel()
 	if err != nil {
+		a.vipMu.Unlock()
 		a.log.Error("remove VIP", zap.Error(err))
 		return
 	}
@@ -536,6 +547,7 @@ func (a *agent) dropVIP(ctx context.Context, why string) {
 	was := a.held
 	a.held = false
 	a.mu.Unlock()
+	a.vipMu.Unlock()
 	a.d.metrics.holdingVIP.Set(0)
 	if was || len(res.Removed) > 0 {
 		a.log.Info("VIP dropped", zap.String("reason", why), zap.Stringers("removed", res.Removed))
@@ -587,6 +599,14 @@ func (a *agent) holdLoop(ctx context.Context) error {
 			a.mu.Unlock()
 			if held || a.holding.Load() {
 				a.dropVIP(ctx, "holding no longer allowed")
+				if held && a.speak != nil && a.d.allPeersLeft() {
+					// Every other voter stopped gracefully: the whole cluster gives the
+					// VIP up, so keepalived backups may take over at once.
+					a.log.Info("all peers stopped: resigning with a priority-0 advert")
+					if err := a.speak.Resign(ctx); err != nil {
+						a.log.Warn("resign", zap.Error(err))
+					}
+				}
 			}
 		}
 		if s.Owner == me && s.Phase == fsm.PhaseActive {

@@ -42,6 +42,7 @@ func newAPI(d *daemon) (*api, error) {
 	mux.HandleFunc("POST /v1/renew", a.auth(a.renew))
 	mux.HandleFunc("POST /v1/switchover", a.auth(a.switchover))
 	mux.HandleFunc("POST /v1/maintenance", a.auth(a.maintenance))
+	mux.HandleFunc("POST /v1/goodbye", a.auth(a.goodbye))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
 	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	return a, nil
@@ -224,6 +225,24 @@ func (a *api) switchover(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	a.proposeFromAPI(w, r, fsm.SwitchoverRequested, req)
+}
+
+// goodbye records that a peer is stopping gracefully.
+func (a *api) goodbye(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Node string `json:"node"`
+	}
+	if err := decodeBody(r, &req); err != nil {
+		writeErr(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	if !slices.Contains(peerIDs(a.d.cfg), req.Node) {
+		writeErr(w, http.StatusBadRequest, "node: %q is not a cluster member", req.Node)
+		return
+	}
+	a.d.log.Info("peer is stopping", zap.String("peer", req.Node))
+	a.d.markLeft(req.Node, true)
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (a *api) maintenance(w http.ResponseWriter, r *http.Request) {

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -36,6 +39,8 @@ type daemon struct {
 	mu        sync.Mutex
 	promise   fsm.Promise
 	lastRenew map[string]time.Duration // owner id → boot-clock time of its last Renew
+	left      map[string]bool          // peers that said goodbye and were not heard since
+	stopping  atomic.Bool
 }
 
 func peerIDs(cfg *config.Config) []string {
@@ -51,9 +56,10 @@ func newDaemon(cfg *config.Config, log *zap.Logger, opts options) (*daemon, erro
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{cfg: cfg, log: log, token: token, boot: bootNow(), lastRenew: map[string]time.Duration{}, metrics: newMetrics(cfg.Node.ID)}
+	d := &daemon{cfg: cfg, log: log, token: token, boot: bootNow(), lastRenew: map[string]time.Duration{}, left: map[string]bool{}, metrics: newMetrics(cfg.Node.ID)}
 	d.client = newPeerClient(token)
 	d.poll = newPoller(cfg, d.client, log)
+	d.poll.onReachable = func(peer string) { d.markLeft(peer, false) }
 	d.node, err = openRaft(cfg, log, d.client)
 	if err != nil {
 		return nil, err
@@ -73,7 +79,7 @@ func (d *daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return errors.Join(err, d.node.shutdown())
 	}
-	tasks := []task{a, d.poll, &controller{d: d}, taskFunc(d.announce), taskFunc(d.observe)}
+	tasks := []task{a, d.poll, &controller{d: d}, taskFunc(d.announce), taskFunc(d.observe), taskFunc(d.farewell)}
 	if d.agent != nil {
 		tasks = append(tasks, d.agent)
 	}
@@ -160,6 +166,58 @@ func (d *daemon) observe(ctx context.Context) error {
 	}
 }
 
+// farewell tells every peer, when this node stops gracefully, that it is leaving, so an
+// owner left alone can tell "the whole cluster is stopping" from "I am cut off".
+func (d *daemon) farewell(ctx context.Context) error {
+	<-ctx.Done()
+	d.stopping.Store(true)
+	body := fmt.Sprintf(`{"node":%q}`, d.cfg.Node.ID)
+	var wg sync.WaitGroup
+	for _, p := range d.cfg.Cluster.Peers {
+		if p.ID == d.cfg.Node.ID {
+			continue
+		}
+		wg.Go(func() {
+			err := d.client.do(context.Background(), http.MethodPost, p.APIAddr, "/v1/goodbye", strings.NewReader(body), nil, 300*time.Millisecond)
+			if err != nil {
+				d.log.Debug("goodbye", zap.String("peer", p.ID), zap.Error(err))
+			}
+		})
+	}
+	wg.Wait()
+	return nil
+}
+
+// markLeft records that peer stopped gracefully (true) or was heard again (false).
+func (d *daemon) markLeft(peer string, left bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if left {
+		d.left[peer] = true
+	} else {
+		delete(d.left, peer)
+	}
+}
+
+// allPeersLeft reports whether every other voter said goodbye: the whole cluster is
+// giving the VIP up.
+func (d *daemon) allPeersLeft() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, p := range d.cfg.Cluster.Peers {
+		if p.ID != d.cfg.Node.ID && !d.left[p.ID] {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *daemon) hasLeft(peer string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.left[peer]
+}
+
 // grant answers a Renew: promise only what the applied state supports.
 func (d *daemon) grant(req fsm.RenewRequest) fsm.RenewResponse {
 	s := d.node.fsm.State()
@@ -182,7 +240,7 @@ func (d *daemon) grant(req fsm.RenewRequest) fsm.RenewResponse {
 func (d *daemon) report() fsm.NodeReport {
 	s := d.node.fsm.State()
 	now := bootNow()
-	r := fsm.NodeReport{Node: d.cfg.Node.ID, Applied: s.Index, Epoch: s.Epoch, Phase: s.Phase, RenewAgeMS: -1, UptimeMS: (now - d.boot).Milliseconds(), RaftState: d.node.raft.State().String()}
+	r := fsm.NodeReport{Node: d.cfg.Node.ID, Applied: s.Index, Epoch: s.Epoch, Phase: s.Phase, RenewAgeMS: -1, UptimeMS: (now - d.boot).Milliseconds(), RaftState: d.node.raft.State().String(), Stopping: d.stopping.Load()}
 	d.mu.Lock()
 	if t, ok := d.lastRenew[s.Owner]; ok && s.Owner != "" {
 		r.RenewAgeMS = (now - t).Milliseconds()

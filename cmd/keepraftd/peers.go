@@ -78,6 +78,9 @@ type poller struct {
 	log    *zap.Logger
 	every  time.Duration
 
+	// onReachable is called with a peer that answered and is not stopping.
+	onReachable func(peer string)
+
 	mu    sync.Mutex
 	views map[string]peerView
 }
@@ -122,6 +125,9 @@ func (p *poller) pollOne(ctx context.Context, peer config.Peer) {
 			p.log.Info("peer reachable again", zap.String("peer", peer.ID))
 		}
 		v = peerView{report: r, at: bootNow(), ok: true, lastOK: time.Now()}
+		if !r.Stopping && p.onReachable != nil {
+			p.onReachable(peer.ID)
+		}
 	}
 	p.views[peer.ID] = v
 }
