@@ -46,9 +46,10 @@ fuzz: ## run every fuzz target for 30 s each
 bench: build ## failover timing benchmark against keepalived in the lab (root)
 	KEEPRAFT_INTEG=1 KEEPRAFT_BENCH=1 $(GO) test -count=1 -p 1 -timeout 60m -run 'TestBench' -v ./e2e/ | tee bench.out
 
-lint: ## gofmt, go vet
+lint: ## gofmt, go vet, staticcheck
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
 	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 demo: deps build ## start the three-node lab with MariaDB dual masters and show a live failover
 	./scripts/demo.sh

@@ -408,7 +408,7 @@ func build(rw raw) (*Config, error) {
 				c.add(key+".api_addr", "%q differs from cluster.api_addr %q for this node", p.APIAddr, cl.APIAddr)
 			}
 		}
-		cfg.Cluster.Peers = append(cfg.Cluster.Peers, Peer{ID: p.ID, RaftAddr: p.RaftAddr, APIAddr: p.APIAddr})
+		cfg.Cluster.Peers = append(cfg.Cluster.Peers, Peer(p))
 	}
 	switch {
 	case len(cl.Peers) == 0:

@@ -69,8 +69,7 @@ func (f *FSM) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
-	rec, err := f.ApplyEvent(l.Index, l.Term, l.Data)
-	_ = rec
+	_, err := f.ApplyEvent(l.Index, l.Term, l.Data)
 	return ApplyResponse{Index: l.Index, Err: err}
 }
 

@@ -80,7 +80,7 @@ type Options struct {
 func (o Options) validate() (Options, error) {
 	var errs []error
 	if o.Interface == "" {
-		errs = append(errs, errors.New("Interface: must be set"))
+		errs = append(errs, errors.New("options.Interface: must be set"))
 	}
 	seen := make(map[netip.Prefix]bool, len(o.Managed))
 	managed := make([]netip.Prefix, 0, len(o.Managed))
@@ -88,11 +88,11 @@ func (o Options) validate() (Options, error) {
 		p = unmapPrefix(p)
 		switch {
 		case !p.IsValid():
-			errs = append(errs, fmt.Errorf("Managed[%d]: invalid prefix", i))
+			errs = append(errs, fmt.Errorf("options.Managed[%d]: invalid prefix", i))
 		case !p.Addr().Is4():
-			errs = append(errs, fmt.Errorf("Managed[%d] %s: only IPv4 is supported", i, p))
+			errs = append(errs, fmt.Errorf("options.Managed[%d] %s: only IPv4 is supported", i, p))
 		case seen[p]:
-			errs = append(errs, fmt.Errorf("Managed[%d] %s: duplicate", i, p))
+			errs = append(errs, fmt.Errorf("options.Managed[%d] %s: duplicate", i, p))
 		default:
 			seen[p] = true
 			managed = append(managed, p)
@@ -100,7 +100,7 @@ func (o Options) validate() (Options, error) {
 	}
 	o.Managed = managed
 	if o.Label != "" && (!strings.HasPrefix(o.Label, o.Interface) || len(o.Label) > unix.IFNAMSIZ-1) {
-		errs = append(errs, fmt.Errorf("Label %q: must start with the interface name %q and be at most %d bytes", o.Label, o.Interface, unix.IFNAMSIZ-1))
+		errs = append(errs, fmt.Errorf("options.Label %q: must start with the interface name %q and be at most %d bytes", o.Label, o.Interface, unix.IFNAMSIZ-1))
 	}
 	if o.KernelLease < 0 {
 		errs = append(errs, fmt.Errorf("KernelLease: must be ≥ 0, got %s", o.KernelLease))

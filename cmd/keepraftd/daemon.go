@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/raft"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
@@ -313,6 +312,3 @@ func (d *daemon) status() fsm.Status {
 	}
 	return st
 }
-
-// leaderState returns raft's view of leadership for the controller.
-func (d *daemon) leaderState() raft.RaftState { return d.node.raft.State() }
