@@ -301,18 +301,20 @@ func (c *cli) printRecords(recs []fsm.Record, header bool) error {
 		}
 		return nil
 	}
-	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	// Fixed widths rather than a tabwriter, so that --follow output stays aligned across
+	// batches.
+	const row = "%-7s %-12s %-22s %-8s %-5s %-8s %s\n"
 	if header {
-		fmt.Fprintln(tw, "INDEX\tTIME\tTYPE\tBY\tEPOCH\tRESULT\tDETAIL")
+		fmt.Fprintf(c.out, row, "INDEX", "TIME", "TYPE", "BY", "EPOCH", "RESULT", "DETAIL")
 	}
 	for _, r := range recs {
 		detail := string(r.Event.Data)
 		if r.Error != "" {
 			detail = r.Error + " " + detail
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Index, r.Event.At.Local().Format("15:04:05.000"), r.Event.Type, orDash(r.Event.By), r.Event.Epoch, r.Result, detail)
+		fmt.Fprintf(c.out, row, strconv.FormatUint(r.Index, 10), r.Event.At.Local().Format("15:04:05.000"), r.Event.Type, orDash(r.Event.By), strconv.FormatUint(r.Event.Epoch, 10), r.Result, detail)
 	}
-	return tw.Flush()
+	return nil
 }
 
 func (c *cli) switchoverCmd() *cobra.Command {
