@@ -34,6 +34,19 @@ func TestMysqldKilledMovesVIP(t *testing.T) {
 	}
 	t.Logf("mysqld on %s killed; first client answer from %s after %s", owner, other(owner), at.Sub(kill))
 	c.waitOwner(5 * time.Second)
+	// Second opinion: the peer's remote probe sees the old owner's host up, mysqld down.
+	waitFor(t, "peer view of the dead mysqld", 5*time.Second, func() (bool, string) {
+		st, err := c.status("witness")
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, m := range st.Members {
+			if m.ID == owner {
+				return m.Reachable && strings.Contains(m.PeerView, other(owner)+": down"), fmt.Sprintf("%+v", m)
+			}
+		}
+		return false, "no member"
+	})
 
 	got := types(c.journal("witness"), last)
 	want := []string{"HealthChanged", "OwnerReleased", "OwnerAssigned", "OwnerPromoted"}
@@ -301,8 +314,18 @@ func TestDatabasePartitionKeepsOneHolder(t *testing.T) {
 	if err := c.lab.Partition(c.lab.Host("db1"), c.lab.Host("db2")); err != nil {
 		t.Fatal(err)
 	}
-	// keepalived's split-brain case: here exactly one host holds the VIP throughout.
+	// keepalived's split-brain case: here exactly one host holds the VIP throughout, even
+	// though each database node's remote probe now sees the other's MySQL as down.
 	c.stays(owner, 8*time.Second)
+	st, err := c.status("witness")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range st.Members {
+		if m.ID == owner && !strings.Contains(m.PeerView, other(owner)+": down") {
+			t.Fatalf("during the partition %s's peer view is %q, want %s's probe down", owner, m.PeerView, other(owner))
+		}
+	}
 	if err := c.lab.Heal(c.lab.Host("db1"), c.lab.Host("db2")); err != nil {
 		t.Fatal(err)
 	}

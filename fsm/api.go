@@ -41,6 +41,9 @@ type MemberStatus struct {
 	Maintenance bool   `json:"maintenance"`
 	Owner       bool   `json:"owner"`
 	Replication string `json:"replication,omitempty"`
+	// PeerView is the second opinion of the other database nodes' remote probes of this
+	// member's MySQL ("db2: up"). It annotates only; failover follows the member's own probe.
+	PeerView string `json:"peer_view,omitempty"`
 }
 
 // LocalStatus is what a node knows only about itself.
@@ -86,6 +89,9 @@ type NodeReport struct {
 	Domain uint32 `json:"domain,omitempty"`
 	// Stopping is true once the node began a graceful shutdown.
 	Stopping bool `json:"stopping,omitempty"`
+	// Remote is this node's remote probe of each other database node's MySQL: "up" or
+	// "down: <error>".
+	Remote map[string]string `json:"remote,omitempty"`
 }
 
 // RenewRequest is the body of POST /v1/renew.

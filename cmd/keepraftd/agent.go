@@ -65,11 +65,12 @@ type agent struct {
 	rejoinExtra string    // extra transactions last journaled ("" when none)
 	rejoinAt    time.Time // last check while blocked
 	foreignSeen map[netip.Addr]time.Time
+	remote      map[string]string // peer → "up" or "down: <error>"
 }
 
 func newAgent(d *daemon, opts options) (*agent, error) {
 	cfg := d.cfg
-	a := &agent{d: d, log: d.log.Named("agent"), flavor: probe.Flavor(cfg.MySQL.Flavor), kick: make(chan struct{}, 1), renew: make(chan struct{}, 1), foreignSeen: map[netip.Addr]time.Time{}}
+	a := &agent{d: d, log: d.log.Named("agent"), flavor: probe.Flavor(cfg.MySQL.Flavor), kick: make(chan struct{}, 1), renew: make(chan struct{}, 1), foreignSeen: map[netip.Addr]time.Time{}, remote: map[string]string{}}
 	dsn := cfg.MySQL.DSN
 	if dsn == "" {
 		pass, err := cfg.Password()
@@ -152,6 +153,7 @@ func (a *agent) Run(ctx context.Context) error {
 	g.Go(func() error { return a.probeLoop(gctx) })
 	g.Go(func() error { return a.renewLoop(gctx) })
 	g.Go(func() error { return a.holdLoop(gctx) })
+	g.Go(func() error { return a.remoteLoop(gctx) })
 	if a.speak != nil {
 		g.Go(func() error { return a.speak.Run(gctx) })
 		g.Go(func() error { return a.listen.Run(gctx) })
@@ -757,6 +759,77 @@ func (a *agent) checkRejoin(ctx context.Context, s fsm.State) {
 		a.log.Info("former owner rejoined with nothing extra; replication from it restarted", zap.String("node", prev))
 	}
 	go a.propose(context.WithoutCancel(ctx), fsm.RejoinChecked, d)
+}
+
+// remoteLoop probes the other database nodes' MySQL from here (connect and SELECT 1,
+// every 500 ms, with this node's account on the peer's host at mysql.port). The result is
+// a second opinion shown in the status ("host reachable, mysqld not"); it never decides a
+// failover, so a db1↔db2 partition alone cannot cause one. It needs mysql.host (not dsn).
+func (a *agent) remoteLoop(ctx context.Context) error {
+	cfg := a.d.cfg
+	if cfg.MySQL.DSN != "" {
+		return nil
+	}
+	pass, err := cfg.Password()
+	if err != nil {
+		return nil
+	}
+	dbs := map[string]*sql.DB{}
+	defer func() {
+		for _, db := range dbs {
+			_ = db.Close()
+		}
+	}()
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		s := a.d.node.fsm.State()
+		for _, p := range cfg.Cluster.Peers {
+			m, ok := s.Members[p.ID]
+			if p.ID == cfg.Node.ID || !ok || m.Role != fsm.RoleDatabase {
+				continue
+			}
+			db := dbs[p.ID]
+			if db == nil {
+				host, _, err := net.SplitHostPort(p.RaftAddr)
+				if err != nil {
+					continue
+				}
+				if db, err = sql.Open("mysql", probe.DSN(host, cfg.MySQL.Port, cfg.MySQL.User, pass, cfg.MySQL.Timeout)); err != nil {
+					continue
+				}
+				db.SetMaxOpenConns(1)
+				dbs[p.ID] = db
+			}
+			cctx, cancel := context.WithTimeout(ctx, cfg.MySQL.Timeout)
+			var one int
+			err := db.QueryRowContext(cctx, "SELECT 1").Scan(&one)
+			cancel()
+			verdict := "up"
+			if err != nil {
+				verdict = "down: " + err.Error()
+			}
+			a.mu.Lock()
+			a.remote[p.ID] = verdict
+			a.mu.Unlock()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// remoteView returns a copy of the remote probe results.
+func (a *agent) remoteView() map[string]string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[string]string, len(a.remote))
+	for k, v := range a.remote {
+		out[k] = v
+	}
+	return out
 }
 
 // onForeign journals a foreign VRRP master on our VRID while we hold the VIP, at most

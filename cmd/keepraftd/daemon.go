@@ -256,6 +256,7 @@ func (d *daemon) report() fsm.NodeReport {
 		l := d.agent.local()
 		r.Healthy, r.Detail, r.Replication = l.MySQLHealthy, l.MySQLDetail, l.Replication
 		r.GTID, r.Domain = l.GTID, d.agent.domain()
+		r.Remote = d.agent.remoteView()
 	}
 	return r
 }
@@ -308,7 +309,27 @@ func (d *daemon) status() fsm.Status {
 		} else {
 			ms.RaftState, ms.LastContact = "unknown", "never"
 		}
+		ms.PeerView = d.peerView(p.ID, views)
 		st.Members = append(st.Members, ms)
 	}
 	return st
+}
+
+// peerView joins what the other database nodes' remote probes say about id's MySQL.
+func (d *daemon) peerView(id string, views map[string]peerView) string {
+	var parts []string
+	add := func(from string, remote map[string]string) {
+		if v, ok := remote[id]; ok {
+			parts = append(parts, from+": "+v)
+		}
+	}
+	if d.agent != nil {
+		add(d.cfg.Node.ID, d.agent.remoteView())
+	}
+	for _, p := range d.cfg.Cluster.Peers {
+		if v, ok := views[p.ID]; ok && v.ok {
+			add(p.ID, v.report.Remote)
+		}
+	}
+	return strings.Join(parts, "; ")
 }

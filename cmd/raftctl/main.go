@@ -179,6 +179,20 @@ func (c *cli) statusCmd() *cobra.Command {
 	}
 }
 
+// shortView trims error details from the peer view for the table; -o json has them all.
+func shortView(v string) string {
+	var out []string
+	for _, part := range strings.Split(v, "; ") {
+		if i := strings.Index(part, "down: "); i >= 0 {
+			part = part[:i+len("down")]
+		}
+		if part != "" {
+			out = append(out, part)
+		}
+	}
+	return strings.Join(out, ",")
+}
+
 func ptrBool(b *bool) string {
 	if b == nil {
 		return "-"
@@ -195,7 +209,7 @@ func orDash(s string) string {
 
 func (c *cli) memberTable(ms []fsm.MemberStatus) {
 	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tROLE\tSUFFRAGE\tRAFT\tLAST CONTACT\tAPPLIED\tPRIO\tMYSQL\tMAINT\tOWNER\tREPLICATION")
+	fmt.Fprintln(tw, "ID\tROLE\tSUFFRAGE\tRAFT\tLAST CONTACT\tAPPLIED\tPRIO\tMYSQL\tPEER VIEW\tMAINT\tOWNER\tREPLICATION")
 	for _, m := range ms {
 		health := "-"
 		if m.Healthy != nil {
@@ -208,7 +222,7 @@ func (c *cli) memberTable(ms []fsm.MemberStatus) {
 		if m.Owner {
 			owner = "*"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%v\t%s\t%s\n", m.ID, orDash(string(m.Role)), orDash(m.Suffrage), orDash(m.RaftState), orDash(m.LastContact), m.Applied, m.Priority, health, m.Maintenance, owner, orDash(m.Replication))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%v\t%s\t%s\n", m.ID, orDash(string(m.Role)), orDash(m.Suffrage), orDash(m.RaftState), orDash(m.LastContact), m.Applied, m.Priority, health, orDash(shortView(m.PeerView)), m.Maintenance, owner, orDash(m.Replication))
 	}
 	tw.Flush()
 }
