@@ -197,3 +197,29 @@ func jsonOf(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+func TestSupported(t *testing.T) {
+	tests := []struct {
+		name     string
+		versions [][]int
+		give     int
+		want     bool
+	}{
+		{"all advertise it", [][]int{{1}, {1, 2}, {1}}, 1, true},
+		{"one lacks it", [][]int{{1, 2}, {1}, {1, 2}}, 2, false},
+		{"unannounced counts as 1", [][]int{nil, {1, 2}}, 1, true},
+		{"unannounced lacks 2", [][]int{nil, {1, 2}}, 2, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := NewState()
+			for i, vs := range tt.versions {
+				id := string(rune('a' + i))
+				s.Members[id] = &NodeState{Member: Member{ID: id, Versions: vs}}
+			}
+			if got := s.Supported(tt.give); got != tt.want {
+				t.Fatalf("Supported(%d) = %v, want %v", tt.give, got, tt.want)
+			}
+		})
+	}
+}

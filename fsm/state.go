@@ -129,6 +129,22 @@ func (s State) MemberIDs() []string {
 	return ids
 }
 
+// Supported reports whether every member advertises event schema version v, so that an
+// event of that version applies the same way on every voter (mixed-version clusters during
+// an upgrade). Members that have not announced their versions yet count as version 1.
+func (s State) Supported(v int) bool {
+	for _, m := range s.Members {
+		vs := m.Versions
+		if len(vs) == 0 {
+			vs = []int{1}
+		}
+		if !slices.Contains(vs, v) {
+			return false
+		}
+	}
+	return true
+}
+
 // Holding reports whether the journal currently lets owner keep or seek the VIP: it is the
 // named owner and ownership was not revoked or released. Holding the VIP additionally
 // needs a valid quorum lease and a finished promotion, which the node checks locally.

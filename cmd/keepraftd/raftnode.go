@@ -101,6 +101,9 @@ func (n *raftNode) leader() string {
 // forwarding it to the leader's API. A stale or skipped event is not an error here: the
 // response says what Apply made of it.
 func (n *raftNode) propose(ctx context.Context, ev fsm.Event) (fsm.ProposeResponse, error) {
+	if err := n.versionOK(ev); err != nil {
+		return fsm.ProposeResponse{}, err
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	if d, ok := ctx.Deadline(); ok {
 		deadline = d
@@ -124,7 +127,18 @@ func (n *raftNode) propose(ctx context.Context, ev fsm.Event) (fsm.ProposeRespon
 var (
 	errNoLeader = errors.New("no raft leader")
 	errForward  = errors.New("forward to leader")
+	// errVersion is returned for an event whose schema version some voter does not
+	// advertise: it would apply differently on that voter.
+	errVersion = errors.New("event version not supported by every voter")
 )
+
+// versionOK refuses to propose an event version that not every voter understands.
+func (n *raftNode) versionOK(ev fsm.Event) error {
+	if !n.fsm.State().Supported(ev.V) {
+		return fmt.Errorf("propose %s v%d: %w", ev.Type, ev.V, errVersion)
+	}
+	return nil
+}
 
 func (n *raftNode) proposeOnce(ctx context.Context, ev fsm.Event, timeout time.Duration) (fsm.ProposeResponse, error) {
 	if n.isLeader() {
@@ -147,6 +161,9 @@ func (n *raftNode) proposeOnce(ctx context.Context, ev fsm.Event, timeout time.D
 }
 
 func (n *raftNode) applyLocal(ev fsm.Event, timeout time.Duration) (fsm.ProposeResponse, error) {
+	if err := n.versionOK(ev); err != nil {
+		return fsm.ProposeResponse{}, err
+	}
 	b, err := ev.Encode()
 	if err != nil {
 		return fsm.ProposeResponse{}, err
