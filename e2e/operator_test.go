@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keepraft/keepraft/fsm"
+	"github.com/keepraft/keepraft/testenv"
 )
 
 // TestMaintenanceOnOwnerHandsOver: an owner put in maintenance hands the VIP over like a
@@ -66,4 +68,58 @@ func TestNotifyHooks(t *testing.T) {
 		}
 		return true, ""
 	})
+}
+
+// TestSemiSyncStatusJournaled: with semi-sync (AFTER_SYNC) between owner and peer the
+// owner journals ON; when the peer stops acknowledging, MariaDB falls back to async after
+// rpl_semi_sync_master_timeout and the owner journals OFF.
+func TestSemiSyncStatusJournaled(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	owner := c.waitOwner(30 * time.Second)
+	peer := other(owner)
+	ctx := context.Background()
+	for _, q := range []string{
+		"SET GLOBAL rpl_semi_sync_master_enabled=ON",
+		"SET GLOBAL rpl_semi_sync_master_wait_point='AFTER_SYNC'",
+		"SET GLOBAL rpl_semi_sync_master_timeout=500",
+	} {
+		if err := c.lab.MariaDB(owner).Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, q := range []string{"SET GLOBAL rpl_semi_sync_slave_enabled=ON", "STOP SLAVE IO_THREAD", "START SLAVE IO_THREAD"} {
+		if err := c.lab.MariaDB(peer).Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func() {
+		t.Helper()
+		dsn := fmt.Sprintf("%s:%s@%s(%s:3306)/%s?timeout=1s&readTimeout=3s", testenv.AppUser, testenv.AppPass, c.dialer, c.vip, testenv.AppSchema)
+		db, err := sql.Open("mysql", dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if _, err := db.ExecContext(ctx, "INSERT INTO writes (origin) VALUES ('semisync')"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	semi := func(want string) func() (bool, string) {
+		return func() (bool, string) {
+			var last fsm.SemiSyncData
+			for _, r := range c.journal("witness") {
+				if r.Event.Type == fsm.SemiSyncChanged && r.Result == fsm.ResultApplied {
+					_ = r.Event.Payload(&last)
+				}
+			}
+			return last.Node == owner && last.Status == want, fmt.Sprintf("%+v", last)
+		}
+	}
+	write()
+	waitFor(t, "semi-sync ON journaled", 10*time.Second, semi("ON"))
+	if err := c.lab.MariaDB(peer).Exec(ctx, "STOP SLAVE IO_THREAD"); err != nil {
+		t.Fatal(err)
+	}
+	write()
+	waitFor(t, "semi-sync OFF journaled after the peer stopped acknowledging", 10*time.Second, semi("OFF"))
 }

@@ -41,6 +41,8 @@ type MemberStatus struct {
 	Maintenance bool   `json:"maintenance"`
 	Owner       bool   `json:"owner"`
 	Replication string `json:"replication,omitempty"`
+	// SemiSync is the member's journaled semi-sync master status.
+	SemiSync string `json:"semi_sync,omitempty"`
 	// PeerView is the second opinion of the other database nodes' remote probes of this
 	// member's MySQL ("db2: up"). It annotates only; failover follows the member's own probe.
 	PeerView string `json:"peer_view,omitempty"`

@@ -27,6 +27,7 @@ const (
 	ForeignVRRPMasterSeen Type = "ForeignVRRPMasterSeen"
 	PromotionFailed       Type = "PromotionFailed"
 	RejoinChecked         Type = "RejoinChecked"
+	SemiSyncChanged       Type = "SemiSyncChanged"
 	Stale                 Type = "Stale"
 )
 
@@ -210,4 +211,13 @@ type RejoinData struct {
 	// Blocked is true when Node has own-domain transactions the owner lacks, so its
 	// replication channel from the owner stays stopped until an operator decides.
 	Blocked bool `json:"blocked"`
+}
+
+// SemiSyncData is the payload of [SemiSyncChanged]: the owner's
+// Rpl_semi_sync_master_status changed. OFF after ON means acknowledged writes are no
+// longer guaranteed to be on the peer (MariaDB falls back to async silently after
+// rpl_semi_sync_master_timeout).
+type SemiSyncData struct {
+	Node   string `json:"node"`
+	Status string `json:"status"`
 }

@@ -52,6 +52,8 @@ type NodeState struct {
 	// FailedEpoch is the epoch in which this node last failed a promotion; it is not a
 	// candidate again until it reports a new health transition.
 	FailedEpoch uint64 `json:"failed_epoch,omitempty"`
+	// SemiSync is the node's last journaled Rpl_semi_sync_master_status ("" = never ON).
+	SemiSync string `json:"semi_sync,omitempty"`
 	// RejoinBlocked is set when the node came back with transactions the owner lacks.
 	RejoinBlocked bool   `json:"rejoin_blocked,omitempty"`
 	RejoinExtra   string `json:"rejoin_extra,omitempty"`
@@ -358,6 +360,16 @@ func (s *State) apply(idx uint64, ev Event) error {
 		if len(s.Foreign) > 16 {
 			s.Foreign = s.Foreign[len(s.Foreign)-16:]
 		}
+	case SemiSyncChanged:
+		var d SemiSyncData
+		if err := ev.Payload(&d); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		m, err := s.member(d.Node)
+		if err != nil {
+			return err
+		}
+		m.SemiSync = d.Status
 	case RejoinChecked:
 		var d RejoinData
 		if err := ev.Payload(&d); err != nil {

@@ -296,7 +296,7 @@ func (a *agent) probeLoop(ctx context.Context) error {
 	fails := 0
 	t := time.NewTicker(cfg.Interval)
 	defer t.Stop()
-	var lastSync time.Time
+	var lastSync, lastSemi time.Time
 	for {
 		cctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 		start := time.Now()
@@ -344,6 +344,14 @@ func (a *agent) probeLoop(ctx context.Context) error {
 			lastSync = time.Now()
 			a.proposeHealth(ctx, healthy, h.Err, gtid)
 			a.poke()
+		}
+		// The owner journals its semi-sync status changes: OFF after ON means writes are
+		// acknowledged without being on the peer. "Never ON" is not journaled.
+		if h.Up && me != nil && s.Holding(a.d.cfg.Node.ID) && h.SemiSync != "" && h.SemiSync != me.SemiSync &&
+			!(me.SemiSync == "" && h.SemiSync == "OFF") && time.Since(lastSemi) > time.Second {
+			lastSemi = time.Now()
+			a.log.Info("semi-sync status changed", zap.String("from", me.SemiSync), zap.String("to", h.SemiSync))
+			a.propose(ctx, fsm.SemiSyncChanged, fsm.SemiSyncData{Node: a.d.cfg.Node.ID, Status: h.SemiSync})
 		}
 		select {
 		case <-ctx.Done():

@@ -288,7 +288,7 @@ func (d *daemon) status() fsm.Status {
 	for _, p := range d.cfg.Cluster.Peers {
 		ms := fsm.MemberStatus{ID: p.ID, RaftAddr: p.RaftAddr, APIAddr: p.APIAddr, Suffrage: suffrage[p.ID], Owner: p.ID == s.Owner && s.Holding(p.ID)}
 		if m, ok := s.Members[p.ID]; ok {
-			ms.Role, ms.Priority, ms.Maintenance = m.Role, m.Priority, m.Maintenance
+			ms.Role, ms.Priority, ms.Maintenance, ms.SemiSync = m.Role, m.Priority, m.Maintenance, m.SemiSync
 			if m.HealthKnown {
 				h := m.Healthy
 				ms.Healthy, ms.Detail = &h, m.Detail

@@ -173,6 +173,11 @@ func (c *cli) statusCmd() *cobra.Command {
 				if l.Replication != "" {
 					fmt.Fprintf(c.out, "  replication %s\n", l.Replication)
 				}
+				for _, m := range st.Members {
+					if m.ID == st.Node && m.SemiSync != "" {
+						fmt.Fprintf(c.out, "  semi-sync (journaled) %s\n", m.SemiSync)
+					}
+				}
 			}
 			return nil
 		},
