@@ -124,16 +124,21 @@ func TestCampaign(t *testing.T) {
 			return true, ""
 		})
 	}
-	// The journal's epochs only grow and every assignment names a database node.
+	// Compare-and-set: applied assignments were decided from epochs 0, 1, 2, ... with no
+	// gap or repeat (no two owners ever got the same epoch), and name database nodes.
 	var epoch uint64
 	for _, r := range c.journal("witness") {
-		if r.Result != fsm.ResultApplied {
+		if r.Result != fsm.ResultApplied || r.Event.Type != fsm.OwnerAssigned {
 			continue
 		}
-		if r.Event.Epoch < epoch {
-			t.Fatalf("epoch went back from %d to %d at index %d", epoch, r.Event.Epoch, r.Index)
+		var d fsm.AssignData
+		if err := r.Event.Payload(&d); err != nil || (d.Owner != "db1" && d.Owner != "db2") {
+			t.Fatalf("assignment at index %d: %+v (%v)", r.Index, d, err)
 		}
-		epoch = r.Event.Epoch
+		if r.Event.Epoch != epoch {
+			t.Fatalf("assignment at index %d decided from epoch %d, want %d", r.Index, r.Event.Epoch, epoch)
+		}
+		epoch++
 	}
 	t.Logf("campaign done: %d rounds, final epoch %d, max simultaneous keepraft holders %d", rounds, epoch, c.tracker.MaxConcurrent())
 }
