@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -833,11 +834,7 @@ func (a *agent) remoteLoop(ctx context.Context) error {
 func (a *agent) remoteView() map[string]string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	out := make(map[string]string, len(a.remote))
-	for k, v := range a.remote {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(a.remote)
 }
 
 // onForeign journals a foreign VRRP master on our VRID while we hold the VIP, at most

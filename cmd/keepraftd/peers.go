@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"sync"
 	"time"
@@ -136,9 +137,5 @@ func (p *poller) pollOne(ctx context.Context, peer config.Peer) {
 func (p *poller) snapshot() map[string]peerView {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make(map[string]peerView, len(p.views))
-	for k, v := range p.views {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(p.views)
 }
