@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"sort"
 	"sync"
 
 	"github.com/hashicorp/raft"
@@ -46,9 +48,13 @@ type ApplyResponse struct {
 type FSM struct {
 	retain int
 
-	mu      sync.RWMutex
-	state   State
+	mu    sync.RWMutex
+	state State
+	// journal[start:] are the retained records, oldest first, with ascending indexes.
+	// Trimming advances start and compacts only once start reaches retain, so an apply
+	// never copies the whole journal.
 	journal []Record
+	start   int
 	changed chan struct{}
 }
 
@@ -98,8 +104,11 @@ func (f *FSM) ApplyEvent(index, term uint64, data []byte) (Record, error) {
 		}
 	}
 	f.journal = append(f.journal, rec)
-	if over := len(f.journal) - f.retain; over > 0 {
-		f.journal = append(f.journal[:0:0], f.journal[over:]...)
+	if len(f.journal)-f.start > f.retain {
+		f.start++
+	}
+	if f.start >= f.retain {
+		f.journal, f.start = slices.Clone(f.journal[f.start:]), 0
 	}
 	close(f.changed)
 	f.changed = make(chan struct{})
@@ -117,13 +126,12 @@ func (f *FSM) State() State {
 func (f *FSM) Journal(since uint64) []Record {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	var out []Record
-	for _, r := range f.journal {
-		if r.Index > since {
-			out = append(out, r)
-		}
+	kept := f.journal[f.start:]
+	i := sort.Search(len(kept), func(i int) bool { return kept[i].Index > since })
+	if i == len(kept) {
+		return nil
 	}
-	return out
+	return slices.Clone(kept[i:])
 }
 
 // Watch returns a channel that is closed at the next applied entry.
@@ -145,7 +153,7 @@ type Image struct {
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return &snapshot{img: Image{Version: Version, State: f.state.Clone(), Journal: append([]Record(nil), f.journal...)}}, nil
+	return &snapshot{img: Image{Version: Version, State: f.state.Clone(), Journal: slices.Clone(f.journal[f.start:])}}, nil
 }
 
 // Restore implements raft.FSM.
@@ -157,7 +165,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.state, f.journal = img.State, img.Journal
+	f.state, f.journal, f.start = img.State, img.Journal, 0
 	close(f.changed)
 	f.changed = make(chan struct{})
 	return nil

@@ -223,3 +223,26 @@ func TestSupported(t *testing.T) {
 		})
 	}
 }
+
+func TestJournalRetentionLongRun(t *testing.T) {
+	const retain = 5
+	f := New(retain)
+	ev, err := NewEvent("FromTheFuture", "x", t0, 0, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := ev.Encode()
+	for i := uint64(1); i <= 23; i++ {
+		f.Apply(&raft.Log{Index: i, Type: raft.LogCommand, Data: b})
+		j := f.Journal(0)
+		if want := min(int(i), retain); len(j) != want || j[len(j)-1].Index != i || j[0].Index != i-uint64(want)+1 {
+			t.Fatalf("after %d applies: %d records from %d to %d", i, len(j), j[0].Index, j[len(j)-1].Index)
+		}
+		if got := f.Journal(i - 2); i > 2 && (len(got) != 2 || got[0].Index != i-1) {
+			t.Fatalf("Journal(%d) after %d applies: %+v", i-2, i, got)
+		}
+	}
+	if f.Journal(23) != nil {
+		t.Fatal("Journal(last) is not empty")
+	}
+}
