@@ -14,6 +14,7 @@ type st struct {
 	switchTo    *SwitchoverData
 	release     *Release
 	failedEpoch string
+	blocked     string
 }
 
 func (d st) state() State {
@@ -31,6 +32,9 @@ func (d st) state() State {
 	}
 	if d.failedEpoch != "" {
 		s.Members[d.failedEpoch].FailedEpoch = 1
+	}
+	if d.blocked != "" {
+		s.Members[d.blocked].RejoinBlocked, s.Members[d.blocked].RejoinExtra = true, "1-1-4"
 	}
 	s.Phase, s.Owner, s.Switchover, s.LastRelease = PhaseNone, d.owner, d.switchTo, d.release
 	if d.phase != "" {
@@ -60,6 +64,8 @@ func TestDecide(t *testing.T) {
 		{"unknown health no owner", st{}, live, "", ""},
 		{"only healthy node wins", st{healthy: map[string]bool{"db1": false, "db2": true}}, live, OwnerAssigned, "db2"},
 		{"maintenance excluded", st{healthy: both, maint: "db1"}, live, OwnerAssigned, "db2"},
+		{"blocked rejoin excluded", st{healthy: both, blocked: "db1"}, live, OwnerAssigned, "db2"},
+		{"blocked rejoin alone waits", st{healthy: map[string]bool{"db1": true, "db2": false}, blocked: "db1"}, live, "", ""},
 		{"failed promotion excluded", st{healthy: both, failedEpoch: "db1"}, live, OwnerAssigned, "db2"},
 		{"nobody healthy nobody assigned", st{healthy: map[string]bool{"db1": false, "db2": false}}, live, "", ""},
 		{"healthy owner kept (nopreempt)", st{phase: PhaseActive, owner: "db2", healthy: both}, live, "", ""},
