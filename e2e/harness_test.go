@@ -228,7 +228,7 @@ func other(db string) string {
 	return "db1"
 }
 
-// serverIDs maps the lab's server_id to the host name (db1=1, db2=2).
+// hostOfServerID maps the lab's server_id to the host name (db1=1, db2=2).
 func hostOfServerID(id int) string { return fmt.Sprintf("db%d", id) }
 
 // ask opens a fresh connection through the VIP from the client host and returns which

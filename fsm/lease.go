@@ -95,9 +95,6 @@ func (p Promise) Grant(s State, owner string, epoch uint64, now, lease time.Dura
 	return p, true
 }
 
-// ExpiredAt is the instant the promise stops binding this peer.
-func (p Promise) ExpiredAt() time.Duration { return p.Until }
-
 // HandoverWait is how long after the last promise to the old owner a new owner may be
 // assigned without a release: the old owner's software lease and the kernel lifetime of
 // its VIP (renewed only on a promise at most delta old, removed by the kernel up to slack

@@ -500,10 +500,8 @@ func (a *agent) acquireOrRenew(ctx context.Context) {
 				a.log.Warn("another host answers ARP for the VIP before we acquire it", zap.String("vip", p.String()), zap.String("mac", mac.String()))
 			}
 		}
-		if !a.mayHold(a.d.node.fsm.State()) {
-			return
-		}
 	}
+	// The conjunction is re-checked under vipMu, just before the add or renew.
 	a.vipMu.Lock()
 	if !a.mayHold(a.d.node.fsm.State()) {
 		a.vipMu.Unlock()

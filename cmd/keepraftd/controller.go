@@ -98,7 +98,12 @@ func (c *controller) leaderLoop(ctx context.Context, stop <-chan struct{}) {
 	}
 
 	started := bootNow()
-	seen := map[[2]any]time.Duration{} // (epoch, phase) → when this leader first saw it
+	// When this leader first saw the current (epoch, phase): the base of its deadlines.
+	var phaseKey struct {
+		epoch uint64
+		phase fsm.Phase
+	}
+	var phaseSeen time.Duration
 	var last decided
 	var lastTransfer time.Time
 	tick := time.NewTicker(25 * time.Millisecond)
@@ -106,11 +111,10 @@ func (c *controller) leaderLoop(ctx context.Context, stop <-chan struct{}) {
 	for {
 		s := d.node.fsm.State()
 		now := bootNow()
-		key := [2]any{s.Epoch, s.Phase}
-		if _, ok := seen[key]; !ok {
-			seen[key] = now
+		if phaseSeen == 0 || phaseKey.epoch != s.Epoch || phaseKey.phase != s.Phase {
+			phaseKey.epoch, phaseKey.phase, phaseSeen = s.Epoch, s.Phase, now
 		}
-		v := c.view(s, now, now-seen[key])
+		v := c.view(s, now, now-phaseSeen)
 		if s.Phase == fsm.PhaseNone && now-started < settleTime {
 			for _, m := range s.Members {
 				// A member that has not announced its role yet may be a database node.
