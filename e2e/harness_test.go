@@ -18,6 +18,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/keepraft/keepraft/api"
 	"github.com/keepraft/keepraft/fsm"
 	"github.com/keepraft/keepraft/testenv"
 )
@@ -127,39 +128,35 @@ func (c *cluster) start(name string) {
 	c.procs[name] = p
 }
 
+// api returns the one API client, dialing from the client host, with the lab's token.
+func (c *cluster) api() *api.Client {
+	tok, err := os.ReadFile(filepath.Join(c.lab.Dir, "keepraft", "token"))
+	if err != nil {
+		c.t.Fatalf("read the lab token: %v", err)
+	}
+	return api.NewClient(strings.TrimSpace(string(tok)), c.http)
+}
+
 // status asks node (any node when "") for /v1/status through the client host.
-func (c *cluster) status(node string) (fsm.Status, error) {
-	var st fsm.Status
+func (c *cluster) status(node string) (api.Status, error) {
 	names := []string{node}
 	if node == "" {
 		names = []string{"witness", "db1", "db2"}
 	}
 	var err error
 	for _, n := range names {
-		var resp *http.Response
-		resp, err = c.http.Get("http://" + c.nodes[n].APIAddr.String() + "/v1/status")
-		if err != nil {
-			continue
-		}
-		err = json.NewDecoder(resp.Body).Decode(&st)
-		resp.Body.Close()
-		if err == nil {
+		var st api.Status
+		if st, err = c.api().Status(context.Background(), c.nodes[n].APIAddr.String(), 0); err == nil {
 			return st, nil
 		}
 	}
-	return st, err
+	return api.Status{}, err
 }
 
 func (c *cluster) journal(node string) []fsm.Record {
 	c.t.Helper()
-	var jr fsm.JournalResponse
 	for _, n := range []string{node, "witness", "db1", "db2"} {
-		resp, err := c.http.Get("http://" + c.nodes[n].APIAddr.String() + "/v1/journal")
-		if err != nil {
-			continue
-		}
-		err = json.NewDecoder(resp.Body).Decode(&jr)
-		resp.Body.Close()
+		jr, err := c.api().Journal(context.Background(), c.nodes[n].APIAddr.String(), 0, 0, 0)
 		if err == nil {
 			return jr.Records
 		}
@@ -168,25 +165,16 @@ func (c *cluster) journal(node string) []fsm.Record {
 	return nil
 }
 
+// post sends an operator request (body is JSON) to the first node that answers.
 func (c *cluster) post(path, body string) error {
-	tok, err := os.ReadFile(filepath.Join(c.lab.Dir, "keepraft", "token"))
-	if err != nil {
-		return err
-	}
+	var err error
 	for _, n := range []string{"witness", "db1", "db2"} {
-		req, _ := http.NewRequest(http.MethodPost, "http://"+c.nodes[n].APIAddr.String()+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
-		resp, err := c.http.Do(req)
-		if err != nil {
-			continue
+		err = c.api().Do(context.Background(), http.MethodPost, c.nodes[n].APIAddr.String(), path, json.RawMessage(body), nil, 0)
+		if err == nil || api.StatusCode(err) != 0 {
+			return err
 		}
-		resp.Body.Close()
-		if resp.StatusCode/100 != 2 {
-			return fmt.Errorf("POST %s: %s", path, resp.Status)
-		}
-		return nil
 	}
-	return fmt.Errorf("POST %s: no node answered", path)
+	return fmt.Errorf("POST %s: no node answered: %w", path, err)
 }
 
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool, string)) {

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/keepraft/keepraft/api"
 	"github.com/keepraft/keepraft/fsm"
 	"github.com/keepraft/keepraft/probe"
 	"github.com/keepraft/keepraft/vip"
@@ -228,10 +229,10 @@ func (a *agent) poke() {
 }
 
 // local is this node's own part of the status.
-func (a *agent) local() fsm.LocalStatus {
+func (a *agent) local() api.LocalStatus {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	l := fsm.LocalStatus{Holding: a.held, Promoted: a.promoted, GTID: a.health.GTIDExecuted}
+	l := api.LocalStatus{Holding: a.held, Promoted: a.promoted, GTID: a.health.GTIDExecuted}
 	if a.lease != nil {
 		now := bootNow()
 		l.LeaseValid = a.lease.Valid(now)
@@ -369,10 +370,10 @@ func (a *agent) proposeHealth(ctx context.Context, healthy bool, detail, gtid st
 	a.propose(ctx, fsm.HealthChanged, fsm.HealthData{Node: a.d.cfg.Node.ID, Healthy: healthy, Detail: detail, GTID: gtid})
 }
 
-func (a *agent) propose(ctx context.Context, t fsm.Type, p any) (fsm.ProposeResponse, error) {
+func (a *agent) propose(ctx context.Context, t fsm.Type, p any) (api.ProposeResponse, error) {
 	ev, err := a.d.node.event(t, p)
 	if err != nil {
-		return fsm.ProposeResponse{}, err
+		return api.ProposeResponse{}, err
 	}
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
@@ -420,8 +421,8 @@ func (a *agent) renewLoop(ctx context.Context) error {
 				continue
 			}
 			rounds.Go(func() {
-				var resp fsm.RenewResponse
-				body, _ := json.Marshal(fsm.RenewRequest{Owner: me, Epoch: s.Epoch})
+				var resp api.RenewResponse
+				body, _ := json.Marshal(api.RenewRequest{Owner: me, Epoch: s.Epoch})
 				err := a.d.client.do(ctx, http.MethodPost, p.APIAddr, "/v1/renew", bytes.NewReader(body), &resp, lease/2)
 				arrived := bootNow()
 				answer := "refused"

@@ -17,22 +17,23 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	"github.com/keepraft/keepraft/api"
 	"github.com/keepraft/keepraft/fsm"
 )
 
 // api serves the admin HTTP/JSON API under /v1/ and Prometheus metrics on /metrics.
-type api struct {
+type apiServer struct {
 	d   *daemon
 	srv *http.Server
 	ln  net.Listener
 }
 
-func newAPI(d *daemon) (*api, error) {
+func newAPI(d *daemon) (*apiServer, error) {
 	ln, err := net.Listen("tcp", d.cfg.Cluster.APIAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on cluster.api_addr %s: %w", d.cfg.Cluster.APIAddr, err)
 	}
-	a := &api{d: d, ln: ln}
+	a := &apiServer{d: d, ln: ln}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", a.status)
 	mux.HandleFunc("GET /v1/members", a.members)
@@ -49,7 +50,7 @@ func newAPI(d *daemon) (*api, error) {
 }
 
 // Run serves until ctx ends.
-func (a *api) Run(ctx context.Context) error {
+func (a *apiServer) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- a.srv.Serve(a.ln) }()
 	select {
@@ -71,12 +72,12 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 func writeErr(w http.ResponseWriter, code int, format string, args ...any) {
-	writeJSON(w, code, fsm.ErrorResponse{Error: fmt.Sprintf(format, args...)})
+	writeJSON(w, code, api.ErrorResponse{Error: fmt.Sprintf(format, args...)})
 }
 
 // auth requires the cluster bearer token; a wrong or missing token gets 401 and the
 // handler never runs.
-func (a *api) auth(h http.HandlerFunc) http.HandlerFunc {
+func (a *apiServer) auth(h http.HandlerFunc) http.HandlerFunc {
 	want := []byte("Bearer " + a.d.token)
 	return func(w http.ResponseWriter, r *http.Request) {
 		got := []byte(r.Header.Get("Authorization"))
@@ -98,21 +99,21 @@ func decodeBody(r *http.Request, v any) error {
 	return nil
 }
 
-func (a *api) status(w http.ResponseWriter, _ *http.Request) {
+func (a *apiServer) status(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, a.d.status())
 }
 
-func (a *api) members(w http.ResponseWriter, _ *http.Request) {
+func (a *apiServer) members(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, a.d.status().Members)
 }
 
-func (a *api) node(w http.ResponseWriter, _ *http.Request) {
+func (a *apiServer) node(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, a.d.report())
 }
 
 // journal answers GET /v1/journal?since=N[&wait=DURATION]. With wait it long-polls until
 // a record newer than since exists or the wait ends.
-func (a *api) journal(w http.ResponseWriter, r *http.Request) {
+func (a *apiServer) journal(w http.ResponseWriter, r *http.Request) {
 	var since uint64
 	if s := r.URL.Query().Get("since"); s != "" {
 		v, err := strconv.ParseUint(s, 10, 64)
@@ -141,7 +142,7 @@ func (a *api) journal(w http.ResponseWriter, r *http.Request) {
 			if len(recs) > 0 {
 				last = recs[len(recs)-1].Index
 			}
-			writeJSON(w, http.StatusOK, fsm.JournalResponse{Records: recs, Last: last})
+			writeJSON(w, http.StatusOK, api.JournalResponse{Records: recs, Last: last})
 			return
 		}
 		select {
@@ -156,7 +157,7 @@ func (a *api) journal(w http.ResponseWriter, r *http.Request) {
 
 // propose commits a forwarded event. Only the leader accepts; a follower answers 421 so
 // the sender retries against the new leader.
-func (a *api) propose(w http.ResponseWriter, r *http.Request) {
+func (a *apiServer) propose(w http.ResponseWriter, r *http.Request) {
 	var ev fsm.Event
 	if err := decodeBody(r, &ev); err != nil {
 		writeErr(w, http.StatusBadRequest, "%v", err)
@@ -186,8 +187,8 @@ func (a *api) propose(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-func (a *api) renew(w http.ResponseWriter, r *http.Request) {
-	var req fsm.RenewRequest
+func (a *apiServer) renew(w http.ResponseWriter, r *http.Request) {
+	var req api.RenewRequest
 	if err := decodeBody(r, &req); err != nil {
 		writeErr(w, http.StatusBadRequest, "%v", err)
 		return
@@ -196,7 +197,7 @@ func (a *api) renew(w http.ResponseWriter, r *http.Request) {
 }
 
 // switchover answers POST /v1/switchover {"to": "db2"}: a planned, lossless move.
-func (a *api) switchover(w http.ResponseWriter, r *http.Request) {
+func (a *apiServer) switchover(w http.ResponseWriter, r *http.Request) {
 	var req fsm.SwitchoverData
 	if err := decodeBody(r, &req); err != nil {
 		writeErr(w, http.StatusBadRequest, "%v", err)
@@ -228,7 +229,7 @@ func (a *api) switchover(w http.ResponseWriter, r *http.Request) {
 }
 
 // goodbye records that a peer is stopping gracefully.
-func (a *api) goodbye(w http.ResponseWriter, r *http.Request) {
+func (a *apiServer) goodbye(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Node string `json:"node"`
 	}
@@ -245,7 +246,7 @@ func (a *api) goodbye(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (a *api) maintenance(w http.ResponseWriter, r *http.Request) {
+func (a *apiServer) maintenance(w http.ResponseWriter, r *http.Request) {
 	var req fsm.MaintenanceData
 	if err := decodeBody(r, &req); err != nil {
 		writeErr(w, http.StatusBadRequest, "%v", err)
@@ -258,7 +259,7 @@ func (a *api) maintenance(w http.ResponseWriter, r *http.Request) {
 	a.proposeFromAPI(w, r, fsm.MaintenanceChanged, req)
 }
 
-func (a *api) proposeFromAPI(w http.ResponseWriter, r *http.Request, t fsm.Type, p any) {
+func (a *apiServer) proposeFromAPI(w http.ResponseWriter, r *http.Request, t fsm.Type, p any) {
 	ev, err := a.d.node.event(t, p)
 	if err != nil {
 		writeErr(w, http.StatusInternalServerError, "%v", err)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keepraft/keepraft/api"
 	"github.com/keepraft/keepraft/fsm"
 )
 
@@ -156,8 +157,8 @@ func (c *loopCluster) raftctl(addr string, args ...string) (string, error) {
 	return string(out), err
 }
 
-func (c *loopCluster) status(id string) (fsm.Status, error) {
-	var st fsm.Status
+func (c *loopCluster) status(id string) (api.Status, error) {
+	var st api.Status
 	out, err := c.raftctl(c.nodes[id].api, "-o", "json", "status")
 	if err != nil {
 		return st, fmt.Errorf("%v: %s", err, out)

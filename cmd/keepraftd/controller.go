@@ -7,6 +7,7 @@ import (
 	"github.com/hashicorp/raft"
 	"go.uber.org/zap"
 
+	"github.com/keepraft/keepraft/api"
 	"github.com/keepraft/keepraft/fsm"
 )
 
@@ -190,7 +191,7 @@ func (c *controller) transferTarget(s fsm.State) string {
 
 // report is one voter's latest report with the boot-clock time it was taken.
 type report struct {
-	r  fsm.NodeReport
+	r  api.NodeReport
 	at time.Duration
 }
 

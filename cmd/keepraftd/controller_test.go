@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keepraft/keepraft/api"
 	"github.com/keepraft/keepraft/config"
 	"github.com/keepraft/keepraft/fsm"
 )
@@ -23,7 +24,7 @@ func TestPromisesExpired(t *testing.T) {
 	state := fsm.State{Owner: "db1", Epoch: 3, Phase: fsm.PhaseRevoked, PhaseIndex: 40}
 	now := 100 * s
 	rep := func(applied uint64, grantAge time.Duration, uptime time.Duration) report {
-		return report{r: fsm.NodeReport{Applied: applied, PromiseOwner: "db1", PromiseEpoch: 3, LastGrantAgeMS: grantAge.Milliseconds(), UptimeMS: uptime.Milliseconds()}, at: now}
+		return report{r: api.NodeReport{Applied: applied, PromiseOwner: "db1", PromiseEpoch: 3, LastGrantAgeMS: grantAge.Milliseconds(), UptimeMS: uptime.Milliseconds()}, at: now}
 	}
 	tests := []struct {
 		name string
@@ -36,7 +37,7 @@ func TestPromisesExpired(t *testing.T) {
 		{"db2 unreachable: no majority without the owner", map[string]report{"witness": rep(40, wait+s, time.Hour)}, false},
 		{"owner's own report does not count", map[string]report{"witness": rep(40, wait+s, time.Hour), "db1": rep(40, wait+s, time.Hour)}, false},
 		{"restarted voter counts as promising since boot", map[string]report{"witness": rep(40, wait+s, time.Hour), "db2": rep(41, wait+s, s)}, false},
-		{"never granted", map[string]report{"witness": {r: fsm.NodeReport{Applied: 40, LastGrantAgeMS: -1, UptimeMS: 3600000}, at: now}, "db2": rep(40, wait+s, time.Hour)}, true},
+		{"never granted", map[string]report{"witness": {r: api.NodeReport{Applied: 40, LastGrantAgeMS: -1, UptimeMS: 3600000}, at: now}, "db2": rep(40, wait+s, time.Hour)}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

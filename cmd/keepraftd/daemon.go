@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/keepraft/keepraft/api"
 	"github.com/keepraft/keepraft/config"
 	"github.com/keepraft/keepraft/fsm"
 )
@@ -218,7 +219,7 @@ func (d *daemon) hasLeft(peer string) bool {
 }
 
 // grant answers a Renew: promise only what the applied state supports.
-func (d *daemon) grant(req fsm.RenewRequest) fsm.RenewResponse {
+func (d *daemon) grant(req api.RenewRequest) api.RenewResponse {
 	s := d.node.fsm.State()
 	now := bootNow()
 	d.mu.Lock()
@@ -228,7 +229,7 @@ func (d *daemon) grant(req fsm.RenewRequest) fsm.RenewResponse {
 	}
 	p, ok := d.promise.Grant(s, req.Owner, req.Epoch, now, d.cfg.Failover.Lease, fsm.DefaultRho)
 	d.promise = p
-	resp := fsm.RenewResponse{Node: d.cfg.Node.ID, Promised: ok}
+	resp := api.RenewResponse{Node: d.cfg.Node.ID, Promised: ok}
 	if !ok {
 		resp.Reason = fmt.Sprintf("applied state: owner %q epoch %d phase %s", s.Owner, s.Epoch, s.Phase)
 	}
@@ -236,10 +237,10 @@ func (d *daemon) grant(req fsm.RenewRequest) fsm.RenewResponse {
 }
 
 // report is this node's answer to GET /v1/node.
-func (d *daemon) report() fsm.NodeReport {
+func (d *daemon) report() api.NodeReport {
 	s := d.node.fsm.State()
 	now := bootNow()
-	r := fsm.NodeReport{Node: d.cfg.Node.ID, Applied: s.Index, Epoch: s.Epoch, Phase: s.Phase, RenewAgeMS: -1, UptimeMS: (now - d.boot).Milliseconds(), RaftState: d.node.raft.State().String(), Stopping: d.stopping.Load()}
+	r := api.NodeReport{Node: d.cfg.Node.ID, Applied: s.Index, Epoch: s.Epoch, Phase: s.Phase, RenewAgeMS: -1, UptimeMS: (now - d.boot).Milliseconds(), RaftState: d.node.raft.State().String(), Stopping: d.stopping.Load()}
 	d.mu.Lock()
 	if t, ok := d.lastRenew[s.Owner]; ok && s.Owner != "" {
 		r.RenewAgeMS = (now - t).Milliseconds()
@@ -262,9 +263,9 @@ func (d *daemon) report() fsm.NodeReport {
 }
 
 // status assembles GET /v1/status.
-func (d *daemon) status() fsm.Status {
+func (d *daemon) status() api.Status {
 	s := d.node.fsm.State()
-	st := fsm.Status{
+	st := api.Status{
 		Node: d.cfg.Node.ID, Role: fsm.Role(d.cfg.Node.Role), RaftState: d.node.raft.State().String(), Leader: d.node.leader(),
 		Owner: s.Owner, Epoch: s.Epoch, Phase: s.Phase, PhaseSince: s.PhaseSince, Foreign: s.Foreign, StaleEvents: s.StaleCount,
 		Applied: d.node.raft.AppliedIndex(), LastLog: d.node.raft.LastIndex(),
@@ -286,7 +287,7 @@ func (d *daemon) status() fsm.Status {
 	views := d.poll.snapshot()
 	now := bootNow()
 	for _, p := range d.cfg.Cluster.Peers {
-		ms := fsm.MemberStatus{ID: p.ID, RaftAddr: p.RaftAddr, APIAddr: p.APIAddr, Suffrage: suffrage[p.ID], Owner: p.ID == s.Owner && s.Holding(p.ID)}
+		ms := api.MemberStatus{ID: p.ID, RaftAddr: p.RaftAddr, APIAddr: p.APIAddr, Suffrage: suffrage[p.ID], Owner: p.ID == s.Owner && s.Holding(p.ID)}
 		if m, ok := s.Members[p.ID]; ok {
 			ms.Role, ms.Priority, ms.Maintenance, ms.SemiSync = m.Role, m.Priority, m.Maintenance, m.SemiSync
 			if m.HealthKnown {

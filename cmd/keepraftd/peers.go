@@ -12,8 +12,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/keepraft/keepraft/api"
 	"github.com/keepraft/keepraft/config"
-	"github.com/keepraft/keepraft/fsm"
 )
 
 // peerClient calls other nodes' admin APIs with the cluster token.
@@ -48,7 +48,7 @@ func (c *peerClient) do(ctx context.Context, method, addr, path string, body io.
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		var e fsm.ErrorResponse
+		var e api.ErrorResponse
 		_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&e)
 		return fmt.Errorf("%s %s%s: %s: %s", method, addr, path, resp.Status, e.Error)
 	}
@@ -63,7 +63,7 @@ func (c *peerClient) do(ctx context.Context, method, addr, path string, body io.
 
 // peerView is the latest poll of one peer.
 type peerView struct {
-	report fsm.NodeReport
+	report api.NodeReport
 	// at is when the report arrived, on the boot clock; zero when never.
 	at     time.Duration
 	ok     bool
@@ -111,7 +111,7 @@ func (p *poller) Run(ctx context.Context) error {
 }
 
 func (p *poller) pollOne(ctx context.Context, peer config.Peer) {
-	var r fsm.NodeReport
+	var r api.NodeReport
 	err := p.client.do(ctx, http.MethodGet, peer.APIAddr, "/v1/node", nil, &r, p.every*2)
 	p.mu.Lock()
 	defer p.mu.Unlock()

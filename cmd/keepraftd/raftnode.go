@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/raft"
 	"go.uber.org/zap"
 
+	"github.com/keepraft/keepraft/api"
 	"github.com/keepraft/keepraft/config"
 	"github.com/keepraft/keepraft/fsm"
 	"github.com/keepraft/keepraft/internal/hclogzap"
@@ -100,9 +101,9 @@ func (n *raftNode) leader() string {
 // propose commits ev through the leader: directly when this node leads, otherwise by
 // forwarding it to the leader's API. A stale or skipped event is not an error here: the
 // response says what Apply made of it.
-func (n *raftNode) propose(ctx context.Context, ev fsm.Event) (fsm.ProposeResponse, error) {
+func (n *raftNode) propose(ctx context.Context, ev fsm.Event) (api.ProposeResponse, error) {
 	if err := n.versionOK(ev); err != nil {
-		return fsm.ProposeResponse{}, err
+		return api.ProposeResponse{}, err
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	if d, ok := ctx.Deadline(); ok {
@@ -140,40 +141,40 @@ func (n *raftNode) versionOK(ev fsm.Event) error {
 	return nil
 }
 
-func (n *raftNode) proposeOnce(ctx context.Context, ev fsm.Event, timeout time.Duration) (fsm.ProposeResponse, error) {
+func (n *raftNode) proposeOnce(ctx context.Context, ev fsm.Event, timeout time.Duration) (api.ProposeResponse, error) {
 	if n.isLeader() {
 		return n.applyLocal(ev, timeout)
 	}
 	id := n.leader()
 	if id == "" {
-		return fsm.ProposeResponse{}, errNoLeader
+		return api.ProposeResponse{}, errNoLeader
 	}
 	addr := n.apiAddr(id)
 	body, err := json.Marshal(ev)
 	if err != nil {
-		return fsm.ProposeResponse{}, fmt.Errorf("encode proposal: %w", err)
+		return api.ProposeResponse{}, fmt.Errorf("encode proposal: %w", err)
 	}
-	var resp fsm.ProposeResponse
+	var resp api.ProposeResponse
 	if err := n.client.do(ctx, http.MethodPost, addr, "/v1/propose", bytes.NewReader(body), &resp, timeout); err != nil {
 		return resp, fmt.Errorf("%w %s: %w", errForward, id, err)
 	}
 	return resp, nil
 }
 
-func (n *raftNode) applyLocal(ev fsm.Event, timeout time.Duration) (fsm.ProposeResponse, error) {
+func (n *raftNode) applyLocal(ev fsm.Event, timeout time.Duration) (api.ProposeResponse, error) {
 	if err := n.versionOK(ev); err != nil {
-		return fsm.ProposeResponse{}, err
+		return api.ProposeResponse{}, err
 	}
 	b, err := ev.Encode()
 	if err != nil {
-		return fsm.ProposeResponse{}, err
+		return api.ProposeResponse{}, err
 	}
 	f := n.raft.Apply(b, timeout)
 	if err := f.Error(); err != nil {
-		return fsm.ProposeResponse{}, fmt.Errorf("apply %s: %w", ev.Type, err)
+		return api.ProposeResponse{}, fmt.Errorf("apply %s: %w", ev.Type, err)
 	}
 	ar, _ := f.Response().(fsm.ApplyResponse)
-	resp := fsm.ProposeResponse{Index: f.Index(), Result: fsm.ResultApplied}
+	resp := api.ProposeResponse{Index: f.Index(), Result: fsm.ResultApplied}
 	switch {
 	case ar.Err == nil:
 	case errors.Is(ar.Err, fsm.ErrStale):

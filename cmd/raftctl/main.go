@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/keepraft/keepraft/api"
 	"github.com/keepraft/keepraft/fsm"
 	"github.com/keepraft/keepraft/store"
 )
@@ -78,49 +78,17 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	return root.ExecuteContext(ctx)
 }
 
+// call sends one API request to --addr; auth adds the bearer token from --token-file.
 func (c *cli) call(ctx context.Context, method, path string, body, out any, auth bool) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+c.addr+path, rd)
-	if err != nil {
-		return err
-	}
+	token := ""
 	if auth {
 		tok, err := os.ReadFile(c.tokenFile)
 		if err != nil {
 			return fmt.Errorf("--token-file: %w", err)
 		}
-		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+		token = strings.TrimSpace(string(tok))
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, c.addr, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return fmt.Errorf("read answer of %s: %w", c.addr, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		var e fsm.ErrorResponse
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return fmt.Errorf("%s: %s", resp.Status, e.Error)
-		}
-		var pr fsm.ProposeResponse
-		if json.Unmarshal(b, &pr) == nil && pr.Result != "" {
-			return fmt.Errorf("%s: event %d was %s: %s", resp.Status, pr.Index, pr.Result, pr.Error)
-		}
-		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
-	}
-	return json.Unmarshal(b, out)
+	return api.NewClient(token, http.DefaultClient).Do(ctx, method, c.addr, path, body, out, c.timeout)
 }
 
 func (c *cli) printJSON(v any) error {
@@ -135,7 +103,7 @@ func (c *cli) statusCmd() *cobra.Command {
 		Short: "leader, term, commit index, members, owner and epoch",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var st fsm.Status
+			var st api.Status
 			if err := c.call(cmd.Context(), http.MethodGet, "/v1/status", nil, &st, false); err != nil {
 				return err
 			}
@@ -212,7 +180,7 @@ func orDash(s string) string {
 	return s
 }
 
-func (c *cli) memberTable(ms []fsm.MemberStatus) {
+func (c *cli) memberTable(ms []api.MemberStatus) {
 	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tROLE\tSUFFRAGE\tRAFT\tLAST CONTACT\tAPPLIED\tPRIO\tMYSQL\tPEER VIEW\tMAINT\tOWNER\tREPLICATION")
 	for _, m := range ms {
@@ -238,7 +206,7 @@ func (c *cli) membersCmd() *cobra.Command {
 		Short: "the voters with role, raft state and last contact",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var ms []fsm.MemberStatus
+			var ms []api.MemberStatus
 			if err := c.call(cmd.Context(), http.MethodGet, "/v1/members", nil, &ms, false); err != nil {
 				return err
 			}
@@ -282,7 +250,7 @@ func (c *cli) journalCmd() *cobra.Command {
 				if follow && !first {
 					q.Set("wait", "30s")
 				}
-				var jr fsm.JournalResponse
+				var jr api.JournalResponse
 				old := c.timeout
 				c.timeout = old + 30*time.Second
 				err := c.call(cmd.Context(), http.MethodGet, "/v1/journal?"+q.Encode(), nil, &jr, false)
@@ -343,7 +311,7 @@ func (c *cli) switchoverCmd() *cobra.Command {
 		Short: "planned, lossless move of the VIP: fence the owner, catch up, promote",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var pr fsm.ProposeResponse
+			var pr api.ProposeResponse
 			if err := c.call(cmd.Context(), http.MethodPost, "/v1/switchover", fsm.SwitchoverData{To: to}, &pr, true); err != nil {
 				return err
 			}
@@ -373,7 +341,7 @@ func (c *cli) maintenanceCmd() *cobra.Command {
 			default:
 				return fmt.Errorf("second argument must be on or off, got %q", args[1])
 			}
-			var pr fsm.ProposeResponse
+			var pr api.ProposeResponse
 			if err := c.call(cmd.Context(), http.MethodPost, "/v1/maintenance", fsm.MaintenanceData{Node: args[0], On: on}, &pr, true); err != nil {
 				return err
 			}

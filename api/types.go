@@ -1,46 +1,48 @@
-package fsm
+package api
 
-import "time"
+import (
+	"time"
 
-// The admin API's JSON bodies, shared by keepraftd and raftctl.
+	"github.com/keepraft/keepraft/fsm"
+)
 
 // Status is the body of GET /v1/status.
 type Status struct {
-	Node        string         `json:"node"`
-	Role        Role           `json:"role"`
-	RaftState   string         `json:"raft_state"`
-	Leader      string         `json:"leader"`
-	Term        uint64         `json:"term"`
-	CommitIndex uint64         `json:"commit_index"`
-	Applied     uint64         `json:"applied_index"`
-	LastLog     uint64         `json:"last_log_index"`
-	Owner       string         `json:"owner"`
-	Epoch       uint64         `json:"epoch"`
-	Phase       Phase          `json:"phase"`
-	PhaseSince  time.Time      `json:"phase_since,omitzero"`
-	Members     []MemberStatus `json:"members"`
-	Local       LocalStatus    `json:"local"`
-	Foreign     []ForeignData  `json:"foreign_vrrp,omitempty"`
-	StaleEvents uint64         `json:"stale_events"`
+	Node        string            `json:"node"`
+	Role        fsm.Role          `json:"role"`
+	RaftState   string            `json:"raft_state"`
+	Leader      string            `json:"leader"`
+	Term        uint64            `json:"term"`
+	CommitIndex uint64            `json:"commit_index"`
+	Applied     uint64            `json:"applied_index"`
+	LastLog     uint64            `json:"last_log_index"`
+	Owner       string            `json:"owner"`
+	Epoch       uint64            `json:"epoch"`
+	Phase       fsm.Phase         `json:"phase"`
+	PhaseSince  time.Time         `json:"phase_since,omitzero"`
+	Members     []MemberStatus    `json:"members"`
+	Local       LocalStatus       `json:"local"`
+	Foreign     []fsm.ForeignData `json:"foreign_vrrp,omitempty"`
+	StaleEvents uint64            `json:"stale_events"`
 }
 
 // MemberStatus is one member's line in [Status] and the body of GET /v1/members.
 type MemberStatus struct {
-	ID          string `json:"id"`
-	Role        Role   `json:"role"`
-	Suffrage    string `json:"suffrage"`
-	RaftAddr    string `json:"raft_addr"`
-	APIAddr     string `json:"api_addr"`
-	RaftState   string `json:"raft_state"`
-	Reachable   bool   `json:"reachable"`
-	LastContact string `json:"last_contact"`
-	Applied     uint64 `json:"applied_index"`
-	Priority    int    `json:"priority,omitempty"`
-	Healthy     *bool  `json:"healthy,omitempty"`
-	Detail      string `json:"detail,omitempty"`
-	Maintenance bool   `json:"maintenance"`
-	Owner       bool   `json:"owner"`
-	Replication string `json:"replication,omitempty"`
+	ID          string   `json:"id"`
+	Role        fsm.Role `json:"role"`
+	Suffrage    string   `json:"suffrage"`
+	RaftAddr    string   `json:"raft_addr"`
+	APIAddr     string   `json:"api_addr"`
+	RaftState   string   `json:"raft_state"`
+	Reachable   bool     `json:"reachable"`
+	LastContact string   `json:"last_contact"`
+	Applied     uint64   `json:"applied_index"`
+	Priority    int      `json:"priority,omitempty"`
+	Healthy     *bool    `json:"healthy,omitempty"`
+	Detail      string   `json:"detail,omitempty"`
+	Maintenance bool     `json:"maintenance"`
+	Owner       bool     `json:"owner"`
+	Replication string   `json:"replication,omitempty"`
 	// SemiSync is the member's journaled semi-sync master status.
 	SemiSync string `json:"semi_sync,omitempty"`
 	// PeerView is the second opinion of the other database nodes' remote probes of this
@@ -66,10 +68,10 @@ type LocalStatus struct {
 // NodeReport is the body of GET /v1/node: what the controller polls from every peer to
 // decide whether an owner is silent and whether its promises have expired.
 type NodeReport struct {
-	Node    string `json:"node"`
-	Applied uint64 `json:"applied_index"`
-	Epoch   uint64 `json:"epoch"`
-	Phase   Phase  `json:"phase"`
+	Node    string    `json:"node"`
+	Applied uint64    `json:"applied_index"`
+	Epoch   uint64    `json:"epoch"`
+	Phase   fsm.Phase `json:"phase"`
 	// RenewAgeMS is how long ago this node last received a Renew from the current owner
 	// (-1: never since start).
 	RenewAgeMS int64 `json:"renew_age_ms"`
@@ -81,8 +83,18 @@ type NodeReport struct {
 	LastGrantAgeMS int64 `json:"last_grant_age_ms"`
 	// UptimeMS lets the controller treat a freshly restarted voter as promising until
 	// boot + lease.
-	UptimeMS    int64  `json:"uptime_ms"`
-	RaftState   string `json:"raft_state"`
+	UptimeMS  int64  `json:"uptime_ms"`
+	RaftState string `json:"raft_state"`
+	// Term and CommitIndex are the node's raft term and commit index. Peers learn the
+	// leader's commit index from its report and act on their state only once they have
+	// applied at least that much.
+	Term        uint64 `json:"term"`
+	CommitIndex uint64 `json:"commit_index"`
+	// ReadOnly is the node's MySQL read_only from its last good probe.
+	ReadOnly *bool `json:"read_only,omitempty"`
+	// Fresh is true while the node's data dir holds no Raft state and was never
+	// bootstrapped: it waits for every peer to be fresh too before bootstrapping.
+	Fresh       bool   `json:"fresh,omitempty"`
 	Healthy     *bool  `json:"healthy,omitempty"`
 	Detail      string `json:"detail,omitempty"`
 	Replication string `json:"replication,omitempty"`
@@ -111,14 +123,14 @@ type RenewResponse struct {
 
 // ProposeResponse is the answer to POST /v1/propose and to the operator verbs.
 type ProposeResponse struct {
-	Index  uint64 `json:"index"`
-	Result Result `json:"result"`
-	Error  string `json:"error,omitempty"`
+	Index  uint64     `json:"index"`
+	Result fsm.Result `json:"result"`
+	Error  string     `json:"error,omitempty"`
 }
 
 // JournalResponse is the body of GET /v1/journal.
 type JournalResponse struct {
-	Records []Record `json:"records"`
+	Records []fsm.Record `json:"records"`
 	// Last is the newest index in this response (or the since value when empty); pass it
 	// back as since to follow.
 	Last uint64 `json:"last"`
@@ -127,4 +139,9 @@ type JournalResponse struct {
 // ErrorResponse is the body of every non-2xx answer.
 type ErrorResponse struct {
 	Error string `json:"error"`
+}
+
+// GoodbyeRequest is the body of POST /v1/goodbye: node is stopping gracefully.
+type GoodbyeRequest struct {
+	Node string `json:"node"`
 }
