@@ -28,7 +28,7 @@ const (
 	PromotionFailed       Type = "PromotionFailed"
 	RejoinChecked         Type = "RejoinChecked"
 	SemiSyncChanged       Type = "SemiSyncChanged"
-	Stale                 Type = "Stale"
+	VIPConflictSeen       Type = "VIPConflictSeen"
 )
 
 // Event is one journal entry: a versioned envelope plus a type-specific payload. At is
@@ -177,6 +177,16 @@ type PromotedData struct {
 	WaitedMS  int64  `json:"waited_ms"`
 	Policy    string `json:"policy,omitempty"`
 	LossNotes string `json:"loss_notes,omitempty"`
+	// Received is what the new owner's replication channel had received (Gtid_IO_Pos,
+	// Retrieved_Gtid_Set) when it stopped the channel; RelayApplied says whether all of
+	// it was applied first, after waiting RelayWaitedMS.
+	Received      string `json:"received,omitempty"`
+	RelayApplied  bool   `json:"relay_applied"`
+	RelayWaitedMS int64  `json:"relay_waited_ms"`
+	// PrevOwner and PrevFence say whether the new owner fenced the previous owner's MySQL
+	// remotely before opening writes: "fenced", "already read-only" or the error.
+	PrevOwner string `json:"prev_owner,omitempty"`
+	PrevFence string `json:"prev_fence,omitempty"`
 }
 
 // PromotionFailedData is the payload of [PromotionFailed].
@@ -211,6 +221,17 @@ type RejoinData struct {
 	// Blocked is true when Node has own-domain transactions the owner lacks, so its
 	// replication channel from the owner stays stopped until an operator decides.
 	Blocked bool `json:"blocked"`
+	// Detail says why a clean rejoin did not restart the channel yet, or what was found
+	// after it restarted.
+	Detail string `json:"detail,omitempty"`
+}
+
+// VIPConflictData is the payload of [VIPConflictSeen]: before acquiring the VIP, Node
+// sent an ARP probe and another host (MAC) answered for VIP, so Node did not add it.
+type VIPConflictData struct {
+	Node string `json:"node"`
+	VIP  string `json:"vip"`
+	MAC  string `json:"mac"`
 }
 
 // SemiSyncData is the payload of [SemiSyncChanged]: the owner's

@@ -370,6 +370,11 @@ func (s *State) apply(idx uint64, ev Event) error {
 			return err
 		}
 		m.SemiSync = d.Status
+	case VIPConflictSeen:
+		var d VIPConflictData
+		if err := ev.Payload(&d); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
 	case RejoinChecked:
 		var d RejoinData
 		if err := ev.Payload(&d); err != nil {
