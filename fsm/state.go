@@ -201,15 +201,25 @@ func (s *State) precondition(ev Event, phases ...Phase) error {
 	return nil
 }
 
+// payload decodes ev's data as a T; a payload that does not decode makes the event
+// invalid, so the error wraps [ErrInvalid].
+func payload[T any](ev Event) (T, error) {
+	var d T
+	if err := ev.Payload(&d); err != nil {
+		return d, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return d, nil
+}
+
 func (s *State) apply(idx uint64, ev Event) error {
 	if ev.V > Version {
 		return fmt.Errorf("%w: %s version %d (this build knows %d)", ErrUnknownType, ev.Type, ev.V, Version)
 	}
 	switch ev.Type {
 	case Bootstrapped:
-		var d BootstrappedData
-		if err := ev.Payload(&d); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		d, err := payload[BootstrappedData](ev)
+		if err != nil {
+			return err
 		}
 		if s.Bootstrapped {
 			return fmt.Errorf("%w: cluster already bootstrapped", ErrStale)
@@ -219,9 +229,9 @@ func (s *State) apply(idx uint64, ev Event) error {
 			s.Members[m.ID] = &NodeState{Member: m}
 		}
 	case MemberJoined:
-		var d MemberData
-		if err := ev.Payload(&d); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		d, err := payload[MemberData](ev)
+		if err != nil {
+			return err
 		}
 		if d.Member.ID == "" {
 			return fmt.Errorf("%w: member without id", ErrInvalid)
@@ -232,18 +242,18 @@ func (s *State) apply(idx uint64, ev Event) error {
 			s.Members[d.Member.ID] = &NodeState{Member: d.Member}
 		}
 	case MemberRemoved:
-		var d MemberData
-		if err := ev.Payload(&d); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		d, err := payload[MemberData](ev)
+		if err != nil {
+			return err
 		}
 		if d.Member.ID == s.Owner && s.Holding(s.Owner) {
 			return fmt.Errorf("%w: cannot remove owner %s while it holds the VIP", ErrInvalid, d.Member.ID)
 		}
 		delete(s.Members, d.Member.ID)
 	case HealthChanged:
-		var d HealthData
-		if err := ev.Payload(&d); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		d, err := payload[HealthData](ev)
+		if err != nil {
+			return err
 		}
 		m, err := s.member(d.Node)
 		if err != nil {
@@ -255,9 +265,9 @@ func (s *State) apply(idx uint64, ev Event) error {
 		}
 		m.FailedEpoch = 0
 	case MaintenanceChanged:
-		var d MaintenanceData
-		if err := ev.Payload(&d); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		d, err := payload[MaintenanceData](ev)
+		if err != nil {
+			return err
 		}
 		m, err := s.member(d.Node)
 		if err != nil {
@@ -265,9 +275,9 @@ func (s *State) apply(idx uint64, ev Event) error {
 		}
 		m.Maintenance = d.On
 	case SwitchoverRequested:
-		var d SwitchoverData
-		if err := ev.Payload(&d); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		d, err := payload[SwitchoverData](ev)
+		if err != nil {
+			return err
 		}
 		if err := s.precondition(ev, PhaseActive); err != nil {
 			return err
@@ -283,9 +293,9 @@ func (s *State) apply(idx uint64, ev Event) error {
 		}
 		s.Switchover = &d
 	case OwnerAssigned:
-		var d AssignData
-		if err := ev.Payload(&d); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		d, err := payload[AssignData](ev)
+		if err != nil {
+			return err
 		}
 		if err := s.precondition(ev, PhaseNone, PhaseReleased, PhaseRevoked); err != nil {
 			return err
@@ -306,9 +316,9 @@ func (s *State) apply(idx uint64, ev Event) error {
 		s.Switchover = nil
 		s.enter(PhaseAssigned, idx, ev.At)
 	case OwnerPromoted:
-		var d PromotedData
-		if err := ev.Payload(&d); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		d, err := payload[PromotedData](ev)
+		if err != nil {
+			return err
 		}
 		if err := s.precondition(ev, PhaseAssigned); err != nil {
 			return err
@@ -318,18 +328,16 @@ func (s *State) apply(idx uint64, ev Event) error {
 		}
 		s.enter(PhaseActive, idx, ev.At)
 	case OwnerRevoked:
-		var d RevokeData
-		if err := ev.Payload(&d); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		if _, err := payload[RevokeData](ev); err != nil {
+			return err
 		}
 		if err := s.precondition(ev, PhaseAssigned, PhaseActive); err != nil {
 			return err
 		}
 		s.enter(PhaseRevoked, idx, ev.At)
 	case PromotionFailed:
-		var d PromotionFailedData
-		if err := ev.Payload(&d); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		if _, err := payload[PromotionFailedData](ev); err != nil {
+			return err
 		}
 		if err := s.precondition(ev, PhaseAssigned); err != nil {
 			return err
@@ -339,9 +347,9 @@ func (s *State) apply(idx uint64, ev Event) error {
 		}
 		s.enter(PhaseRevoked, idx, ev.At)
 	case OwnerReleased:
-		var d ReleaseData
-		if err := ev.Payload(&d); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		d, err := payload[ReleaseData](ev)
+		if err != nil {
+			return err
 		}
 		if err := s.precondition(ev, PhaseAssigned, PhaseActive, PhaseRevoked); err != nil {
 			return err
@@ -352,18 +360,18 @@ func (s *State) apply(idx uint64, ev Event) error {
 		s.LastRelease = &Release{Epoch: s.Epoch, Owner: d.Owner, GTID: d.GTID, Domain: d.Domain, Fenced: d.Fenced, Reason: d.Reason}
 		s.enter(PhaseReleased, idx, ev.At)
 	case ForeignVRRPMasterSeen:
-		var d ForeignData
-		if err := ev.Payload(&d); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		d, err := payload[ForeignData](ev)
+		if err != nil {
+			return err
 		}
 		s.Foreign = append(s.Foreign, d)
 		if len(s.Foreign) > 16 {
 			s.Foreign = s.Foreign[len(s.Foreign)-16:]
 		}
 	case SemiSyncChanged:
-		var d SemiSyncData
-		if err := ev.Payload(&d); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		d, err := payload[SemiSyncData](ev)
+		if err != nil {
+			return err
 		}
 		m, err := s.member(d.Node)
 		if err != nil {
@@ -371,14 +379,13 @@ func (s *State) apply(idx uint64, ev Event) error {
 		}
 		m.SemiSync = d.Status
 	case VIPConflictSeen:
-		var d VIPConflictData
-		if err := ev.Payload(&d); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		if _, err := payload[VIPConflictData](ev); err != nil {
+			return err
 		}
 	case RejoinChecked:
-		var d RejoinData
-		if err := ev.Payload(&d); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		d, err := payload[RejoinData](ev)
+		if err != nil {
+			return err
 		}
 		m, err := s.member(d.Node)
 		if err != nil {
