@@ -105,10 +105,15 @@ func assign(s State, v View, mk func(Type, any) []Event) []Event {
 		return nil
 	}
 	d := AssignData{Owner: cands[0].Node, Candidates: cands}
+	sw := s.Switchover
 	switch {
 	case s.Phase == PhaseNone:
 		d.Reason = "initial assignment"
-	case s.Switchover != nil:
+	case sw != nil && d.Owner == s.Owner:
+		d.Reason = fmt.Sprintf("switchover: no other node can take over, %s is assigned again", d.Owner)
+	case sw != nil && sw.To != "" && d.Owner != sw.To:
+		d.Reason = fmt.Sprintf("switchover: target %s cannot take over, %s takes its place", sw.To, d.Owner)
+	case sw != nil:
 		d.Reason = "switchover"
 	case s.Phase == PhaseReleased && s.LastRelease != nil:
 		d.Reason = fmt.Sprintf("%s released: %s", s.LastRelease.Owner, s.LastRelease.Reason)
@@ -117,14 +122,19 @@ func assign(s State, v View, mk func(Type, any) []Event) []Event {
 	default:
 		d.Reason = fmt.Sprintf("%s revoked and its lease expired", s.Owner)
 	}
-	if s.Phase == PhaseReleased && s.LastRelease != nil && s.LastRelease.Epoch == s.Epoch {
+	switch {
+	case d.Owner == s.Owner && s.failedNow(d.Owner):
+		// The owner never finished promoting in this epoch: it must still reach the
+		// target it was given, or a hold policy would be bypassed by reassigning it.
+		d.CatchupTarget, d.CatchupDomain = s.Target, s.TargetDomain
+	case s.Phase == PhaseReleased && s.LastRelease != nil && s.LastRelease.Epoch == s.Epoch:
 		if s.LastRelease.Owner != d.Owner {
 			d.CatchupTarget, d.CatchupDomain = s.LastRelease.GTID, s.LastRelease.Domain
 		}
 		if !s.LastRelease.Fenced && s.LastRelease.Owner != d.Owner {
 			d.Loss = fmt.Sprintf("old owner %s was not fenced (mysqld unreachable); transactions after %q may be missing", s.LastRelease.Owner, s.LastRelease.GTID)
 		}
-	} else if s.Owner != "" && s.Owner != d.Owner {
+	case s.Owner != "" && s.Owner != d.Owner:
 		last := ""
 		if o, ok := s.Members[s.Owner]; ok {
 			last = o.GTID
@@ -134,52 +144,61 @@ func assign(s State, v View, mk func(Type, any) []Event) []Event {
 	return mk(OwnerAssigned, d)
 }
 
-// Candidates lists every database member ranked for ownership, eligible ones first:
-// a requested switchover target, then stable health, then priority, then id. The current
-// owner is not a candidate while it is being switched away from.
+// The ranks of an eligible candidate, best first.
+const (
+	rankTarget       = iota // the requested switchover target
+	rankPlain               // any other eligible node
+	rankSwitchedAway        // the owner that released for a switchover
+	rankFailed              // promotion failed in the current epoch
+)
+
+// Candidates lists every database member ranked for ownership, eligible ones first.
+//
+// A member in maintenance, with unknown or bad health, with a blocked rejoin, unreachable
+// from the controller, or revoked and not yet released, is not eligible. Every other
+// member is, and the eligible ones are ranked: a requested switchover target first; then
+// the other nodes; then the owner being switched away from, which becomes a candidate
+// again only once it released (it dropped the VIP and fenced itself, so it can be
+// promoted in the next epoch); last a node whose promotion failed in the current epoch.
+// So a handover always ends while any node can serve, and a switchover target that is
+// not eligible falls back to the next node. Ties go to stable health (see
+// [View.Damping]), then higher priority, then the smaller id, so the result is
+// deterministic. Why says why a node is not eligible, or why it ranks low.
 func Candidates(s State, v View) []Candidate {
-	var out []Candidate
+	type ranked struct {
+		Candidate
+		rank int
+	}
+	var out []ranked
 	for _, id := range s.MemberIDs() {
 		m := s.Members[id]
 		if m.Role != RoleDatabase {
 			continue
 		}
-		c := Candidate{Node: id, Priority: m.Priority, Eligible: true}
-		switch {
-		case m.Maintenance:
-			c.Eligible, c.Why = false, "maintenance"
-		case !m.HealthKnown:
-			c.Eligible, c.Why = false, "health unknown"
-		case !m.Healthy:
-			c.Eligible, c.Why = false, "unhealthy: "+m.Detail
-		case m.FailedEpoch != 0:
-			c.Eligible, c.Why = false, fmt.Sprintf("failed promotion in epoch %d", m.FailedEpoch)
-		case m.RejoinBlocked:
-			c.Eligible, c.Why = false, "rejoin blocked: extra transactions "+m.RejoinExtra
-		case s.Phase == PhaseRevoked && id == s.Owner:
-			c.Eligible, c.Why = false, "ownership revoked"
-		case v.Unreachable[id]:
-			c.Eligible, c.Why = false, "unreachable from the controller"
-		case s.Switchover != nil && id == s.Owner:
-			c.Eligible, c.Why = false, "switching away"
-		case s.Switchover != nil && s.Switchover.To != "" && id != s.Switchover.To:
-			c.Eligible, c.Why = false, "not the switchover target"
+		c := ranked{Candidate: Candidate{Node: id, Priority: m.Priority, Eligible: true}}
+		if why := s.ineligible(id, v); why != "" {
+			c.Eligible, c.Why = false, why
+		} else {
+			c.rank, c.Why = s.rank(id)
 		}
 		out = append(out, c)
 	}
-	stable := func(c Candidate) int {
+	stable := func(c ranked) int {
 		m := s.Members[c.Node]
 		if v.Damping > 0 && !m.HealthAt.IsZero() && v.Now.Sub(m.HealthAt) < v.Damping {
 			return 1
 		}
 		return 0
 	}
-	slices.SortStableFunc(out, func(a, b Candidate) int {
+	slices.SortStableFunc(out, func(a, b ranked) int {
 		if a.Eligible != b.Eligible {
 			if a.Eligible {
 				return -1
 			}
 			return 1
+		}
+		if c := cmp.Compare(a.rank, b.rank); c != 0 {
+			return c
 		}
 		if c := cmp.Compare(stable(a), stable(b)); c != 0 {
 			return c
@@ -189,5 +208,55 @@ func Candidates(s State, v View) []Candidate {
 		}
 		return cmp.Compare(a.Node, b.Node)
 	})
-	return out
+	cands := make([]Candidate, len(out))
+	for i, c := range out {
+		cands[i] = c.Candidate
+	}
+	return cands
+}
+
+// ineligible returns why database member id cannot be assigned in s now, or "".
+func (s State) ineligible(id string, v View) string {
+	m := s.Members[id]
+	switch {
+	case m.Maintenance:
+		return "maintenance"
+	case !m.HealthKnown:
+		return "health unknown"
+	case !m.Healthy:
+		return "unhealthy: " + m.Detail
+	case m.RejoinBlocked:
+		return "rejoin blocked: extra transactions " + m.RejoinExtra
+	case s.Phase == PhaseRevoked && id == s.Owner:
+		return "ownership revoked"
+	case v.Unreachable[id]:
+		return "unreachable from the controller"
+	case s.Switchover != nil && id == s.Owner && s.Phase != PhaseReleased:
+		return "switching away"
+	}
+	return ""
+}
+
+// rank places an eligible database member id and says why it ranks low, if it does.
+func (s State) rank(id string) (int, string) {
+	sw := s.Switchover
+	switch {
+	case s.failedNow(id):
+		return rankFailed, fmt.Sprintf("failed promotion in epoch %d; last resort", s.Members[id].FailedEpoch)
+	case sw == nil:
+		return rankPlain, ""
+	case id == s.Owner:
+		return rankSwitchedAway, "switching away; last resort"
+	case sw.To == "":
+		return rankPlain, ""
+	case id == sw.To:
+		return rankTarget, ""
+	}
+	return rankPlain, "not the switchover target; fallback"
+}
+
+// failedNow reports whether member id failed a promotion in the current epoch.
+func (s State) failedNow(id string) bool {
+	m, ok := s.Members[id]
+	return ok && m.FailedEpoch != 0 && m.FailedEpoch == s.Epoch
 }

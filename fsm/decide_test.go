@@ -1,6 +1,8 @@
 package fsm
 
 import (
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 )
@@ -10,11 +12,17 @@ type st struct {
 	phase       Phase
 	owner       string
 	healthy     map[string]bool
-	maint       string
+	maint       []string
 	switchTo    *SwitchoverData
 	release     *Release
 	failedEpoch string
-	blocked     string
+	// failedAt is the epoch of failedEpoch's failed promotion; 0 means the state's epoch.
+	failedAt uint64
+	blocked  string
+	// epoch overrides the state's epoch (default 1 when there is an owner, else 0).
+	epoch uint64
+	// target is the catch-up target of the current assignment.
+	target string
 }
 
 func (d st) state() State {
@@ -27,21 +35,27 @@ func (d st) state() State {
 		s.Members[id].Healthy, s.Members[id].HealthKnown = ok, true
 		s.Members[id].Detail = map[bool]string{true: "ok", false: "connection refused"}[ok]
 	}
-	if d.maint != "" {
-		s.Members[d.maint].Maintenance = true
-	}
-	if d.failedEpoch != "" {
-		s.Members[d.failedEpoch].FailedEpoch = 1
+	for _, id := range d.maint {
+		s.Members[id].Maintenance = true
 	}
 	if d.blocked != "" {
 		s.Members[d.blocked].RejoinBlocked, s.Members[d.blocked].RejoinExtra = true, "1-1-4"
 	}
-	s.Phase, s.Owner, s.Switchover, s.LastRelease = PhaseNone, d.owner, d.switchTo, d.release
+	s.Phase, s.Owner, s.Switchover, s.LastRelease, s.Target = PhaseNone, d.owner, d.switchTo, d.release, d.target
 	if d.phase != "" {
 		s.Phase = d.phase
 	}
 	if s.Owner != "" {
 		s.Epoch = 1
+	}
+	if d.epoch != 0 {
+		s.Epoch = d.epoch
+	}
+	if d.failedEpoch != "" {
+		s.Members[d.failedEpoch].FailedEpoch = s.Epoch
+		if d.failedAt != 0 {
+			s.Members[d.failedEpoch].FailedEpoch = d.failedAt
+		}
 	}
 	return s
 }
@@ -63,10 +77,13 @@ func TestDecide(t *testing.T) {
 		{"no quorum no decision", st{healthy: both}, with(func(v *View) { v.Quorum = false }), "", ""},
 		{"unknown health no owner", st{}, live, "", ""},
 		{"only healthy node wins", st{healthy: map[string]bool{"db1": false, "db2": true}}, live, OwnerAssigned, "db2"},
-		{"maintenance excluded", st{healthy: both, maint: "db1"}, live, OwnerAssigned, "db2"},
+		{"maintenance excluded", st{healthy: both, maint: []string{"db1"}}, live, OwnerAssigned, "db2"},
 		{"blocked rejoin excluded", st{healthy: both, blocked: "db1"}, live, OwnerAssigned, "db2"},
 		{"blocked rejoin alone waits", st{healthy: map[string]bool{"db1": true, "db2": false}, blocked: "db1"}, live, "", ""},
-		{"failed promotion excluded", st{healthy: both, failedEpoch: "db1"}, live, OwnerAssigned, "db2"},
+		{"failed promotion ranks last", st{phase: PhaseReleased, owner: "db1", healthy: both, failedEpoch: "db1", release: &Release{Epoch: 1, Owner: "db1", Fenced: true}}, live, OwnerAssigned, "db2"},
+		{"failed promotion alone is last resort", st{phase: PhaseReleased, owner: "db1", epoch: 3, healthy: map[string]bool{"db1": true, "db2": false}, failedEpoch: "db1", release: &Release{Epoch: 3, Owner: "db1", Fenced: true}}, live, OwnerAssigned, "db1"},
+		{"failed promotion of an older epoch no longer counts", st{phase: PhaseReleased, owner: "db2", epoch: 3, healthy: both, failedEpoch: "db1", failedAt: 2, release: &Release{Epoch: 3, Owner: "db2", Fenced: true}}, live, OwnerAssigned, "db1"},
+		{"failed revoked owner waits for its release", st{phase: PhaseRevoked, owner: "db1", epoch: 3, healthy: map[string]bool{"db1": true, "db2": false}, failedEpoch: "db1"}, with(func(v *View) { v.PromisesExpired = true }), "", ""},
 		{"nobody healthy nobody assigned", st{healthy: map[string]bool{"db1": false, "db2": false}}, live, "", ""},
 		{"healthy owner kept (nopreempt)", st{phase: PhaseActive, owner: "db2", healthy: both}, live, "", ""},
 		{"preempt asks switchover to higher priority", st{phase: PhaseActive, owner: "db2", healthy: both}, with(func(v *View) { v.Nopreempt = false }), SwitchoverRequested, ""},
@@ -79,7 +96,13 @@ func TestDecide(t *testing.T) {
 		{"revoked then assigned after expiry", st{phase: PhaseRevoked, owner: "db1", healthy: map[string]bool{"db1": false, "db2": true}}, with(func(v *View) { v.PromisesExpired = true }), OwnerAssigned, "db2"},
 		{"released assigned at once", st{phase: PhaseReleased, owner: "db1", healthy: map[string]bool{"db1": false, "db2": true}, release: &Release{Epoch: 1, Owner: "db1", GTID: "1-11-9", Fenced: true}}, live, OwnerAssigned, "db2"},
 		{"switchover to target", st{phase: PhaseReleased, owner: "db1", healthy: both, switchTo: &SwitchoverData{To: "db2"}, release: &Release{Epoch: 1, Owner: "db1"}}, live, OwnerAssigned, "db2"},
-		{"switchover target unhealthy waits", st{phase: PhaseReleased, owner: "db1", healthy: map[string]bool{"db1": true, "db2": false}, switchTo: &SwitchoverData{To: "db2"}}, live, "", ""},
+		{"switchover target unhealthy falls back to the released owner", st{phase: PhaseReleased, owner: "db1", healthy: map[string]bool{"db1": true, "db2": false}, switchTo: &SwitchoverData{To: "db2"}, release: &Release{Epoch: 1, Owner: "db1", Fenced: true}}, live, OwnerAssigned, "db1"},
+		{"switchover target in maintenance falls back to the released owner", st{phase: PhaseReleased, owner: "db1", healthy: both, maint: []string{"db2"}, switchTo: &SwitchoverData{To: "db2"}, release: &Release{Epoch: 1, Owner: "db1", Fenced: true}}, live, OwnerAssigned, "db1"},
+		{"switchover to anyone with the peer down falls back to the released owner", st{phase: PhaseReleased, owner: "db1", healthy: map[string]bool{"db1": true, "db2": false}, switchTo: &SwitchoverData{}, release: &Release{Epoch: 1, Owner: "db1", Fenced: true}}, live, OwnerAssigned, "db1"},
+		{"switchover to anyone prefers the other node", st{phase: PhaseReleased, owner: "db1", healthy: both, switchTo: &SwitchoverData{}, release: &Release{Epoch: 1, Owner: "db1", Fenced: true}}, live, OwnerAssigned, "db2"},
+		{"switched-away owner in maintenance stays out", st{phase: PhaseReleased, owner: "db1", healthy: map[string]bool{"db1": true, "db2": false}, maint: []string{"db1"}, switchTo: &SwitchoverData{To: "db2"}, release: &Release{Epoch: 1, Owner: "db1", Fenced: true}}, live, "", ""},
+		{"maintenance on both nobody assigned", st{phase: PhaseReleased, owner: "db1", healthy: both, maint: []string{"db1", "db2"}, release: &Release{Epoch: 1, Owner: "db1", Fenced: true}}, live, "", ""},
+		{"switching-away owner not reassigned before its release", st{phase: PhaseRevoked, owner: "db1", healthy: map[string]bool{"db1": true, "db2": false}, switchTo: &SwitchoverData{To: "db2"}}, with(func(v *View) { v.PromisesExpired = true }), "", ""},
 		{"promotion overdue fails", st{phase: PhaseAssigned, owner: "db2", healthy: both}, with(func(v *View) { v.PromotionOverdue = true }), PromotionFailed, ""},
 		{"witness never owner", st{healthy: map[string]bool{"db1": false, "db2": false, "witness": true}}, live, "", ""},
 	}
@@ -215,5 +238,93 @@ func TestPromiseGrant(t *testing.T) {
 	}
 	if w := HandoverWait(500*time.Millisecond, 0.01, 100*time.Millisecond, time.Second, 200*time.Millisecond); w != 1300*time.Millisecond {
 		t.Fatalf("HandoverWait = %v", w)
+	}
+}
+
+// TestFailedPromotionScopedToEpoch replays item 8: db1's promotion at epoch 3 fails while
+// db2 is down. The failure must not fence db1 for good: once it released, db1 is assigned
+// again at epoch 4 with the catch-up target it had not reached yet.
+func TestFailedPromotionScopedToEpoch(t *testing.T) {
+	s := st{phase: PhaseAssigned, owner: "db1", epoch: 3, target: "1-12-50", healthy: map[string]bool{"db1": true, "db2": false}}.state()
+	s.TargetDomain = 1
+	live := View{Self: "witness", Now: t0, Quorum: true}
+	step := func(ev Event) {
+		t.Helper()
+		var err error
+		if s, err = s.Apply(s.Index+1, ev); err != nil {
+			t.Fatalf("apply %s: %v", ev.Type, err)
+		}
+	}
+	step(mustEvent(t, PromotionFailed, "witness", 3, PhaseAssigned, PromotionFailedData{Owner: "db1", Reason: "overdue"}))
+	step(mustEvent(t, OwnerReleased, "db1", 3, "", ReleaseData{Owner: "db1", Reason: "ownership revoked", GTID: "1-11-40", Fenced: true}))
+	evs := Decide(s, live)
+	if len(evs) != 1 || evs[0].Type != OwnerAssigned {
+		t.Fatalf("decided %v, want OwnerAssigned", evs)
+	}
+	var d AssignData
+	if err := evs[0].Payload(&d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Owner != "db1" || d.CatchupTarget != "1-12-50" || d.CatchupDomain != 1 {
+		t.Fatalf("assigned %s target %q/%d, want db1 with target 1-12-50/1", d.Owner, d.CatchupTarget, d.CatchupDomain)
+	}
+	if want := "failed promotion in epoch 3; last resort"; d.Candidates[0].Why != want {
+		t.Fatalf("why %q, want %q", d.Candidates[0].Why, want)
+	}
+	step(evs[0])
+	if s.Epoch != 4 || s.Owner != "db1" || s.Phase != PhaseAssigned || s.Target != "1-12-50" {
+		t.Fatalf("state epoch %d owner %s phase %s target %q", s.Epoch, s.Owner, s.Phase, s.Target)
+	}
+	// At epoch 4 the mark of epoch 3 no longer ranks db1 last.
+	s.Members["db2"].Healthy = true
+	if c := Candidates(s, live); c[0].Node != "db1" || c[0].Why != "" {
+		t.Fatalf("candidates at epoch 4: %+v", c)
+	}
+}
+
+// TestCandidatesRanking pins the order with a third database node: the switchover target
+// first while eligible, then other eligible nodes, then the switched-away owner, then a
+// node whose promotion failed in the current epoch; ineligible nodes last.
+func TestCandidatesRanking(t *testing.T) {
+	three := func(d st, f func(*State)) State {
+		s := d.state()
+		s.Members["db3"] = &NodeState{Member: Member{ID: "db3", Role: RoleDatabase, Priority: 80}, Healthy: true, HealthKnown: true}
+		if f != nil {
+			f(&s)
+		}
+		return s
+	}
+	all := map[string]bool{"db1": true, "db2": true}
+	rel := &Release{Epoch: 1, Owner: "db1", Fenced: true}
+	tests := []struct {
+		name string
+		give State
+		view View
+		want []string // node:eligible:why
+	}{
+		{"target first", three(st{phase: PhaseReleased, owner: "db1", healthy: all, release: rel, switchTo: &SwitchoverData{To: "db3"}}, nil), View{},
+			[]string{"db3:true:", "db2:true:not the switchover target; fallback", "db1:true:switching away; last resort"}},
+		{"target unhealthy falls back to the other node", three(st{phase: PhaseReleased, owner: "db1", healthy: all, release: rel, switchTo: &SwitchoverData{To: "db2"}}, func(s *State) { s.Members["db2"].Healthy, s.Members["db2"].Detail = false, "connection refused" }), View{},
+			[]string{"db3:true:not the switchover target; fallback", "db1:true:switching away; last resort", "db2:false:unhealthy: connection refused"}},
+		{"revoked with target unreachable falls back to the other node", three(st{phase: PhaseRevoked, owner: "db1", healthy: all, switchTo: &SwitchoverData{To: "db2"}}, nil), View{Unreachable: map[string]bool{"db2": true}},
+			[]string{"db3:true:not the switchover target; fallback", "db1:false:ownership revoked", "db2:false:unreachable from the controller"}},
+		{"failed promotion after switched-away owner", three(st{phase: PhaseReleased, owner: "db1", healthy: all, release: rel, switchTo: &SwitchoverData{}}, func(s *State) {
+			s.Members["db3"].FailedEpoch = 1
+			s.Members["db2"].Maintenance = true
+		}), View{},
+			[]string{"db1:true:switching away; last resort", "db3:true:failed promotion in epoch 1; last resort", "db2:false:maintenance"}},
+		{"no switchover plain priority", three(st{phase: PhaseReleased, owner: "db1", healthy: all, release: rel}, nil), View{},
+			[]string{"db1:true:", "db2:true:", "db3:true:"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for _, c := range Candidates(tt.give, tt.view) {
+				got = append(got, fmt.Sprintf("%s:%t:%s", c.Node, c.Eligible, c.Why))
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("candidates\n got %q\nwant %q", got, tt.want)
+			}
+		})
 	}
 }

@@ -49,8 +49,10 @@ type NodeState struct {
 	Detail      string    `json:"detail,omitempty"`
 	GTID        string    `json:"gtid,omitempty"`
 	Maintenance bool      `json:"maintenance"`
-	// FailedEpoch is the epoch in which this node last failed a promotion; it is not a
-	// candidate again until it reports a new health transition.
+	// FailedEpoch is the epoch in which this node last failed a promotion (0 = never).
+	// It matters only while it equals the state's Epoch: the node then ranks after every
+	// other eligible candidate but is still assigned when it is the only one (see
+	// [Candidates]). A new health transition clears it.
 	FailedEpoch uint64 `json:"failed_epoch,omitempty"`
 	// SemiSync is the node's last journaled Rpl_semi_sync_master_status ("" = never ON).
 	SemiSync string `json:"semi_sync,omitempty"`
