@@ -63,6 +63,8 @@ type LocalStatus struct {
 	Replication  string   `json:"replication,omitempty"`
 	VIPs         []string `json:"vips,omitempty"`
 	UptimeMS     int64    `json:"uptime_ms"`
+	// Runtime is the database node's own phase and epoch ("serving@3").
+	Runtime string `json:"runtime,omitempty"`
 }
 
 // NodeReport is the body of GET /v1/node: what the controller polls from every peer to
@@ -85,11 +87,11 @@ type NodeReport struct {
 	// boot + lease.
 	UptimeMS  int64  `json:"uptime_ms"`
 	RaftState string `json:"raft_state"`
-	// Term and CommitIndex are the node's raft term and commit index. Peers learn the
-	// leader's commit index from its report and act on their state only once they have
-	// applied at least that much.
-	Term        uint64 `json:"term"`
-	CommitIndex uint64 `json:"commit_index"`
+	// Term is the node's raft term. LeaderApplied is set only by a leader that completed
+	// a Barrier in its current term: its applied index, which covers every entry committed
+	// so far. Peers act on their own state only once they have applied at least that much.
+	Term          uint64 `json:"term"`
+	LeaderApplied uint64 `json:"leader_applied,omitempty"`
 	// ReadOnly is the node's MySQL read_only from its last good probe.
 	ReadOnly *bool `json:"read_only,omitempty"`
 	// Fresh is true while the node's data dir holds no Raft state and was never
@@ -144,4 +146,17 @@ type ErrorResponse struct {
 // GoodbyeRequest is the body of POST /v1/goodbye: node is stopping gracefully.
 type GoodbyeRequest struct {
 	Node string `json:"node"`
+}
+
+// Peer is a node's latest poll of one peer's [NodeReport].
+type Peer struct {
+	Report NodeReport
+	// OK is true when the last poll answered.
+	OK bool
+	// At is when the last good report arrived, on the boot clock (0: never).
+	At time.Duration
+	// Err is the last poll's error.
+	Err string
+	// Left is true when the peer said goodbye (a graceful stop) and was not heard since.
+	Left bool
 }

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/keepraft/keepraft/config"
+	"github.com/keepraft/keepraft/node"
 )
 
 // version is set with -ldflags "-X main.version=...".
@@ -59,12 +60,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			defer func() { _ = log.Sync() }()
 			log = log.With(zap.String("node_id", cfg.Node.ID))
-			d, err := newDaemon(cfg, log, opts)
+			n, err := node.New(cfg, log, node.Options{NoVIP: opts.noVIP})
 			if err != nil {
 				log.Error("start", zap.Error(err))
 				return err
 			}
-			return d.Run(cmd.Context())
+			return n.Run(cmd.Context())
 		},
 	}
 	root.Flags().StringVarP(&opts.config, "config", "c", "", "path of the YAML config file")

@@ -1,26 +1,33 @@
-package main
+package controller
 
 import (
 	"testing"
 	"time"
 
 	"github.com/keepraft/keepraft/api"
-	"github.com/keepraft/keepraft/config"
 	"github.com/keepraft/keepraft/fsm"
 )
 
-func testController() *controller {
-	cfg := config.Default()
-	cfg.Cluster.Peers = []config.Peer{{ID: "db1"}, {ID: "db2"}, {ID: "witness"}}
-	cfg.Node.ID = "witness"
-	return &controller{d: &daemon{cfg: &cfg}}
+func members(ids ...string) []fsm.Member {
+	var ms []fsm.Member
+	for _, id := range ids {
+		ms = append(ms, fsm.Member{ID: id})
+	}
+	return ms
+}
+
+func testController(node Node) *Controller {
+	return New(Config{Self: "witness", Members: members("db1", "db2", "witness"), Lease: 500 * time.Millisecond, CatchupTimeout: 5 * time.Second, KernelLease: time.Second}, node, zapNop())
 }
 
 func TestPromisesExpired(t *testing.T) {
 	const s = time.Second
-	c := testController()
+	c := testController(nil)
 	// HandoverWait with the defaults: max(505ms, 166ms + 1s + 1.1s) ≈ 2.27 s.
-	wait := fsm.HandoverWait(500*time.Millisecond, fsm.DefaultRho, renewDelta(500*time.Millisecond), time.Second, kernelSlack)
+	wait := fsm.HandoverWait(500*time.Millisecond, fsm.DefaultRho, 500*time.Millisecond/3, time.Second, KernelSlack)
+	if got := c.HandoverWait(); got != wait {
+		t.Fatalf("HandoverWait() = %v, want %v", got, wait)
+	}
 	state := fsm.State{Owner: "db1", Epoch: 3, Phase: fsm.PhaseRevoked, PhaseIndex: 40}
 	now := 100 * s
 	rep := func(applied uint64, grantAge time.Duration, uptime time.Duration) report {

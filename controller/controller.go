@@ -1,0 +1,351 @@
+// Package controller runs the failover policy on the Raft leader: it follows leadership,
+// runs one leader loop per term (Barrier first), builds the [fsm.View] from the peers'
+// reports and proposes what [fsm.Decide] returns. It reaches its node only through the
+// [Node] interface it declares.
+package controller
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/keepraft/keepraft/api"
+	"github.com/keepraft/keepraft/fsm"
+	"github.com/keepraft/keepraft/internal/boottime"
+)
+
+// Timing constants of the controller, documented in the README.
+const (
+	// KernelSlack bounds how late the kernel removes an address after its valid_lft ends:
+	// IPv4 lifetime checks run on whole-second ticks, so removal came up to 0.93 s late in
+	// our measurements (valid_lft 2: gone 2.02–2.93 s after the last renewal).
+	KernelSlack = 1100 * time.Millisecond
+	// promotionMargin is added to failover.catchup_timeout before a promotion is overdue.
+	promotionMargin = 3 * time.Second
+	// settleTime bounds how long a new cluster waits for every database member's first
+	// health report before it assigns the VIP to the best node it knows.
+	settleTime = 5 * time.Second
+	// barrierTimeout bounds the Barrier a new leader runs before deciding, and
+	// barrierRetry spaces its retries.
+	barrierTimeout = 2 * time.Second
+	barrierRetry   = 100 * time.Millisecond
+	// applyTimeout bounds one decision's commit.
+	applyTimeout = 2 * time.Second
+	// tickEvery is the leader loop's pace when nothing changes.
+	tickEvery = 25 * time.Millisecond
+	// repeatAfter suppresses proposing the same decision twice within this time.
+	repeatAfter = time.Second
+	// transferEvery spaces attempts to move leadership off the owner.
+	transferEvery = 5 * time.Second
+)
+
+// Node is what the controller needs from its node.
+type Node interface {
+	// State returns the applied state; Watch a channel closed at the next change.
+	State() fsm.State
+	Watch() <-chan struct{}
+	// Term is the current raft term; Barrier waits until every earlier entry is applied.
+	Term() uint64
+	Barrier(timeout time.Duration) error
+	// IsLeader reports raft leadership now; Apply commits ev as the leader.
+	IsLeader() bool
+	Apply(ev fsm.Event, timeout time.Duration) (api.ProposeResponse, error)
+	// TransferLeadership hands raft leadership to the voter id.
+	TransferLeadership(id string) error
+	// Peers is the latest poll of every peer; Report is this node's own report.
+	Peers() map[string]api.Peer
+	Report() api.NodeReport
+}
+
+// Config is the controller's part of the node configuration.
+type Config struct {
+	Self string
+	// Members are every voter (id, raft and API address), for the Bootstrapped event.
+	Members        []fsm.Member
+	Lease          time.Duration
+	CatchupTimeout time.Duration
+	KernelLease    time.Duration
+	Nopreempt      bool
+	Damping        time.Duration
+	// Now reads the lease clock; nil means CLOCK_BOOTTIME.
+	Now func() time.Duration
+}
+
+// Controller follows leadership and runs the leader loop.
+type Controller struct {
+	cfg   Config
+	node  Node
+	log   *zap.Logger
+	now   func() time.Duration
+	ready atomic.Uint64 // the term in which a Barrier last succeeded
+	// Decisions counts proposals by type and outcome (may be nil).
+	Decisions func(t fsm.Type, outcome string)
+}
+
+// New returns a controller for node.
+func New(cfg Config, node Node, log *zap.Logger) *Controller {
+	now := cfg.Now
+	if now == nil {
+		now = boottime.Now
+	}
+	return &Controller{cfg: cfg, node: node, log: log.Named("controller"), now: now}
+}
+
+// ReadyTerm returns the raft term in which this node, as leader, last completed a
+// Barrier: from then on its applied state holds every committed entry.
+func (c *Controller) ReadyTerm() uint64 { return c.ready.Load() }
+
+// Run follows leadership changes on leaderCh (raft's NotifyCh, which unlike LeaderCh
+// never drops a transition) and runs one leader loop per term of leadership.
+func (c *Controller) Run(ctx context.Context, leaderCh <-chan bool) error {
+	var stop, done chan struct{}
+	end := func() {
+		if stop != nil {
+			close(stop)
+			<-done
+			stop, done = nil, nil
+		}
+	}
+	defer end()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case leader := <-leaderCh:
+			if leader && stop == nil {
+				stop, done = make(chan struct{}), make(chan struct{})
+				c.log.Info("gained raft leadership; controller starts")
+				go func(stop, done chan struct{}) {
+					defer close(done)
+					c.leaderLoop(ctx, stop)
+				}(stop, done)
+			} else if !leader && stop != nil {
+				c.log.Info("lost raft leadership; controller stops")
+				end()
+			}
+		}
+	}
+}
+
+type decided struct {
+	typ   fsm.Type
+	epoch uint64
+	phase fsm.Phase
+	at    time.Duration
+}
+
+// barrier blocks until a Barrier succeeds in this term; false when stopped.
+func (c *Controller) barrier(ctx context.Context, stop <-chan struct{}) bool {
+	for {
+		term := c.node.Term()
+		err := c.node.Barrier(barrierTimeout)
+		if err == nil {
+			c.ready.Store(term)
+			return true
+		}
+		c.log.Warn("barrier before deciding", zap.Error(err))
+		select {
+		case <-stop:
+			return false
+		case <-ctx.Done():
+			return false
+		case <-time.After(barrierRetry):
+		}
+	}
+}
+
+func (c *Controller) leaderLoop(ctx context.Context, stop <-chan struct{}) {
+	// Barrier first: decide only from a state that includes every entry committed by
+	// earlier leaders.
+	if !c.barrier(ctx, stop) {
+		return
+	}
+	if !c.node.State().Bootstrapped {
+		c.apply(fsm.Bootstrapped, fsm.BootstrappedData{Members: c.cfg.Members})
+	}
+	started := c.now()
+	// When this leader first saw the current (epoch, phase): the base of its deadlines.
+	var key struct {
+		epoch uint64
+		phase fsm.Phase
+	}
+	var since time.Duration
+	var last decided
+	var lastTransfer time.Duration
+	tick := time.NewTicker(tickEvery)
+	defer tick.Stop()
+	for {
+		watch := c.node.Watch()
+		s := c.node.State()
+		now := c.now()
+		if since == 0 || key.epoch != s.Epoch || key.phase != s.Phase {
+			key.epoch, key.phase, since = s.Epoch, s.Phase, now
+		}
+		v := c.View(s, now, now-since)
+		if s.Phase == fsm.PhaseNone && now-started < settleTime {
+			for _, m := range s.Members {
+				// A member that has not announced its role yet may be a database node.
+				if m.Role == "" || (m.Role == fsm.RoleDatabase && !m.HealthKnown) {
+					v.Settling = true
+				}
+			}
+		}
+		for _, ev := range fsm.Decide(s, v) {
+			if ev.Type == last.typ && ev.Epoch == last.epoch && ev.Phase == last.phase && now-last.at < repeatAfter {
+				continue
+			}
+			last = decided{ev.Type, ev.Epoch, ev.Phase, now}
+			c.commit(ev)
+		}
+		// Keep leadership off the owner, so that losing the owner's host costs no
+		// election on top of the lease wait.
+		if s.Owner == c.cfg.Self && s.Phase == fsm.PhaseActive && (lastTransfer == 0 || now-lastTransfer > transferEvery) {
+			lastTransfer = now
+			if target := c.transferTarget(s); target != "" {
+				c.log.Info("moving raft leadership off the VIP owner", zap.String("to", target))
+				if err := c.node.TransferLeadership(target); err != nil {
+					c.log.Warn("leadership transfer", zap.Error(err))
+				}
+			}
+		}
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-watch:
+		case <-tick.C:
+		}
+	}
+}
+
+func (c *Controller) apply(t fsm.Type, p any) {
+	s := c.node.State()
+	ev, err := fsm.NewEvent(t, c.cfg.Self, time.Now(), s.Epoch, s.Phase, p)
+	if err != nil {
+		c.log.Error("build event", zap.String("type", string(t)), zap.Error(err))
+		return
+	}
+	c.commit(ev)
+}
+
+func (c *Controller) commit(ev fsm.Event) {
+	resp, err := c.node.Apply(ev, applyTimeout)
+	outcome := string(resp.Result)
+	if err != nil {
+		outcome = "error"
+		c.log.Warn("propose decision", zap.String("type", string(ev.Type)), zap.Error(err))
+	} else {
+		c.log.Info("decided", zap.String("type", string(ev.Type)), zap.Uint64("epoch", ev.Epoch), zap.String("phase", string(ev.Phase)), zap.Uint64("index", resp.Index), zap.String("result", outcome), zap.String("data", string(ev.Data)))
+	}
+	if c.Decisions != nil {
+		c.Decisions(ev.Type, outcome)
+	}
+}
+
+// transferTarget prefers a reachable witness, then any reachable non-owner voter.
+func (c *Controller) transferTarget(s fsm.State) string {
+	peers := c.node.Peers()
+	best := ""
+	for _, id := range s.MemberIDs() {
+		p, ok := peers[id]
+		if id == s.Owner || !ok || !p.OK {
+			continue
+		}
+		if s.Members[id].Role == fsm.RoleWitness {
+			return id
+		}
+		if best == "" {
+			best = id
+		}
+	}
+	return best
+}
+
+// report is one voter's latest report with the boot-clock time it was taken.
+type report struct {
+	r  api.NodeReport
+	at time.Duration
+}
+
+func (c *Controller) reports(now time.Duration) map[string]report {
+	out := map[string]report{c.cfg.Self: {c.node.Report(), now}}
+	for id, p := range c.node.Peers() {
+		// A report older than two lease periods says nothing about now.
+		if p.OK && now-p.At < 2*c.cfg.Lease {
+			out[id] = report{p.Report, p.At}
+		}
+	}
+	return out
+}
+
+// View builds what Decide needs beyond the journal, from the peers' reports; inPhase is
+// how long this leader has seen the current (epoch, phase).
+func (c *Controller) View(s fsm.State, now, inPhase time.Duration) fsm.View {
+	cfg := c.cfg
+	lease := cfg.Lease
+	v := fsm.View{Self: cfg.Self, Now: time.Now(), Quorum: c.node.IsLeader(), Nopreempt: cfg.Nopreempt, Damping: cfg.Damping}
+	reps := c.reports(now)
+	v.Unreachable = map[string]bool{}
+	for _, m := range cfg.Members {
+		if _, ok := reps[m.ID]; !ok {
+			v.Unreachable[m.ID] = true
+		}
+	}
+	switch s.Phase {
+	case fsm.PhaseAssigned, fsm.PhaseActive:
+		// A promotion waits up to catchup_timeout for the release's GTID set and again up
+		// to catchup_timeout for the relay log.
+		if s.Phase == fsm.PhaseAssigned && inPhase > 2*cfg.CatchupTimeout+promotionMargin {
+			v.PromotionOverdue = true
+		}
+		// Silent: no reachable voter other than the owner heard a Renew within the lease.
+		// Give a fresh owner (or a fresh leader) two lease periods to be heard.
+		if inPhase > 2*lease {
+			v.OwnerSilent = true
+			for id, r := range reps {
+				if id == s.Owner {
+					continue
+				}
+				if r.r.RenewAgeMS >= 0 && time.Duration(r.r.RenewAgeMS)*time.Millisecond+(now-r.at) < lease {
+					v.OwnerSilent = false
+				}
+			}
+		}
+	case fsm.PhaseRevoked:
+		v.PromisesExpired = c.promisesExpired(s, reps, now)
+	}
+	return v
+}
+
+// HandoverWait is how long after the last promise to an owner a new owner may be
+// assigned without its release.
+func (c *Controller) HandoverWait() time.Duration {
+	return fsm.HandoverWait(c.cfg.Lease, fsm.DefaultRho, c.cfg.Lease/3, c.cfg.KernelLease, KernelSlack)
+}
+
+// promisesExpired reports whether a majority of voters other than the old owner have
+// applied the revoke and their last promise to it, plus the kernel lifetime of its VIP,
+// is over. A voter that restarted recently counts as having promised at its boot.
+func (c *Controller) promisesExpired(s fsm.State, reps map[string]report, now time.Duration) bool {
+	wait := c.HandoverWait()
+	ok := 0
+	for id, r := range reps {
+		if id == s.Owner || r.r.Applied < s.PhaseIndex {
+			continue
+		}
+		last := time.Duration(-1)
+		if r.r.PromiseOwner == s.Owner && r.r.PromiseEpoch == s.Epoch && r.r.LastGrantAgeMS >= 0 {
+			last = r.at - time.Duration(r.r.LastGrantAgeMS)*time.Millisecond
+		}
+		if up := time.Duration(r.r.UptimeMS) * time.Millisecond; up < wait {
+			last = max(last, r.at-up)
+		}
+		if last < 0 || now >= last+wait {
+			ok++
+		}
+	}
+	return ok >= len(c.cfg.Members)/2+1
+}

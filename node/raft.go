@@ -1,0 +1,366 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	"go.uber.org/zap"
+
+	"github.com/keepraft/keepraft/api"
+	"github.com/keepraft/keepraft/config"
+	"github.com/keepraft/keepraft/fsm"
+	"github.com/keepraft/keepraft/internal/hclogzap"
+	"github.com/keepraft/keepraft/store"
+)
+
+// Timing constants of the Raft side.
+const (
+	// tcpTimeout is the raft TCP transport's I/O deadline; tcpPool its pooled
+	// connections per peer.
+	tcpTimeout = 2 * time.Second
+	tcpPool    = 3
+	// proposeDeadline bounds a proposal whose context has no deadline; proposeRetry
+	// spaces retries while no leader is known or leadership moves.
+	proposeDeadline = 5 * time.Second
+	proposeRetry    = 20 * time.Millisecond
+	// bootstrapPoll spaces the checks of the peers before a joint bootstrap, and
+	// jointWindow is how long after a joint bootstrap a node still counts as fresh for
+	// peers that are still deciding.
+	bootstrapPoll = 200 * time.Millisecond
+	jointWindow   = 30 * time.Second
+)
+
+// Sentinel errors of the proposal path and the start.
+var (
+	// errNoLeader is returned while no raft leader is known.
+	errNoLeader = errors.New("no raft leader")
+	// errForward wraps a failure to forward a proposal to the leader.
+	errForward = errors.New("forward to leader")
+	// ErrVersion is returned for an event whose schema version some voter does not
+	// advertise: it would apply differently on that voter.
+	ErrVersion = errors.New("event version not supported by every voter")
+	// ErrAmnesia is returned at start when the data dir was bootstrapped but its Raft
+	// state is gone, or when a node with a new data dir finds peers that already hold
+	// state: starting would forget votes and log.
+	ErrAmnesia = errors.New("raft state missing")
+)
+
+// openRaft opens the stores and starts raft without bootstrapping; a new cluster is
+// bootstrapped by the bootstrap task once every peer is new too.
+func (n *Node) openRaft(trans raft.Transport) error {
+	cfg := n.cfg
+	rlog := hclogzap.New(n.log.Named("raft"), hclog.Info)
+	stores, err := store.Open(cfg.Node.DataDir, store.Options{Logger: rlog})
+	if err != nil {
+		return fmt.Errorf("open data dir %s: %w", cfg.Node.DataDir, err)
+	}
+	n.stores = stores
+	if trans == nil {
+		addr, err := net.ResolveTCPAddr("tcp", cfg.Cluster.RaftAddr)
+		if err != nil {
+			return errors.Join(fmt.Errorf("cluster.raft_addr: %w", err), stores.Close())
+		}
+		tcp, err := raft.NewTCPTransportWithLogger(cfg.Cluster.RaftAddr, addr, tcpPool, tcpTimeout, rlog)
+		if err != nil {
+			return errors.Join(fmt.Errorf("listen on cluster.raft_addr %s: %w", cfg.Cluster.RaftAddr, err), stores.Close())
+		}
+		trans, n.closeTrans = tcp, tcp.Close
+	}
+	n.trans = trans
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.Node.ID)
+	rt := cfg.Cluster.Raft
+	rc.HeartbeatTimeout, rc.ElectionTimeout, rc.LeaderLeaseTimeout = rt.HeartbeatTimeout, rt.ElectionTimeout, rt.LeaderLeaseTimeout
+	rc.CommitTimeout, rc.SnapshotThreshold, rc.SnapshotInterval = rt.CommitTimeout, rt.SnapshotThreshold, rt.SnapshotInterval
+	rc.NotifyCh = n.leaderCh
+	rc.Logger = rlog
+	if err := raft.ValidateConfig(rc); err != nil {
+		return errors.Join(fmt.Errorf("cluster.raft: %w", err), n.closeStores())
+	}
+	existing, err := raft.HasExistingState(stores.Log, stores.Stable, stores.Snap)
+	if err != nil {
+		return errors.Join(fmt.Errorf("inspect %s: %w", cfg.Node.DataDir, err), n.closeStores())
+	}
+	marker, marked, err := store.ReadMarker(cfg.Node.DataDir)
+	if err != nil {
+		return errors.Join(err, n.closeStores())
+	}
+	switch {
+	case existing && !marked:
+		// A data dir from before markers existed: mark it now.
+		if err := store.WriteMarker(cfg.Node.DataDir, store.Marker{Node: cfg.Node.ID, Cluster: peerIDs(cfg), At: time.Now()}); err != nil {
+			return errors.Join(err, n.closeStores())
+		}
+	case !existing && marked:
+		return errors.Join(fmt.Errorf("%w: data dir %s was bootstrapped on %s (marker file present) but its Raft state (raft.db, snapshots) is missing or empty; "+
+			"starting would forget this node's votes and log. Recover by removing this member from the cluster and re-adding it with an empty data dir, "+
+			"or by restoring the data dir from a backup", ErrAmnesia, cfg.Node.DataDir, marker.At.Format(time.RFC3339)), n.closeStores())
+	}
+	n.fresh.Store(!existing)
+	n.raft, err = raft.NewRaft(rc, n.fsm, stores.Log, stores.Stable, stores.Snap, trans)
+	if err != nil {
+		return errors.Join(fmt.Errorf("start raft: %w", err), n.closeStores())
+	}
+	if existing {
+		n.log.Info("restarting from existing state", zap.String("data_dir", cfg.Node.DataDir))
+	}
+	return nil
+}
+
+func (n *Node) closeStores() error {
+	var errs []error
+	if n.closeTrans != nil {
+		errs = append(errs, n.closeTrans())
+	}
+	if n.stores != nil {
+		errs = append(errs, n.stores.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// shutdownRaft stops raft, then the transport, then the store.
+func (n *Node) shutdownRaft() error {
+	var err error
+	if n.raft != nil {
+		err = n.raft.Shutdown().Error()
+	}
+	return errors.Join(err, n.closeStores())
+}
+
+// bootstrap forms a new cluster when this node's data dir is new: it waits until every
+// peer answers and reports a new data dir as well (or a joint bootstrap moments ago),
+// then bootstraps with the configured voters, as every other new node does, so three
+// new nodes form one cluster with no extra step. A peer that already holds state means
+// this node lost its own (a wiped data dir): it refuses to go on.
+func (n *Node) bootstrap(ctx context.Context) error {
+	if !n.fresh.Load() {
+		return nil
+	}
+	t := time.NewTicker(bootstrapPoll)
+	defer t.Stop()
+	var waitingLogged time.Time
+	for {
+		peers := n.poll.snapshot()
+		ready, missing := true, []string{}
+		for _, p := range n.cfg.Cluster.Peers {
+			if p.ID == n.cfg.Node.ID {
+				continue
+			}
+			v, ok := peers[p.ID]
+			if !ok || !v.OK {
+				ready = false
+				missing = append(missing, p.ID)
+				continue
+			}
+			if !v.Report.Fresh {
+				return fmt.Errorf("%w: this node's data dir %s is new, but peer %s already holds cluster state (applied index %d): "+
+					"this node was part of the cluster and lost its data dir, or is joining an existing cluster. Recover by removing this member "+
+					"(raft remove-peer) and re-adding it with an empty data dir, or by restoring its data dir from a backup",
+					ErrAmnesia, n.cfg.Node.DataDir, p.ID, v.Report.Applied)
+			}
+		}
+		if n.raft.LastIndex() > 0 {
+			// A peer bootstrapped first and its leader already replicated to us.
+			n.log.Info("joined the cluster formed by the peers")
+			return errors.Join(n.mark(), n.endFresh())
+		}
+		if ready {
+			return n.bootstrapNow()
+		}
+		if time.Since(waitingLogged) > 5*time.Second {
+			waitingLogged = time.Now()
+			n.log.Info("new data dir: waiting for every peer before bootstrapping", zap.Strings("waiting_for", missing))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (n *Node) bootstrapNow() error {
+	if err := n.mark(); err != nil {
+		return err
+	}
+	var servers []raft.Server
+	for _, p := range n.cfg.Cluster.Peers {
+		servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.RaftAddr)})
+	}
+	if err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		return fmt.Errorf("bootstrap cluster: %w", err)
+	}
+	n.log.Info("bootstrapped new cluster", zap.Int("voters", len(servers)))
+	return n.endFresh()
+}
+
+func (n *Node) mark() error {
+	return store.WriteMarker(n.cfg.Node.DataDir, store.Marker{Node: n.cfg.Node.ID, Cluster: peerIDs(n.cfg), At: time.Now()})
+}
+
+// endFresh keeps reporting "fresh" for jointWindow, so peers still deciding see a joint
+// bootstrap, not a cluster that formed without them.
+func (n *Node) endFresh() error {
+	n.jointUntil.Store(time.Now().Add(jointWindow).UnixNano())
+	n.fresh.Store(false)
+	return nil
+}
+
+// isFresh is what this node reports to a peer deciding whether to bootstrap.
+func (n *Node) isFresh() bool {
+	return n.fresh.Load() || time.Now().UnixNano() < n.jointUntil.Load()
+}
+
+func peerIDs(cfg *config.Config) []string {
+	var ids []string
+	for _, p := range cfg.Cluster.Peers {
+		ids = append(ids, p.ID)
+	}
+	return ids
+}
+
+// IsLeader reports whether this node is the raft leader now.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// leader returns the leader's id ("" when unknown).
+func (n *Node) leader() string {
+	_, id := n.raft.LeaderWithID()
+	return string(id)
+}
+
+// Term is the current raft term.
+func (n *Node) Term() uint64 { return n.raft.CurrentTerm() }
+
+// Barrier waits until every entry before it is applied.
+func (n *Node) Barrier(timeout time.Duration) error { return n.raft.Barrier(timeout).Error() }
+
+// TransferLeadership hands leadership to the voter id.
+func (n *Node) TransferLeadership(id string) error {
+	return n.raft.LeadershipTransferToServer(raft.ServerID(id), raft.ServerAddress(n.peer(id).RaftAddr)).Error()
+}
+
+// State returns the applied state; Watch a channel closed at the next change.
+func (n *Node) State() fsm.State       { return n.fsm.State() }
+func (n *Node) Watch() <-chan struct{} { return n.fsm.Watch() }
+
+// CaughtUp reports whether the applied state is at least as new as the commit index
+// learned from a current leader within the lease: for the leader, a Barrier completed
+// in its current term; for a follower, its applied index reached the index the leader
+// reported (after its own Barrier) in a poll at most one lease old.
+func (n *Node) CaughtUp() bool {
+	applied := n.fsm.State().Index
+	term := n.raft.CurrentTerm()
+	if n.raft.State() == raft.Leader {
+		return n.ctl != nil && n.ctl.ReadyTerm() == term
+	}
+	id := n.leader()
+	if id == "" {
+		return false
+	}
+	p, ok := n.poll.snapshot()[id]
+	if !ok || !p.OK || n.now()-p.At > n.cfg.Failover.Lease || p.Report.Term < term || p.Report.LeaderApplied == 0 {
+		return false
+	}
+	return applied >= p.Report.LeaderApplied
+}
+
+// Propose commits ev through the leader: directly when this node leads, otherwise by
+// forwarding it to the leader's API. A stale or skipped event is not an error here: the
+// response says what Apply made of it.
+func (n *Node) Propose(ctx context.Context, ev fsm.Event) (api.ProposeResponse, error) {
+	if err := n.versionOK(ev); err != nil {
+		return api.ProposeResponse{}, err
+	}
+	deadline := time.Now().Add(proposeDeadline)
+	if d, ok := ctx.Deadline(); ok {
+		deadline = d
+	}
+	for {
+		resp, err := n.proposeOnce(ctx, ev, time.Until(deadline))
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return resp, err
+		}
+		if !errors.Is(err, raft.ErrNotLeader) && !errors.Is(err, errNoLeader) && !errors.Is(err, raft.ErrLeadershipLost) && !errors.Is(err, errForward) {
+			return resp, err
+		}
+		select {
+		case <-ctx.Done():
+			return resp, ctx.Err()
+		case <-time.After(proposeRetry):
+		}
+	}
+}
+
+// versionOK refuses to propose an event version that not every voter understands.
+func (n *Node) versionOK(ev fsm.Event) error {
+	if !n.fsm.State().Supported(ev.V) {
+		return fmt.Errorf("propose %s v%d: %w", ev.Type, ev.V, ErrVersion)
+	}
+	return nil
+}
+
+func (n *Node) proposeOnce(ctx context.Context, ev fsm.Event, timeout time.Duration) (api.ProposeResponse, error) {
+	if n.IsLeader() {
+		return n.Apply(ev, timeout)
+	}
+	id := n.leader()
+	if id == "" {
+		return api.ProposeResponse{}, errNoLeader
+	}
+	resp, err := n.client.Propose(ctx, n.peer(id).APIAddr, ev, timeout)
+	if err != nil {
+		return resp, fmt.Errorf("%w %s: %w", errForward, id, err)
+	}
+	return resp, nil
+}
+
+// Apply commits ev on this node as the leader.
+func (n *Node) Apply(ev fsm.Event, timeout time.Duration) (api.ProposeResponse, error) {
+	if err := n.versionOK(ev); err != nil {
+		return api.ProposeResponse{}, err
+	}
+	b, err := ev.Encode()
+	if err != nil {
+		return api.ProposeResponse{}, err
+	}
+	f := n.raft.Apply(b, timeout)
+	if err := f.Error(); err != nil {
+		return api.ProposeResponse{}, fmt.Errorf("apply %s: %w", ev.Type, err)
+	}
+	resp := api.ProposeResponse{Index: f.Index(), Result: fsm.ResultApplied}
+	ar, ok := f.Response().(fsm.ApplyResponse)
+	if !ok {
+		return resp, fmt.Errorf("apply %s: unexpected FSM response %T", ev.Type, f.Response())
+	}
+	switch {
+	case ar.Err == nil:
+	case errors.Is(ar.Err, fsm.ErrStale):
+		resp.Result, resp.Error = fsm.ResultStale, ar.Err.Error()
+	case errors.Is(ar.Err, fsm.ErrUnknownType):
+		resp.Result, resp.Error = fsm.ResultSkipped, ar.Err.Error()
+	default:
+		resp.Result, resp.Error = fsm.ResultInvalid, ar.Err.Error()
+	}
+	return resp, nil
+}
+
+// event builds an event stamped by this node from the current state's epoch and phase.
+func (n *Node) event(t fsm.Type, p any) (fsm.Event, error) {
+	s := n.fsm.State()
+	return fsm.NewEvent(t, n.cfg.Node.ID, time.Now(), s.Epoch, s.Phase, p)
+}
+
+func (n *Node) peer(id string) config.Peer {
+	for _, p := range n.cfg.Cluster.Peers {
+		if p.ID == id {
+			return p
+		}
+	}
+	return config.Peer{}
+}

@@ -1,0 +1,72 @@
+package owner
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/keepraft/keepraft/api"
+	"github.com/keepraft/keepraft/fsm"
+	"github.com/keepraft/keepraft/probe"
+	"github.com/keepraft/keepraft/vip"
+)
+
+// Node is what the runtime needs from the keepraftd node it runs in.
+type Node interface {
+	// State returns the applied state.
+	State() fsm.State
+	// Watch returns a channel closed at the next applied change.
+	Watch() <-chan struct{}
+	// CaughtUp reports whether the applied state is at least as new as the commit index
+	// learned from a current leader, heard within the lease.
+	CaughtUp() bool
+	// Propose commits ev through the leader and reports what Apply made of it.
+	Propose(ctx context.Context, ev fsm.Event) (api.ProposeResponse, error)
+	// Peers returns the latest poll of every peer.
+	Peers() map[string]api.Peer
+}
+
+// MySQL is the local server.
+type MySQL interface {
+	Check(ctx context.Context) (probe.Health, error)
+	// Fence sets read_only=1, kills application connections and returns the final GTID set.
+	Fence(ctx context.Context) (string, error)
+	// Promote sets read_only=0.
+	Promote(ctx context.Context) error
+	StopReplication(ctx context.Context) error
+	StartReplication(ctx context.Context) error
+	WaitCatchUp(ctx context.Context, target string, domain uint32, timeout time.Duration) (probe.CatchUp, error)
+	// WaitRelayApplied waits until everything the replication channel received is applied.
+	WaitRelayApplied(ctx context.Context, timeout time.Duration) (probe.RelayCatchUp, error)
+}
+
+// Remote reaches the other database nodes' servers.
+type Remote interface {
+	// Ping connects to peer's server and runs SELECT 1.
+	Ping(ctx context.Context, peer string) error
+	// Fence fences peer's server (read_only=1, applications killed; idempotent) and
+	// returns its GTID set read after the fence.
+	Fence(ctx context.Context, peer string) (string, error)
+}
+
+// VIP adds, renews and removes the managed addresses; Set is idempotent.
+type VIP interface {
+	Set(ctx context.Context, desired []netip.Prefix) (vip.Result, error)
+	Held(ctx context.Context) ([]netip.Prefix, error)
+	ProbeConflict(ctx context.Context, addr netip.Addr) (net.HardwareAddr, bool, error)
+}
+
+// Renewer sends a Renew to one peer.
+type Renewer interface {
+	Renew(ctx context.Context, peer string, req api.RenewRequest) (api.RenewResponse, error)
+}
+
+// Resigner sends the priority-0 VRRP advert that lets keepalived backups take over at once.
+type Resigner interface {
+	Resign(ctx context.Context) error
+}
+
+var (
+	_ VIP = (*vip.Manager)(nil)
+)

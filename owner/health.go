@@ -1,0 +1,133 @@
+package owner
+
+import (
+	"context"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/keepraft/keepraft/fsm"
+	"github.com/keepraft/keepraft/probe"
+)
+
+// healthResync spaces re-proposals of a verdict the journal does not show yet (a
+// proposal lost to a leader change), and semiSyncResync those of a semi-sync change.
+const (
+	healthResync   = 500 * time.Millisecond
+	semiSyncResync = time.Second
+)
+
+// probeLoop checks MySQL every interval and proposes HealthChanged on a rise/fall
+// transition, or when the journal disagrees with the local verdict. An unhealthy
+// verdict wakes the state machine at once: the owner drops the VIP before anything
+// commits.
+func (o *Owner) probeLoop(ctx context.Context) error {
+	cfg := o.cfg
+	deb := probe.NewDebouncer(cfg.Rise, cfg.Fall, false)
+	fails := 0
+	t := time.NewTicker(cfg.Interval)
+	defer t.Stop()
+	var lastSync, lastSemi time.Time
+	for {
+		cctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+		start := time.Now()
+		h, err := o.d.MySQL.Check(cctx)
+		cancel()
+		o.metrics.probeSeconds.Observe(time.Since(start).Seconds())
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil && h.Err == "" {
+			h.Err = err.Error()
+		}
+		if h.Up {
+			fails = 0
+		} else {
+			fails++
+		}
+		healthy, changed := deb.Observe(h.Up)
+		o.mu.Lock()
+		wasKnown := o.known
+		if changed || (!o.known && !h.Up && fails >= cfg.Fall) {
+			o.known = true
+		}
+		o.ok = healthy
+		if h.Up {
+			o.health = h
+			o.gtid = h.GTIDExecuted
+		} else {
+			o.health.Up, o.health.Err = false, h.Err
+		}
+		known, gtid := o.known, o.gtid
+		o.mu.Unlock()
+		o.metrics.mysqlHealthy.Set(b2f(known && healthy))
+		if h.Up {
+			o.metrics.readOnly.Set(b2f(h.ReadOnly))
+		}
+		if known && (changed || !wasKnown) {
+			o.log.Info("mysql health changed", zap.Bool("healthy", healthy), zap.String("detail", h.Err))
+			o.poke()
+			if !healthy {
+				o.notify(ctx, "fault")
+			}
+		}
+		s := o.d.Node.State()
+		me := s.Members[cfg.Node]
+		if known && me != nil && (!me.HealthKnown || me.Healthy != healthy) && (changed || time.Since(lastSync) > healthResync) {
+			lastSync = time.Now()
+			detail := h.Err
+			if healthy {
+				detail = "ok"
+			}
+			o.proposeNow(ctx, fsm.HealthChanged, fsm.HealthData{Node: cfg.Node, Healthy: healthy, Detail: detail, GTID: gtid})
+			o.poke()
+		}
+		// The owner journals its semi-sync status changes: OFF after ON means writes are
+		// acknowledged without being on the peer. "Never ON" is not journaled.
+		if h.Up && me != nil && s.Holding(cfg.Node) && h.SemiSync != "" && h.SemiSync != me.SemiSync &&
+			(me.SemiSync != "" || h.SemiSync != "OFF") && time.Since(lastSemi) > semiSyncResync {
+			lastSemi = time.Now()
+			o.log.Info("semi-sync status changed", zap.String("from", me.SemiSync), zap.String("to", h.SemiSync))
+			o.proposeNow(ctx, fsm.SemiSyncChanged, fsm.SemiSyncData{Node: cfg.Node, Status: h.SemiSync})
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// remoteLoop probes the other database nodes' MySQL from here. The verdict is a second
+// opinion shown in the status ("host reachable, mysqld not"); it never decides a
+// failover, so a db1↔db2 partition alone cannot cause one.
+func (o *Owner) remoteLoop(ctx context.Context) error {
+	if o.d.Remote == nil {
+		return nil
+	}
+	t := time.NewTicker(remoteEvery)
+	defer t.Stop()
+	for {
+		s := o.d.Node.State()
+		for _, id := range s.MemberIDs() {
+			if id == o.cfg.Node || s.Members[id].Role != fsm.RoleDatabase {
+				continue
+			}
+			cctx, cancel := context.WithTimeout(ctx, o.cfg.Timeout)
+			err := o.d.Remote.Ping(cctx, id)
+			cancel()
+			verdict := "up"
+			if err != nil {
+				verdict = "down: " + err.Error()
+			}
+			o.mu.Lock()
+			o.remote[id] = verdict
+			o.mu.Unlock()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}

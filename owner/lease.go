@@ -1,0 +1,171 @@
+package owner
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/keepraft/keepraft/api"
+	"github.com/keepraft/keepraft/fsm"
+)
+
+// renewLoop sends Renew{epoch} to every peer each lease/3 while this node is promoting
+// or serving the epoch the journal names it owner of. Every promise counts for the lease
+// from the send time, whenever it arrives; the VIP is added, or its kernel lifetime
+// renewed, only on a promise that completed a quorum within δ of sending (checked again
+// right before the change). Answers are handled as they arrive, so a dead peer never
+// delays a renewal.
+func (o *Owner) renewLoop(ctx context.Context) error {
+	t := time.NewTicker(o.cfg.Lease / 3)
+	defer t.Stop()
+	var rounds sync.WaitGroup
+	defer rounds.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-o.renewKick:
+		}
+		s := o.d.Node.State()
+		o.mu.Lock()
+		m := o.m
+		if (m.Phase == Promoting || m.Phase == Serving) && m.Epoch == s.Epoch && (o.lease == nil || o.lease.Epoch != s.Epoch) {
+			o.lease = fsm.NewOwnerLease(s.Epoch, o.cfg.Lease, o.cfg.Voters)
+		}
+		o.mu.Unlock()
+		if !s.Holding(o.cfg.Node) || m.Epoch != s.Epoch || (m.Phase != Promoting && m.Phase != Serving) {
+			continue
+		}
+		sent := o.now()
+		var once sync.Once
+		for _, peer := range o.cfg.Peers {
+			rounds.Go(func() {
+				if o.renewOne(ctx, peer, s.Epoch, sent) {
+					once.Do(func() { o.acquireOrRenew(ctx, sent) })
+				}
+			})
+		}
+	}
+}
+
+// renewOne sends one Renew and records the promise. It reports whether this answer
+// completed a quorum within δ of sent while the lease is valid.
+func (o *Owner) renewOne(ctx context.Context, peer string, epoch uint64, sent time.Duration) bool {
+	rctx, cancel := context.WithTimeout(ctx, o.cfg.Lease/2)
+	resp, err := o.d.Renewer.Renew(rctx, peer, api.RenewRequest{Owner: o.cfg.Node, Epoch: epoch})
+	cancel()
+	arrived := o.now()
+	answer := "refused"
+	switch {
+	case err != nil:
+		answer = "error"
+	case resp.Promised && arrived-sent <= o.delta:
+		answer = "promised"
+	case resp.Promised:
+		answer = "late"
+	}
+	o.metrics.renewals.WithLabelValues(peer, answer).Inc()
+	if err != nil || !resp.Promised {
+		return false
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.lease == nil || o.lease.Epoch != epoch {
+		return false
+	}
+	wasValid := o.lease.Valid(arrived)
+	o.lease.Granted(peer, sent)
+	valid := o.lease.Valid(o.now())
+	o.metrics.leaseValid.Set(b2f(valid))
+	if valid && !wasValid {
+		select { // the conjunction may hold now: let enforce open writes at once
+		case o.kick <- struct{}{}:
+		default:
+		}
+	}
+	return answer == "promised" && valid && o.lease.LastQuorum() == sent
+}
+
+// acquireOrRenew adds the VIP (or renews its kernel lifetime) if holding is allowed now.
+// Before an acquisition it sends an ARP probe; an answer blocks the acquisition and is
+// journaled. The conjunction and the δ bound are re-checked under vipMu right before
+// the change.
+func (o *Owner) acquireOrRenew(ctx context.Context, sent time.Duration) {
+	if o.d.VIP == nil {
+		return
+	}
+	s := o.d.Node.State()
+	if !o.mayHold(s) {
+		return
+	}
+	o.mu.Lock()
+	held := o.held
+	o.mu.Unlock()
+	if !held && o.probeConflict(ctx, s.Epoch) {
+		return
+	}
+	o.vipMu.Lock()
+	if !o.mayHold(o.d.Node.State()) {
+		o.vipMu.Unlock()
+		return
+	}
+	if late := o.now() - sent; late > o.delta {
+		o.vipMu.Unlock()
+		o.log.Debug("renewal too late for the kernel lifetime", zap.Duration("since_request", late))
+		return
+	}
+	sctx, cancel := context.WithTimeout(ctx, vipTimeout)
+	res, err := o.d.VIP.Set(sctx, o.cfg.VIPs)
+	cancel()
+	if err != nil {
+		o.vipMu.Unlock()
+		o.log.Error("add VIP", zap.Error(err))
+		return
+	}
+	o.mu.Lock()
+	was := o.held
+	o.held = true
+	o.holding.Store(true)
+	o.mu.Unlock()
+	o.vipMu.Unlock()
+	o.metrics.holdingVIP.Set(1)
+	if len(res.Added) > 0 || !was {
+		o.log.Info("VIP acquired", zap.Uint64("epoch", s.Epoch), zap.Stringers("added", res.Added))
+		o.notify(ctx, "master")
+		o.poke()
+	}
+}
+
+// probeConflict probes every VIP with ARP before an acquisition. A host that answers blocks
+// it: the answer is journaled (once per epoch, VIP and MAC) and logged.
+func (o *Owner) probeConflict(ctx context.Context, epoch uint64) bool {
+	taken := false
+	for _, p := range o.cfg.VIPs {
+		pctx, cancel := context.WithTimeout(ctx, conflictProbeTimeout)
+		mac, answered, err := o.d.VIP.ProbeConflict(pctx, p.Addr())
+		cancel()
+		if err != nil {
+			o.log.Warn("arp probe before acquiring", zap.String("vip", p.String()), zap.Error(err))
+			continue
+		}
+		if !answered {
+			continue
+		}
+		taken = true
+		o.log.Warn("another host answers ARP for the VIP: not acquiring it", zap.String("vip", p.String()), zap.String("mac", mac.String()))
+		key := p.String() + "|" + mac.String() + "|" + strconv.FormatUint(epoch, 10)
+		o.mu.Lock()
+		seen := o.conflicts[key]
+		o.conflicts[key] = true
+		o.mu.Unlock()
+		if !seen {
+			d := fsm.VIPConflictData{Node: o.cfg.Node, VIP: p.String(), MAC: mac.String()}
+			o.spawn(func() { o.proposeNow(ctx, fsm.VIPConflictSeen, d) })
+		}
+	}
+	return taken
+}

@@ -1,0 +1,129 @@
+package owner
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/keepraft/keepraft/probe"
+)
+
+// LocalMySQL is the real [MySQL]: the local server through database/sql and package probe.
+type LocalMySQL struct {
+	DB       *sql.DB
+	Prober   *probe.Prober
+	Flavor   probe.Flavor
+	AppUsers []string
+}
+
+var _ MySQL = (*LocalMySQL)(nil)
+
+// Check probes the server.
+func (l *LocalMySQL) Check(ctx context.Context) (probe.Health, error) { return l.Prober.Check(ctx) }
+
+// Fence sets read_only=1 and kills application connections.
+func (l *LocalMySQL) Fence(ctx context.Context) (string, error) {
+	return probe.Fence(ctx, l.DB, l.Flavor, l.AppUsers)
+}
+
+// Promote sets read_only=0.
+func (l *LocalMySQL) Promote(ctx context.Context) error { return probe.Promote(ctx, l.DB, l.Flavor) }
+
+// StopReplication stops the replication channel.
+func (l *LocalMySQL) StopReplication(ctx context.Context) error {
+	return probe.StopReplication(ctx, l.DB)
+}
+
+// StartReplication starts the replication channel.
+func (l *LocalMySQL) StartReplication(ctx context.Context) error {
+	return probe.StartReplication(ctx, l.DB)
+}
+
+// WaitCatchUp waits until target (restricted to domain) is applied.
+func (l *LocalMySQL) WaitCatchUp(ctx context.Context, target string, domain uint32, timeout time.Duration) (probe.CatchUp, error) {
+	return probe.WaitCatchUp(ctx, l.DB, l.Flavor, target, domain, timeout)
+}
+
+// WaitRelayApplied waits until what the channel received is applied.
+func (l *LocalMySQL) WaitRelayApplied(ctx context.Context, timeout time.Duration) (probe.RelayCatchUp, error) {
+	return probe.WaitRelayApplied(ctx, l.DB, l.Flavor, timeout)
+}
+
+// PeerServers is the real [Remote]: this node's account on each other database node's
+// server, at that node's host and mysql.port.
+type PeerServers struct {
+	Hosts    map[string]string // peer id → host
+	Port     int
+	User     string
+	Password string
+	Timeout  time.Duration
+	Flavor   probe.Flavor
+	AppUsers []string
+
+	mu  sync.Mutex
+	dbs map[string]*sql.DB
+}
+
+var _ Remote = (*PeerServers)(nil)
+
+func (p *PeerServers) db(peer string) (*sql.DB, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if db := p.dbs[peer]; db != nil {
+		return db, nil
+	}
+	host, ok := p.Hosts[peer]
+	if !ok {
+		return nil, fmt.Errorf("peer %q: no database host known", peer)
+	}
+	db, err := sql.Open("mysql", probe.DSN(host, p.Port, p.User, p.Password, p.Timeout))
+	if err != nil {
+		return nil, fmt.Errorf("peer %s mysql at %s: %w", peer, net.JoinHostPort(host, fmt.Sprint(p.Port)), err)
+	}
+	db.SetMaxOpenConns(2)
+	db.SetConnMaxIdleTime(30 * time.Second)
+	if p.dbs == nil {
+		p.dbs = map[string]*sql.DB{}
+	}
+	p.dbs[peer] = db
+	return db, nil
+}
+
+// Ping connects to peer's server and runs SELECT 1.
+func (p *PeerServers) Ping(ctx context.Context, peer string) error {
+	db, err := p.db(peer)
+	if err != nil {
+		return err
+	}
+	var one int
+	return db.QueryRowContext(ctx, "SELECT 1").Scan(&one)
+}
+
+// Fence fences peer's server and returns its final GTID set.
+func (p *PeerServers) Fence(ctx context.Context, peer string) (string, error) {
+	db, err := p.db(peer)
+	if err != nil {
+		return "", err
+	}
+	g, err := probe.Fence(ctx, db, p.Flavor, p.AppUsers)
+	if err != nil {
+		return "", fmt.Errorf("fence %s: %w", peer, err)
+	}
+	return g, nil
+}
+
+// Close closes every connection pool.
+func (p *PeerServers) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var errs []error
+	for _, db := range p.dbs {
+		errs = append(errs, db.Close())
+	}
+	p.dbs = nil
+	return errors.Join(errs...)
+}

@@ -1,0 +1,347 @@
+package owner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/keepraft/keepraft/api"
+	"github.com/keepraft/keepraft/fsm"
+	"github.com/keepraft/keepraft/internal/boottime"
+	"github.com/keepraft/keepraft/probe"
+)
+
+// Timing constants of the runtime.
+const (
+	// reconcileEvery is the pace of the state machine and of the conjunction checks
+	// when nothing wakes it earlier.
+	reconcileEvery = 20 * time.Millisecond
+	// sweepEvery is the pace of the idempotent checks that read the world back: a
+	// managed VIP left on the interface, a writable server that should not be.
+	sweepEvery = time.Second
+	// retryEvery spaces retries of a release or an OwnerPromoted that did not commit.
+	retryEvery = 300 * time.Millisecond
+	// proposeTimeout bounds one proposal.
+	proposeTimeout = 3 * time.Second
+	// vipTimeout bounds one add, renew or removal of the VIPs.
+	vipTimeout = time.Second
+	// fenceTimeout bounds fencing one server.
+	fenceTimeout = time.Second
+	// conflictProbeTimeout bounds the ARP probe before an acquisition.
+	conflictProbeTimeout = 200 * time.Millisecond
+	// rejoinEvery spaces rejoin checks; rejoinBlockedEvery spaces re-checks of a
+	// blocked rejoin.
+	rejoinEvery        = 2 * time.Second
+	rejoinBlockedEvery = 10 * time.Second
+	// remoteEvery is the pace of the remote probes of the other database nodes.
+	remoteEvery = 500 * time.Millisecond
+	// shutdownTimeout bounds the hand-over at a graceful stop.
+	shutdownTimeout = 4 * time.Second
+	// hookTimeout bounds one notify hook.
+	hookTimeout = 10 * time.Second
+)
+
+// Config is the runtime's part of the node configuration.
+type Config struct {
+	// Node is this node's id; Peers are the other voters' ids (the witness included);
+	// Voters counts every voter.
+	Node   string
+	Peers  []string
+	Voters int
+	// Lease is failover.lease; renewals go out every Lease/3.
+	Lease            time.Duration
+	CatchupTimeout   time.Duration
+	OnCatchupTimeout string // "promote" or "hold"
+	FenceReadOnly    bool
+	Flavor           probe.Flavor
+	VIPs             []netip.Prefix
+	// Probe pacing: interval, timeout and the rise/fall counts.
+	Interval, Timeout time.Duration
+	Rise, Fall        int
+	// Notify holds the keepalived-compatible hook scripts by state.
+	NotifyMaster, NotifyBackup, NotifyFault string
+	// Now reads the lease clock; nil means CLOCK_BOOTTIME.
+	Now func() time.Duration
+}
+
+// Deps are the resources the runtime drives. VIP, Remote and Resigner may be nil (no VIP
+// management, no remote access to the peers' servers, no VRRP).
+type Deps struct {
+	Node     Node
+	MySQL    MySQL
+	Remote   Remote
+	VIP      VIP
+	Renewer  Renewer
+	Resigner Resigner
+}
+
+// Owner is the database node's runtime. Create it with [New] and run it with [Owner.Run].
+type Owner struct {
+	cfg     Config
+	log     *zap.Logger
+	d       Deps
+	now     func() time.Duration
+	metrics *metrics
+	delta   time.Duration
+
+	kick      chan struct{} // wakes the reconcile loop
+	renewKick chan struct{} // wakes the renew loop
+	// holding mirrors "the VIP is on our interface" for the VRRP speaker, lock-free.
+	holding atomic.Bool
+	// vipMu makes "check the conjunction, then add or renew" atomic against a drop.
+	vipMu sync.Mutex
+	// bg owns the goroutines the loops start (proposals, promotions, hooks).
+	bg sync.WaitGroup
+
+	mu     sync.Mutex
+	runCtx context.Context // Run's context, for callbacks from other tasks
+	m      machine
+	health probe.Health
+	known  bool // the debouncer reached a verdict
+	ok     bool // ... and it is healthy
+	gtid   string
+	lease  *fsm.OwnerLease
+	// writesOpen: this runtime set read_only=0 and has not fenced since.
+	writesOpen bool
+	// fencedAt is when the last local fence finished (wall clock, as Health.CheckedAt).
+	fencedAt time.Time
+	held     bool // the VIP is on the interface
+	// promotion bookkeeping for the machine's epoch.
+	promo        *promotion
+	promoCancel  context.CancelFunc
+	promoted     fsm.PromotedData
+	announcedAt  time.Duration
+	announceBusy bool
+	// release bookkeeping for the machine's epoch.
+	releaseFailedAt time.Duration
+	releaseFailed   bool
+	// rejoin bookkeeping of a former owner.
+	rejoin rejoinState
+	// remote probe verdicts and journaled conflicts.
+	remote    map[string]string
+	conflicts map[string]bool
+	foreign   map[netip.Addr]time.Duration
+}
+
+// New builds the runtime.
+func New(cfg Config, d Deps, log *zap.Logger) (*Owner, error) {
+	var errs []error
+	if cfg.Node == "" {
+		errs = append(errs, errors.New("owner: node id is empty"))
+	}
+	if d.Node == nil || d.MySQL == nil || d.Renewer == nil {
+		errs = append(errs, errors.New("owner: node, mysql and renewer are required"))
+	}
+	if cfg.Lease <= 0 || cfg.Interval <= 0 || cfg.Timeout <= 0 || cfg.Rise < 1 || cfg.Fall < 1 {
+		errs = append(errs, fmt.Errorf("owner: lease %v, interval %v, timeout %v, rise %d, fall %d must be positive", cfg.Lease, cfg.Interval, cfg.Timeout, cfg.Rise, cfg.Fall))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	now := cfg.Now
+	if now == nil {
+		now = boottime.Now
+	}
+	return &Owner{
+		cfg: cfg, log: log.Named("owner"), d: d, now: now, metrics: newMetrics(), delta: RenewDelta(cfg.Lease),
+		kick: make(chan struct{}, 1), renewKick: make(chan struct{}, 1),
+		m:      machine{Phase: Standby},
+		remote: map[string]string{}, conflicts: map[string]bool{}, foreign: map[netip.Addr]time.Duration{},
+	}, nil
+}
+
+// RenewDelta is δ: the owner renews every lease/3 and renews the VIP's kernel lifetime
+// only on a quorum completed within δ of the request.
+func RenewDelta(lease time.Duration) time.Duration { return lease / 3 }
+
+// SetResigner sets the VRRP speaker that sends the priority-0 advert; call it before Run.
+func (o *Owner) SetResigner(r Resigner) { o.d.Resigner = r }
+
+// Holding reports whether the VIP is on this node's interface (for the VRRP speaker).
+func (o *Owner) Holding() bool { return o.holding.Load() }
+
+// Machine returns the runtime's phase and epoch.
+func (o *Owner) Machine() (Phase, uint64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.m.Phase, o.m.Epoch
+}
+
+// Run runs the runtime's loops, and the extra tasks (the VRRP speaker and listener),
+// until ctx ends, then gives the VIP up (see shutdown) and waits for every goroutine it
+// started.
+func (o *Owner) Run(ctx context.Context, extra ...func(context.Context) error) error {
+	g, gctx := errgroup.WithContext(ctx)
+	o.mu.Lock()
+	o.runCtx = gctx
+	o.mu.Unlock()
+	for _, f := range extra {
+		g.Go(func() error { return f(gctx) })
+	}
+	g.Go(func() error { return o.probeLoop(gctx) })
+	g.Go(func() error { return o.renewLoop(gctx) })
+	g.Go(func() error { return o.reconcileLoop(gctx) })
+	g.Go(func() error { return o.remoteLoop(gctx) })
+	err := g.Wait()
+	o.shutdown()
+	o.bg.Wait()
+	return err
+}
+
+// spawn runs f on a goroutine that Run waits for.
+func (o *Owner) spawn(f func()) {
+	o.bg.Add(1)
+	go func() {
+		defer o.bg.Done()
+		f()
+	}()
+}
+
+func (o *Owner) poke() {
+	for _, c := range []chan struct{}{o.kick, o.renewKick} {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// stillOwner is the check made right before every irreversible step: this node is the
+// owner of epoch in a state at least as new as the leader's commit index.
+func (o *Owner) stillOwner(epoch uint64) bool {
+	s := o.d.Node.State()
+	return o.d.Node.CaughtUp() && s.Holding(o.cfg.Node) && s.Epoch == epoch
+}
+
+// mayWrite is the conjunction for read_only=0: Serving in the current epoch, named
+// owner, a valid quorum lease and a healthy MySQL.
+func (o *Owner) mayWrite(s fsm.State) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.mayWriteLocked(s)
+}
+
+func (o *Owner) mayWriteLocked(s fsm.State) bool {
+	return o.m.Phase == Serving && o.m.Epoch == s.Epoch && s.Holding(o.cfg.Node) &&
+		o.lease != nil && o.lease.Epoch == s.Epoch && o.lease.Valid(o.now()) && o.known && o.ok
+}
+
+// mayHold is the conjunction for the VIP: mayWrite and writes actually open.
+func (o *Owner) mayHold(s fsm.State) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.mayWriteLocked(s) && o.writesOpen
+}
+
+// event builds an event stamped by this node.
+func (o *Owner) event(t fsm.Type, epoch uint64, phase fsm.Phase, p any) (fsm.Event, error) {
+	return fsm.NewEvent(t, o.cfg.Node, time.Now(), epoch, phase, p)
+}
+
+// propose commits an event and counts the outcome. Not applied is logged, not an error.
+func (o *Owner) propose(ctx context.Context, ev fsm.Event) (api.ProposeResponse, error) {
+	pctx, cancel := context.WithTimeout(ctx, proposeTimeout)
+	defer cancel()
+	resp, err := o.d.Node.Propose(pctx, ev)
+	outcome := string(resp.Result)
+	switch {
+	case err != nil:
+		outcome = "error"
+		o.log.Warn("propose", zap.String("type", string(ev.Type)), zap.Error(err))
+	case resp.Result != fsm.ResultApplied:
+		o.log.Info("proposal not applied", zap.String("type", string(ev.Type)), zap.String("result", outcome), zap.String("reason", resp.Error))
+	}
+	o.metrics.proposals.WithLabelValues(string(ev.Type), outcome).Inc()
+	return resp, err
+}
+
+// proposeNow builds an event from the current epoch and phase and proposes it.
+func (o *Owner) proposeNow(ctx context.Context, t fsm.Type, p any) {
+	s := o.d.Node.State()
+	ev, err := o.event(t, s.Epoch, s.Phase, p)
+	if err != nil {
+		o.log.Error("build event", zap.String("type", string(t)), zap.Error(err))
+		return
+	}
+	_, _ = o.propose(ctx, ev) // outcome logged and counted by propose
+}
+
+// Local is this node's own part of the status.
+func (o *Owner) Local() api.LocalStatus {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	l := api.LocalStatus{Holding: o.held, Promoted: o.m.Phase == Serving && o.writesOpen, GTID: o.health.GTIDExecuted, Runtime: o.m.String()}
+	if o.lease != nil {
+		now := o.now()
+		l.LeaseValid = o.lease.Valid(now)
+		if l.LeaseValid {
+			l.LeaseLeftMS = (o.lease.Expiry() - now).Milliseconds()
+		}
+	}
+	if o.known {
+		h := o.ok
+		l.MySQLHealthy = &h
+		l.MySQLDetail = o.health.Err
+		if o.health.Up {
+			ro := o.health.ReadOnly
+			l.ReadOnly = &ro
+		}
+	}
+	l.Replication = replicationString(o.health.Replica) + o.rejoin.note
+	if len(o.health.ReadOnlyAdminAccounts) > 0 {
+		l.MySQLDetail = strings.TrimSpace(l.MySQLDetail + " warning: accounts with READ ONLY ADMIN bypass fencing: " + strings.Join(o.health.ReadOnlyAdminAccounts, ","))
+	}
+	if o.held {
+		for _, p := range o.cfg.VIPs {
+			l.VIPs = append(l.VIPs, p.String())
+		}
+	}
+	return l
+}
+
+// Domain is the local server's gtid_domain_id from the last good probe.
+func (o *Owner) Domain() uint32 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.health.DomainID
+}
+
+// RemoteView returns a copy of the remote probe verdicts by peer.
+func (o *Owner) RemoteView() map[string]string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make(map[string]string, len(o.remote))
+	for k, v := range o.remote {
+		out[k] = v
+	}
+	return out
+}
+
+func replicationString(r probe.ReplicaStatus) string {
+	if !r.Configured {
+		return "not configured"
+	}
+	s := fmt.Sprintf("from %s io=%s sql=%s", r.MasterHost, onOff(r.IORunning), onOff(r.SQLRunning))
+	if r.LagSeconds >= 0 {
+		s += fmt.Sprintf(" lag=%ds", r.LagSeconds)
+	}
+	if r.LastError != "" {
+		s += " error=" + r.LastError
+	}
+	return s
+}
+
+func onOff(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}

@@ -1,0 +1,89 @@
+package owner
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/keepraft/keepraft/api"
+	"github.com/keepraft/keepraft/fsm"
+)
+
+// PromiserNode is what the peer side of the lease needs from its node.
+type PromiserNode interface {
+	State() fsm.State
+	CaughtUp() bool
+}
+
+// Promiser is a voter's side of the quorum lease: it answers Renew requests. It promises
+// only what its applied state supports, and only once that state can be trusted: not
+// within lease·(1+ρ) of its own start (a restarted voter may have promised someone else
+// just before it stopped, and may be restored from an older snapshot), and not while its
+// applied state is behind the commit index learned from a current leader.
+type Promiser struct {
+	self  string
+	node  PromiserNode
+	lease time.Duration
+	rho   float64
+	now   func() time.Duration
+	boot  time.Duration
+
+	mu        sync.Mutex
+	promise   fsm.Promise
+	lastRenew map[string]time.Duration // owner → when it last asked
+}
+
+// NewPromiser returns the promiser of node self; now reads the lease clock and its first
+// reading is taken as the boot time.
+func NewPromiser(self string, node PromiserNode, lease time.Duration, now func() time.Duration) *Promiser {
+	return &Promiser{self: self, node: node, lease: lease, rho: fsm.DefaultRho, now: now, boot: now(), lastRenew: map[string]time.Duration{}}
+}
+
+// Quiet is how long after boot a voter refuses every promise.
+func (p *Promiser) Quiet() time.Duration { return time.Duration(float64(p.lease) * (1 + p.rho)) }
+
+// Grant answers one Renew.
+func (p *Promiser) Grant(req api.RenewRequest) api.RenewResponse {
+	s := p.node.State()
+	now := p.now()
+	resp := api.RenewResponse{Node: p.self}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s.Owner == req.Owner {
+		p.lastRenew[req.Owner] = now
+	}
+	switch up := now - p.boot; {
+	case up < p.Quiet():
+		resp.Reason = fmt.Sprintf("started %v ago: no promises within lease·(1+ρ) = %v of a start", up.Round(time.Millisecond), p.Quiet())
+		return resp
+	case !p.node.CaughtUp():
+		resp.Reason = fmt.Sprintf("applied state (index %d) is behind the commit index learned from the leader", s.Index)
+		return resp
+	}
+	np, ok := p.promise.Grant(s, req.Owner, req.Epoch, now, p.lease, p.rho)
+	p.promise = np
+	resp.Promised = ok
+	if !ok {
+		resp.Reason = fmt.Sprintf("applied state: owner %q epoch %d phase %s", s.Owner, s.Epoch, s.Phase)
+	}
+	return resp
+}
+
+// Fill adds the lease part of this node's report: the age of the owner's last Renew,
+// the current promise, and the uptime (the controller counts a freshly started voter as
+// promising until boot + lease).
+func (p *Promiser) Fill(r *api.NodeReport, owner string) {
+	now := p.now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r.RenewAgeMS, r.LastGrantAgeMS = -1, -1
+	if t, ok := p.lastRenew[owner]; ok && owner != "" {
+		r.RenewAgeMS = (now - t).Milliseconds()
+	}
+	if p.promise.Owner != "" {
+		r.PromiseOwner, r.PromiseEpoch = p.promise.Owner, p.promise.Epoch
+		r.PromiseLeftMS = (p.promise.Until - now).Milliseconds()
+		r.LastGrantAgeMS = (now - p.promise.Last).Milliseconds()
+	}
+	r.UptimeMS = (now - p.boot).Milliseconds()
+}

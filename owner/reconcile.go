@@ -1,0 +1,312 @@
+package owner
+
+import (
+	"context"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/keepraft/keepraft/fsm"
+)
+
+// reconcileLoop drives the state machine and enforces the conjunctions: on every applied
+// change, on a kick, and every reconcileEvery; the read-back sweep runs every sweepEvery
+// (and once at start, so a node that restarts fences a server it may have left writable).
+func (o *Owner) reconcileLoop(ctx context.Context) error {
+	t := time.NewTicker(reconcileEvery)
+	defer t.Stop()
+	var lastSweep time.Duration
+	for {
+		watch := o.d.Node.Watch()
+		o.reconcile(ctx)
+		if now := o.now(); lastSweep == 0 || now-lastSweep >= sweepEvery {
+			lastSweep = now
+			o.sweep(ctx)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-o.kick:
+		case <-watch:
+		}
+	}
+}
+
+// inputs gathers what step looks at.
+func (o *Owner) inputs() (machine, inputs) {
+	in := inputs{Self: o.cfg.Node, State: o.d.Node.State(), CaughtUp: o.d.Node.CaughtUp()}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	in.HealthKnown, in.Healthy = o.known, o.ok
+	if o.promo != nil && o.promo.Epoch == o.m.Epoch {
+		p := *o.promo
+		in.Promotion = &p
+	}
+	in.RetryRelease = o.m.Phase == Releasing && o.releaseFailed && o.now()-o.releaseFailedAt >= retryEvery
+	return o.m, in
+}
+
+// reconcile runs one step of the machine, performs its actions, then enforces the
+// conjunctions on writes and the VIP.
+func (o *Owner) reconcile(ctx context.Context) {
+	cur, in := o.inputs()
+	next, acts, why := step(cur, in)
+	if next != cur {
+		o.log.Info("owner runtime", zap.Stringer("from", cur), zap.Stringer("to", next), zap.String("reason", why))
+		o.mu.Lock()
+		o.m = next
+		if next.Epoch != cur.Epoch {
+			o.promo, o.promoted, o.announcedAt = nil, fsm.PromotedData{}, 0
+			o.releaseFailed = false
+			o.rejoin = rejoinState{}
+		}
+		if next.Phase == Releasing && cur.Phase != Releasing {
+			o.releaseFailed = false
+		}
+		o.mu.Unlock()
+	}
+	for _, a := range acts {
+		switch a {
+		case actFence:
+			o.dropVIP(ctx, why)
+			o.fence(ctx, why)
+		case actPromote:
+			o.startPromotion(ctx, next.Epoch, in.State)
+		case actCancel:
+			o.cancelPromotion()
+		case actRelease:
+			o.release(ctx, next.Epoch, why)
+		}
+	}
+	o.enforce(ctx)
+}
+
+// enforce keeps read_only and the VIP equal to the conjunctions.
+func (o *Owner) enforce(ctx context.Context) {
+	s := o.d.Node.State()
+	if o.mayWrite(s) {
+		o.mu.Lock()
+		open := o.writesOpen
+		epoch := o.m.Epoch
+		o.mu.Unlock()
+		if !open {
+			o.openWrites(ctx, epoch)
+		}
+		o.announce(ctx, s)
+		o.checkRejoin(ctx, s)
+		return
+	}
+	o.mu.Lock()
+	held, open := o.held, o.writesOpen
+	o.mu.Unlock()
+	if held || o.holding.Load() {
+		o.dropVIP(ctx, "holding no longer allowed")
+		o.resignIfAlone(ctx)
+	}
+	if open {
+		o.fence(ctx, "writes no longer allowed: not the serving owner with a valid lease")
+	}
+}
+
+// sweep reads the world back: a writable server that must not be, or a managed VIP on
+// the interface of a node that must not hold it (left by keepalived or by hand), is
+// put right. It is idempotent.
+func (o *Owner) sweep(ctx context.Context) {
+	s := o.d.Node.State()
+	if o.mayWrite(s) {
+		return
+	}
+	o.mu.Lock()
+	// A probe older than the last fence may still show the server writable.
+	writable := o.health.Up && !o.health.ReadOnly && o.health.CheckedAt.After(o.fencedAt)
+	o.mu.Unlock()
+	if writable {
+		o.fence(ctx, "server writable but this node may not write")
+	}
+	if o.d.VIP == nil || o.mayHold(s) {
+		return
+	}
+	vctx, cancel := context.WithTimeout(ctx, vipTimeout)
+	held, err := o.d.VIP.Held(vctx)
+	cancel()
+	if err != nil {
+		o.log.Warn("read the VIPs on the interface", zap.Error(err))
+		return
+	}
+	if len(held) > 0 {
+		o.log.Warn("a managed VIP is on the interface of a node that may not hold it", zap.Stringers("vips", held))
+		o.dropVIP(ctx, "managed VIP present on a non-owner")
+	}
+}
+
+// openWrites sets read_only=0 after re-checking ownership and the lease right before.
+func (o *Owner) openWrites(ctx context.Context, epoch uint64) {
+	if !o.stillOwner(epoch) || !o.mayWrite(o.d.Node.State()) {
+		return
+	}
+	if err := o.d.MySQL.Promote(ctx); err != nil {
+		o.log.Error("open writes (read_only=0)", zap.Error(err))
+		return
+	}
+	o.mu.Lock()
+	o.writesOpen = true
+	o.mu.Unlock()
+	o.log.Info("writes open", zap.Uint64("epoch", epoch))
+	o.poke()
+}
+
+// fence sets read_only=1 and kills application connections (idempotent).
+func (o *Owner) fence(ctx context.Context, why string) (gtid string, ok bool) {
+	fctx, cancel := context.WithTimeout(ctx, fenceTimeout)
+	defer cancel()
+	g, err := o.d.MySQL.Fence(fctx)
+	if err != nil {
+		o.log.Warn("fence mysql", zap.String("reason", why), zap.Error(err))
+		return "", false
+	}
+	o.mu.Lock()
+	was := o.writesOpen
+	o.writesOpen = false
+	o.fencedAt = time.Now()
+	o.health.ReadOnly = true
+	o.mu.Unlock()
+	o.metrics.readOnly.Set(1)
+	if was {
+		o.log.Info("mysql fenced (read_only=1)", zap.String("reason", why), zap.String("gtid", g))
+	}
+	return g, true
+}
+
+// dropVIP removes the VIP at once and stops the adverts.
+func (o *Owner) dropVIP(ctx context.Context, why string) error {
+	o.holding.Store(false)
+	if o.d.VIP == nil {
+		return nil
+	}
+	o.vipMu.Lock()
+	defer o.vipMu.Unlock()
+	sctx, cancel := context.WithTimeout(ctx, vipTimeout)
+	res, err := o.d.VIP.Set(sctx, nil)
+	cancel()
+	if err != nil {
+		o.log.Error("remove VIP", zap.Error(err))
+		return err
+	}
+	o.mu.Lock()
+	was := o.held
+	o.held = false
+	o.mu.Unlock()
+	o.metrics.holdingVIP.Set(0)
+	if was || len(res.Removed) > 0 {
+		o.log.Info("VIP dropped", zap.String("reason", why), zap.Stringers("removed", res.Removed))
+		o.notify(ctx, "backup")
+	}
+	return nil
+}
+
+// release is the owner's fast path: drop the VIP, fence MySQL, read the final GTID set
+// and propose OwnerReleased for epoch, so the next owner is assigned without a lease
+// wait. Nothing is proposed while the VIP could not be dropped; a release that did not
+// commit is retried (RetryRelease).
+func (o *Owner) release(ctx context.Context, epoch uint64, reason string) {
+	fail := func() {
+		o.mu.Lock()
+		o.releaseFailed, o.releaseFailedAt = true, o.now()
+		o.mu.Unlock()
+	}
+	if err := o.dropVIP(ctx, reason); err != nil {
+		fail()
+		return
+	}
+	o.mu.Lock()
+	gtid, domain := o.gtid, o.health.DomainID
+	o.releaseFailed = false
+	o.mu.Unlock()
+	fenced := false
+	if o.cfg.FenceReadOnly {
+		if g, ok := o.fence(ctx, reason); ok {
+			fenced, gtid = true, g
+		}
+	}
+	o.log.Info("releasing ownership", zap.Uint64("epoch", epoch), zap.String("reason", reason), zap.Bool("fenced", fenced), zap.String("gtid", gtid))
+	// Phase is left empty on purpose: a release is valid from assigned, active and revoked.
+	ev, err := o.event(fsm.OwnerReleased, epoch, "", fsm.ReleaseData{Owner: o.cfg.Node, Reason: reason, GTID: gtid, Fenced: fenced, Domain: domain})
+	if err != nil {
+		o.log.Error("build release", zap.Error(err))
+		fail()
+		return
+	}
+	resp, err := o.propose(ctx, ev)
+	if err != nil || (resp.Result != fsm.ResultApplied && resp.Result != fsm.ResultStale) {
+		fail()
+	}
+	o.poke()
+}
+
+// resignIfAlone sends the priority-0 advert when every other voter said goodbye: the
+// whole cluster gives the VIP up, so keepalived backups may take over at once.
+func (o *Owner) resignIfAlone(ctx context.Context) {
+	if o.d.Resigner == nil || !o.allPeersLeft() {
+		return
+	}
+	o.log.Info("all peers stopped: resigning with a priority-0 advert")
+	if err := o.d.Resigner.Resign(ctx); err != nil {
+		o.log.Warn("resign", zap.Error(err))
+	}
+}
+
+func (o *Owner) allPeersLeft() bool {
+	peers := o.d.Node.Peers()
+	for _, id := range o.cfg.Peers {
+		if !peers[id].Left {
+			return false
+		}
+	}
+	return true
+}
+
+// successorExists reports whether a reachable, healthy database peer could own the VIP.
+func (o *Owner) successorExists() bool {
+	s := o.d.Node.State()
+	for id, p := range o.d.Node.Peers() {
+		m, ok := s.Members[id]
+		if ok && p.OK && !p.Report.Stopping && !p.Left && m.Role == fsm.RoleDatabase && !m.Maintenance && p.Report.Healthy != nil && *p.Report.Healthy {
+			return true
+		}
+	}
+	return false
+}
+
+// shutdown gives the VIP up at a graceful stop. With a healthy successor reachable it
+// hands over (release: fence, drop, OwnerReleased). When no other database node could
+// take the VIP, the whole cluster is giving it up: only then a priority-0 advert tells
+// keepalived backups to take over at once.
+func (o *Owner) shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	o.cancelPromotion()
+	o.mu.Lock()
+	wasHolding, m := o.held, o.m
+	o.mu.Unlock()
+	s := o.d.Node.State()
+	owner := s.Holding(o.cfg.Node) && s.Epoch == m.Epoch && (m.Phase == Promoting || m.Phase == Serving)
+	successor := o.successorExists()
+	if owner && successor {
+		o.release(ctx, s.Epoch, "keepraftd stopping")
+	}
+	if err := o.dropVIP(ctx, "shutdown"); err != nil {
+		o.log.Error("VIP left on the interface at shutdown; its kernel lifetime removes it", zap.Error(err))
+	}
+	if wasHolding && o.d.Resigner != nil && !successor {
+		o.log.Info("no other database node can take the VIP: resigning with a priority-0 advert")
+		if err := o.d.Resigner.Resign(ctx); err != nil {
+			o.log.Warn("resign", zap.Error(err))
+		}
+	}
+	if owner && !successor {
+		rctx, rcancel := context.WithTimeout(ctx, time.Second)
+		o.release(rctx, s.Epoch, "keepraftd stopping, no successor")
+		rcancel()
+	}
+}
