@@ -26,8 +26,16 @@ const (
 	retainSnapshots = 3
 )
 
-// ErrLocked is returned by [ReadJournal] when a running node holds the data dir.
-var ErrLocked = errors.New("data dir is in use by a running keepraftd")
+// Sentinel errors of package store.
+var (
+	// ErrLocked is returned by [Open] and [ReadJournal] when a running node holds the
+	// data dir.
+	ErrLocked = errors.New("data dir is in use by a running keepraftd")
+	// ErrCorrupt is returned by [Open] and [ReadJournal] when raft.db is damaged (for
+	// example truncated), and by [ReadMarker] for a marker that does not decode. The
+	// message names the file; for raft.db it ends with [Recovery].
+	ErrCorrupt = errors.New("data dir is damaged")
+)
 
 // Options tunes [Open].
 type Options struct {
@@ -46,7 +54,13 @@ type Stores struct {
 }
 
 // Open creates dir if needed and opens its log, stable and snapshot stores. The bbolt
-// file is locked until Close; a second Open of the same dir fails after LockTimeout.
+// file is locked until Close; a second Open of the same dir fails with [ErrLocked] after
+// LockTimeout. A damaged raft.db never panics: Open checks it first (meta pages, size,
+// and a read of every page) and fails with an error wrapping [ErrCorrupt] that names the
+// file and the recovery. After a panic inside bbolt's own open the file handle cannot be
+// released, so the process should exit on ErrCorrupt. A missing or empty raft.db opens
+// as a new one; use [Inspect] and the [Marker] to tell a new node from one that lost its
+// Raft state.
 func Open(dir string, opts Options) (*Stores, error) {
 	if dir == "" {
 		return nil, errors.New("open store: data dir is empty")
@@ -61,10 +75,21 @@ func Open(dir string, opts Options) (*Stores, error) {
 		opts.Logger = hclog.NewNullLogger()
 	}
 	path := filepath.Join(dir, LogFile)
-	b, err := raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &bbolt.Options{Timeout: opts.LockTimeout}})
+	if err := verify(path, opts.LockTimeout); err != nil {
+		return nil, err
+	}
+	var b *raftboltdb.BoltStore
+	err := guard(func() error {
+		var err error
+		b, err = raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &bbolt.Options{Timeout: opts.LockTimeout}})
+		return err
+	})
 	if err != nil {
 		if errors.Is(err, bbolt.ErrTimeout) {
 			return nil, fmt.Errorf("open %s: %w", path, ErrLocked)
+		}
+		if damaged(err) {
+			return nil, fmt.Errorf("open %s: %w: %w; %s", path, ErrCorrupt, err, Recovery)
 		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
@@ -103,6 +128,9 @@ func ReadJournal(dir string) (*Journal, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("read journal: %w", err)
 	}
+	if err := checkMeta(path); err != nil {
+		return nil, fmt.Errorf("read journal from %s: %w: %w", path, ErrCorrupt, err)
+	}
 	// Copy the log under a shared lock, then open the copy: raft-boltdb wants write
 	// access, and the node's own file must stay untouched.
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
@@ -118,6 +146,10 @@ func ReadJournal(dir string) (*Journal, error) {
 	}
 	defer os.RemoveAll(tmp)
 	cp := filepath.Join(tmp, LogFile)
+	err = guard(func() error { return db.View(walk) })
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("read journal from %s: %w: %w", path, ErrCorrupt, err), db.Close())
+	}
 	err = db.View(func(tx *bbolt.Tx) error { return tx.CopyFile(cp, 0o600) })
 	if err := errors.Join(err, db.Close()); err != nil {
 		return nil, fmt.Errorf("copy %s: %w", path, err)
