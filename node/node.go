@@ -145,7 +145,7 @@ func (n *Node) newOwner(opts Options) error {
 		db.SetConnMaxIdleTime(mysqlIdleTime)
 		n.closers = append(n.closers, db.Close)
 		prober := probe.New(db, probe.Config{Flavor: flavor, Timeout: cfg.MySQL.Timeout, WriteCheck: cfg.MySQL.WriteCheck, CheckScript: cfg.MySQL.CheckScript, AppUsers: cfg.MySQL.AppUsers}, n.log)
-		deps.MySQL = &owner.LocalMySQL{DB: db, Prober: prober, Flavor: flavor, AppUsers: cfg.MySQL.AppUsers}
+		deps.MySQL = &LocalMySQL{DB: db, Prober: prober, Flavor: flavor, AppUsers: cfg.MySQL.AppUsers}
 		if deps.Remote == nil && cfg.MySQL.DSN == "" {
 			hosts := map[string]string{}
 			for _, p := range cfg.Cluster.Peers {
@@ -153,7 +153,7 @@ func (n *Node) newOwner(opts Options) error {
 					hosts[p.ID] = host
 				}
 			}
-			ps := &owner.PeerServers{Hosts: hosts, Port: cfg.MySQL.Port, User: cfg.MySQL.User, Password: pass, Timeout: cfg.MySQL.Timeout, Flavor: flavor, AppUsers: cfg.MySQL.AppUsers}
+			ps := &PeerServers{Hosts: hosts, Port: cfg.MySQL.Port, User: cfg.MySQL.User, Password: pass, Timeout: cfg.MySQL.Timeout, Flavor: flavor, AppUsers: cfg.MySQL.AppUsers}
 			n.closers = append(n.closers, ps.Close)
 			deps.Remote = ps
 		}

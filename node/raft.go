@@ -55,6 +55,13 @@ var (
 func (n *Node) openRaft(trans raft.Transport) error {
 	cfg := n.cfg
 	rlog := hclogzap.New(n.log.Named("raft"), hclog.Info)
+	dir, err := store.Inspect(cfg.Node.DataDir)
+	if err != nil {
+		return fmt.Errorf("inspect data dir: %w", err)
+	}
+	if dir.Amnesiac() {
+		return amnesia(cfg.Node.DataDir)
+	}
 	stores, err := store.Open(cfg.Node.DataDir, store.Options{Logger: rlog})
 	if err != nil {
 		return fmt.Errorf("open data dir %s: %w", cfg.Node.DataDir, err)
@@ -87,7 +94,7 @@ func (n *Node) openRaft(trans raft.Transport) error {
 	if err != nil {
 		return errors.Join(fmt.Errorf("inspect %s: %w", cfg.Node.DataDir, err), n.closeStores())
 	}
-	marker, marked, err := store.ReadMarker(cfg.Node.DataDir)
+	_, marked, err := store.ReadMarker(cfg.Node.DataDir)
 	if err != nil {
 		return errors.Join(err, n.closeStores())
 	}
@@ -98,9 +105,7 @@ func (n *Node) openRaft(trans raft.Transport) error {
 			return errors.Join(err, n.closeStores())
 		}
 	case !existing && marked:
-		return errors.Join(fmt.Errorf("%w: data dir %s was bootstrapped on %s (marker file present) but its Raft state (raft.db, snapshots) is missing or empty; "+
-			"starting would forget this node's votes and log. Recover by removing this member from the cluster and re-adding it with an empty data dir, "+
-			"or by restoring the data dir from a backup", ErrAmnesia, cfg.Node.DataDir, marker.At.Format(time.RFC3339)), n.closeStores())
+		return errors.Join(amnesia(cfg.Node.DataDir), n.closeStores())
 	}
 	n.fresh.Store(!existing)
 	n.raft, err = raft.NewRaft(rc, n.fsm, stores.Log, stores.Stable, stores.Snap, trans)
@@ -111,6 +116,12 @@ func (n *Node) openRaft(trans raft.Transport) error {
 		n.log.Info("restarting from existing state", zap.String("data_dir", cfg.Node.DataDir))
 	}
 	return nil
+}
+
+// amnesia is the refusal to start a node that would forget its votes and log.
+func amnesia(dir string) error {
+	return fmt.Errorf("%w: data dir %s was bootstrapped (%s present) but its Raft state (%s) is missing or empty; "+
+		"starting would forget this node's votes and log; %s", ErrAmnesia, dir, store.MarkerFile, "raft.db", store.Recovery)
 }
 
 func (n *Node) closeStores() error {

@@ -1,4 +1,4 @@
-package owner
+package node
 
 import (
 	"context"
@@ -9,10 +9,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keepraft/keepraft/owner"
 	"github.com/keepraft/keepraft/probe"
 )
 
-// LocalMySQL is the real [MySQL]: the local server through database/sql and package probe.
+// LocalMySQL is the real [owner.MySQL]: the local server through database/sql and package probe.
 type LocalMySQL struct {
 	DB       *sql.DB
 	Prober   *probe.Prober
@@ -20,7 +21,7 @@ type LocalMySQL struct {
 	AppUsers []string
 }
 
-var _ MySQL = (*LocalMySQL)(nil)
+var _ owner.MySQL = (*LocalMySQL)(nil)
 
 // Check probes the server.
 func (l *LocalMySQL) Check(ctx context.Context) (probe.Health, error) { return l.Prober.Check(ctx) }
@@ -53,7 +54,7 @@ func (l *LocalMySQL) WaitRelayApplied(ctx context.Context, timeout time.Duration
 	return probe.WaitRelayApplied(ctx, l.DB, l.Flavor, timeout)
 }
 
-// PeerServers is the real [Remote]: this node's account on each other database node's
+// PeerServers is the real [owner.Remote]: this node's account on each other database node's
 // server, at that node's host and mysql.port.
 type PeerServers struct {
 	Hosts    map[string]string // peer id → host
@@ -68,7 +69,7 @@ type PeerServers struct {
 	dbs map[string]*sql.DB
 }
 
-var _ Remote = (*PeerServers)(nil)
+var _ owner.Remote = (*PeerServers)(nil)
 
 func (p *PeerServers) db(peer string) (*sql.DB, error) {
 	p.mu.Lock()

@@ -1,0 +1,458 @@
+package owner
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/keepraft/keepraft/api"
+	"github.com/keepraft/keepraft/fsm"
+)
+
+func before(t *testing.T, tr *trace, first, second string) {
+	t.Helper()
+	i, j := tr.index(first), tr.index(second)
+	if i < 0 || j < 0 || i > j {
+		t.Fatalf("want %q before %q; trace:\n%s", first, second, tr)
+	}
+}
+
+func TestUnhealthyDropsVIPBeforeRelease(t *testing.T) {
+	r := newRig(t)
+	epoch := r.serve(t)
+	r.tr.lines = nil
+	r.db.mu.Lock()
+	r.db.up = false
+	r.db.mu.Unlock()
+	r.healthy(false)
+	r.settle(t)
+	before(t, r.tr, "vip drop", "propose OwnerReleased")
+	before(t, r.tr, "mysql fence", "propose OwnerReleased")
+	if s := r.node.State(); s.Phase != fsm.PhaseReleased || s.Epoch != epoch {
+		t.Fatalf("state after release = %s@%d, want released@%d", s.Phase, s.Epoch, epoch)
+	}
+	if p, _ := r.o.Machine(); p != Standby {
+		t.Fatalf("machine = %s, want standby", p)
+	}
+}
+
+func TestEveryAddOrRenewRechecksTheConjunction(t *testing.T) {
+	tests := []struct {
+		name    string
+		perturb func(t *testing.T, r *rig) (sent time.Duration)
+		want    bool
+	}{
+		{"all holds: renewed", func(_ *testing.T, r *rig) time.Duration { return r.clock.now() }, true},
+		{"revoked in the journal", func(t *testing.T, r *rig) time.Duration {
+			r.node.apply(t, ev(t, r.node.State(), fsm.OwnerRevoked, "witness", fsm.RevokeData{Owner: "db1", Reason: "test"}))
+			return r.clock.now()
+		}, false},
+		{"lease expired", func(_ *testing.T, r *rig) time.Duration {
+			r.clock.advance(time.Second)
+			return r.clock.now()
+		}, false},
+		{"promise older than δ", func(_ *testing.T, r *rig) time.Duration {
+			sent := r.clock.now()
+			r.clock.advance(RenewDelta(r.o.cfg.Lease) + time.Millisecond)
+			return sent
+		}, false},
+		{"writes not open", func(_ *testing.T, r *rig) time.Duration {
+			r.o.mu.Lock()
+			r.o.writesOpen = false
+			r.o.mu.Unlock()
+			return r.clock.now()
+		}, false},
+		{"mysqld unhealthy", func(_ *testing.T, r *rig) time.Duration {
+			r.healthy(false)
+			return r.clock.now()
+		}, false},
+		{"machine not serving", func(_ *testing.T, r *rig) time.Duration {
+			r.o.mu.Lock()
+			r.o.m.Phase = Releasing
+			r.o.mu.Unlock()
+			return r.clock.now()
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			r.serve(t)
+			r.tr.lines = nil
+			sent := tt.perturb(t, r)
+			r.o.acquireOrRenew(context.Background(), sent)
+			if got := r.tr.count("vip renew") == 1; got != tt.want {
+				t.Fatalf("renewed = %v, want %v; trace:\n%s", got, tt.want, r.tr)
+			}
+		})
+	}
+}
+
+func TestAcquisitionBlockedByARPAnswer(t *testing.T) {
+	r := newRig(t)
+	assign(t, r.node, "db1", false)
+	r.healthy(true)
+	r.grantLease(r.node.State().Epoch)
+	r.settle(t)
+	r.vip.conflict = net.HardwareAddr{2, 0, 0, 0, 0, 9}
+	r.o.acquireOrRenew(context.Background(), r.clock.now())
+	r.o.bg.Wait()
+	if r.vip.isHeld() {
+		t.Fatalf("VIP added although another host answered ARP; trace:\n%s", r.tr)
+	}
+	if r.tr.count("propose VIPConflictSeen") != 1 {
+		t.Fatalf("conflict not journaled; trace:\n%s", r.tr)
+	}
+	r.vip.conflict = nil
+	r.o.acquireOrRenew(context.Background(), r.clock.now())
+	if !r.vip.isHeld() || r.tr.count("vip arp probe") != 2 {
+		t.Fatalf("want a second probe and the VIP once nobody answers; trace:\n%s", r.tr)
+	}
+}
+
+func TestPromotionRechecksOwnership(t *testing.T) {
+	t.Run("before stopping replication", func(t *testing.T) {
+		r := newRig(t)
+		assign(t, r.node, "db2", true) // db2 owned epoch 1
+		r.node.apply(t, ev(t, r.node.State(), fsm.OwnerRevoked, "witness", fsm.RevokeData{Owner: "db2"}))
+		assign(t, r.node, "db1", false) // db1 assigned epoch 2, previous owner db2
+		r.healthy(true)
+		r.db.onCatchUp = func() { // the epoch moves on while db1 catches up
+			r.node.apply(t, ev(t, r.node.State(), fsm.OwnerRevoked, "witness", fsm.RevokeData{Owner: "db1"}))
+		}
+		r.node.mu.Lock()
+		r.node.s.Target = "0-2-5"
+		r.node.mu.Unlock()
+		r.settle(t)
+		if r.tr.index("mysql stop replication") >= 0 || r.tr.index("mysql read_only=0") >= 0 {
+			t.Fatalf("acted on a lost ownership; trace:\n%s", r.tr)
+		}
+	})
+	t.Run("right before read_only=0", func(t *testing.T) {
+		r := newRig(t)
+		assign(t, r.node, "db1", false)
+		r.healthy(true)
+		epoch := r.node.State().Epoch
+		r.grantLease(epoch)
+		r.o.mu.Lock()
+		r.o.m = machine{Serving, epoch}
+		r.o.mu.Unlock()
+		r.node.setCaughtUp(false) // a restart replay: the state may be old
+		r.o.openWrites(context.Background(), epoch)
+		if r.tr.index("mysql read_only=0") >= 0 {
+			t.Fatalf("opened writes from a state not caught up; trace:\n%s", r.tr)
+		}
+		r.node.setCaughtUp(true)
+		r.o.openWrites(context.Background(), epoch)
+		if r.db.isReadOnly() {
+			t.Fatalf("writes not opened once caught up; trace:\n%s", r.tr)
+		}
+	})
+}
+
+func TestRestartReplayNeverOpensWrites(t *testing.T) {
+	// A restarted node replays an old OwnerAssigned naming itself while the real owner
+	// is db2; its server was left writable by the crash.
+	r := newRig(t)
+	assign(t, r.node, "db1", false)
+	r.node.setCaughtUp(false)
+	r.db.readOnly = false
+	r.db.replica = true
+	r.healthy(true)
+	r.grantLease(r.node.State().Epoch)
+	ctx := context.Background()
+	for range 5 {
+		r.o.reconcile(ctx)
+		r.o.sweep(ctx)
+	}
+	r.o.bg.Wait()
+	if !r.db.isReadOnly() || r.tr.index("mysql read_only=0") >= 0 || r.tr.index("mysql stop replication") >= 0 {
+		t.Fatalf("a node not caught up must fence and never open writes or stop replication; trace:\n%s", r.tr)
+	}
+}
+
+func TestDeposedOwnerFences(t *testing.T) {
+	tests := []struct {
+		name  string
+		depose func(t *testing.T, r *rig)
+	}{
+		{"revoked and reassigned in one batch", func(t *testing.T, r *rig) {
+			r.node.apply(t, ev(t, r.node.State(), fsm.OwnerRevoked, "witness", fsm.RevokeData{Owner: "db1"}))
+			assign(t, r.node, "db2", false)
+		}},
+		{"lease lapsed (cut off)", func(_ *testing.T, r *rig) {
+			r.clock.advance(r.o.cfg.Lease + time.Millisecond)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			r.serve(t)
+			tt.depose(t, r)
+			r.o.reconcile(context.Background())
+			if !r.db.isReadOnly() || r.vip.isHeld() {
+				t.Fatalf("read_only=%v vip held=%v, want fenced and dropped; trace:\n%s", r.db.isReadOnly(), r.vip.isHeld(), r.tr)
+			}
+		})
+	}
+}
+
+func TestReleaseWaitsForVIPDrop(t *testing.T) {
+	r := newRig(t)
+	r.serve(t)
+	r.vip.mu.Lock()
+	r.vip.setErr = errors.New("netlink: device busy")
+	r.vip.mu.Unlock()
+	r.healthy(false)
+	r.o.reconcile(context.Background())
+	if r.tr.index("propose OwnerReleased") >= 0 {
+		t.Fatalf("released while the VIP could not be dropped; trace:\n%s", r.tr)
+	}
+	r.vip.mu.Lock()
+	r.vip.setErr = nil
+	r.vip.mu.Unlock()
+	r.clock.advance(retryEvery)
+	r.o.reconcile(context.Background())
+	if r.tr.index("propose OwnerReleased") < 0 || r.node.State().Phase != fsm.PhaseReleased {
+		t.Fatalf("release not retried once the drop worked; trace:\n%s", r.tr)
+	}
+}
+
+func TestOwnerPromotedRetriedUntilApplied(t *testing.T) {
+	r := newRig(t)
+	assign(t, r.node, "db1", false)
+	r.healthy(true)
+	r.grantLease(r.node.State().Epoch)
+	r.node.failPropose = 2
+	r.settle(t)
+	r.o.acquireOrRenew(context.Background(), r.clock.now())
+	for i := 0; i < 5 && r.node.State().Phase != fsm.PhaseActive; i++ {
+		r.o.reconcile(context.Background())
+		r.o.bg.Wait()
+		r.clock.advance(retryEvery)
+		r.grantLease(r.node.State().Epoch)
+	}
+	if r.node.State().Phase != fsm.PhaseActive || r.tr.count("propose OwnerPromoted") != 3 {
+		t.Fatalf("phase %s after %d proposals, want active after 3; trace:\n%s", r.node.State().Phase, r.tr.count("propose OwnerPromoted"), r.tr)
+	}
+}
+
+func TestHandoverAppliesRelayAndFencesPrevious(t *testing.T) {
+	r := newRig(t)
+	assign(t, r.node, "db2", true)
+	r.node.apply(t, ev(t, r.node.State(), fsm.OwnerRevoked, "witness", fsm.RevokeData{Owner: "db2"}))
+	assign(t, r.node, "db1", false)
+	r.healthy(true)
+	r.settle(t)
+	before(t, r.tr, "remote fence db2", "mysql stop replication")
+	before(t, r.tr, "mysql relay applied", "mysql stop replication")
+	if p, _ := r.o.Machine(); p != Serving {
+		t.Fatalf("machine %s, want serving; trace:\n%s", p, r.tr)
+	}
+	r.o.mu.Lock()
+	d := r.o.promoted
+	r.o.mu.Unlock()
+	if d.PrevOwner != "db2" || d.PrevFence != "fenced" || !d.RelayApplied {
+		t.Fatalf("OwnerPromoted data = %+v, want previous owner fenced and relay applied", d)
+	}
+}
+
+func TestRejoin(t *testing.T) {
+	yes := true
+	tests := []struct {
+		name      string
+		fenceErr  error
+		gtids     []string
+		wantStart bool
+		wantBlock bool
+		wantStop  bool
+	}{
+		{"fenced, nothing extra: channel restarts", nil, []string{"0-2-5"}, true, false, false},
+		{"cannot fence the former owner: channel stays stopped", errors.New("connection refused"), nil, false, false, false},
+		{"extra transactions: blocked", nil, []string{"0-2-5,2-2-3"}, false, true, false},
+		{"a write lands during the rejoin: stopped again", nil, []string{"0-2-5", "0-2-5,2-2-1"}, true, true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			assign(t, r.node, "db2", true)
+			r.node.apply(t, ev(t, r.node.State(), fsm.OwnerRevoked, "witness", fsm.RevokeData{Owner: "db2"}))
+			epoch := r.serve(t) // also promoted: epoch active
+			if r.node.State().Phase != fsm.PhaseActive {
+				t.Fatalf("setup: phase %s", r.node.State().Phase)
+			}
+			r.remote.fenceErr, r.remote.gtids = tt.fenceErr, tt.gtids
+			r.node.peers["db2"] = api.Peer{OK: true, Report: api.NodeReport{Healthy: &yes, GTID: "0-2-5", Domain: 2}}
+			r.tr.lines = nil
+			r.clock.advance(rejoinEvery)
+			r.grantLease(epoch)
+			r.o.checkRejoin(context.Background(), r.node.State())
+			r.o.bg.Wait()
+			got := []bool{r.tr.index("mysql start replication") >= 0, r.tr.index("propose RejoinChecked") >= 0 && r.node.State().Members["db2"].RejoinBlocked, r.tr.index("mysql stop replication") >= 0}
+			want := []bool{tt.wantStart, tt.wantBlock, tt.wantStop}
+			for i := range got {
+				if got[i] != want[i] {
+					t.Fatalf("start/blocked/stop = %v, want %v; trace:\n%s", got, want, r.tr)
+				}
+			}
+			if tt.fenceErr == nil && r.tr.index("remote fence db2") < 0 {
+				t.Fatalf("former owner not fenced before the comparison; trace:\n%s", r.tr)
+			}
+		})
+	}
+}
+
+func TestSweepRemovesStrayVIPAndFences(t *testing.T) {
+	r := newRig(t)
+	assign(t, r.node, "db2", true)
+	r.healthy(true)
+	r.vip.held = true // left by keepalived during a migration
+	r.db.readOnly = false
+	r.healthy(true)
+	r.o.sweep(context.Background())
+	if r.vip.isHeld() || !r.db.isReadOnly() {
+		t.Fatalf("stray VIP %v, read_only %v; trace:\n%s", r.vip.isHeld(), r.db.isReadOnly(), r.tr)
+	}
+}
+
+func TestShutdownHandsOver(t *testing.T) {
+	r := newRig(t)
+	r.serve(t)
+	yes := true
+	r.node.peers["db2"] = api.Peer{OK: true, Report: api.NodeReport{Healthy: &yes}}
+	r.o.shutdown()
+	before(t, r.tr, "vip drop", "propose OwnerReleased")
+	if r.node.State().Phase != fsm.PhaseReleased || !r.db.isReadOnly() {
+		t.Fatalf("phase %s read_only %v; trace:\n%s", r.node.State().Phase, r.db.isReadOnly(), r.tr)
+	}
+}
+
+func TestRenewCadenceAndLease(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t)
+		start := time.Now()
+		r.o.now = func() time.Duration { return time.Hour + time.Since(start) }
+		assign(t, r.node, "db1", false)
+		r.healthy(true)
+		r.o.mu.Lock()
+		r.o.m = machine{Promoting, r.node.State().Epoch}
+		r.o.mu.Unlock()
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- r.o.renewLoop(ctx) }()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		r.renew.mu.Lock()
+		calls := r.renew.calls
+		r.renew.mu.Unlock()
+		// lease 500ms: a round every 166.7ms to 2 peers → 6 rounds in 1s.
+		if calls != 12 {
+			t.Errorf("renew calls in 1s = %d, want 12 (2 peers × 6 rounds)", calls)
+		}
+		r.o.mu.Lock()
+		valid := r.o.lease.Valid(r.o.now())
+		left := r.o.lease.Expiry() - r.o.now()
+		r.o.mu.Unlock()
+		if !valid || left > r.o.cfg.Lease {
+			t.Errorf("lease valid=%v left=%v, want valid with at most %v left", valid, left, r.o.cfg.Lease)
+		}
+		r.renew.mu.Lock()
+		r.renew.refuse = true
+		r.renew.mu.Unlock()
+		time.Sleep(r.o.cfg.Lease)
+		synctest.Wait()
+		r.o.mu.Lock()
+		valid = r.o.lease.Valid(r.o.now())
+		r.o.mu.Unlock()
+		if valid {
+			t.Errorf("lease still valid %v after the peers stopped promising", r.o.cfg.Lease)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestPromiser(t *testing.T) {
+	base := cluster(t)
+	owned := at(base, "db1", 4, fsm.PhaseActive)
+	tests := []struct {
+		name    string
+		state   fsm.State
+		caught  bool
+		uptime  time.Duration
+		req     api.RenewRequest
+		want    bool
+		because string
+	}{
+		{"promises the applied owner", owned, true, time.Minute, api.RenewRequest{Owner: "db1", Epoch: 4}, true, ""},
+		{"refuses right after a start", owned, true, 400 * time.Millisecond, api.RenewRequest{Owner: "db1", Epoch: 4}, false, "started"},
+		{"refuses while behind the leader", owned, false, time.Minute, api.RenewRequest{Owner: "db1", Epoch: 4}, false, "behind"},
+		{"refuses an old epoch", owned, true, time.Minute, api.RenewRequest{Owner: "db1", Epoch: 3}, false, "applied state"},
+		{"refuses a revoked owner", at(base, "db1", 4, fsm.PhaseRevoked), true, time.Minute, api.RenewRequest{Owner: "db1", Epoch: 4}, false, "applied state"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := newFakeNode(&trace{}, tt.state)
+			n.caught = tt.caught
+			c := &clock{t: time.Hour}
+			p := NewPromiser("witness", n, 500*time.Millisecond, c.now)
+			c.advance(tt.uptime)
+			got := p.Grant(tt.req)
+			if got.Promised != tt.want || !strings.Contains(got.Reason, tt.because) {
+				t.Fatalf("Grant = %+v, want promised=%v with reason containing %q", got, tt.want, tt.because)
+			}
+			var rep api.NodeReport
+			p.Fill(&rep, "db1")
+			if rep.UptimeMS != tt.uptime.Milliseconds() || (tt.want && rep.PromiseOwner != "db1") {
+				t.Fatalf("report %+v after grant", rep)
+			}
+		})
+	}
+}
+
+// TestRunOnFakes runs the whole runtime (probe, renew, reconcile loops) on fakes in a
+// synctest bubble: db1 is assigned, promotes, serves; its mysqld dies; it releases with
+// the VIP dropped first; at the end Run returns and nothing is left running.
+func TestRunOnFakes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t)
+		start := time.Now()
+		r.o.now = func() time.Duration { return time.Hour + time.Since(start) }
+		assign(t, r.node, "db1", false)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- r.o.Run(ctx) }()
+		deadline := time.Now().Add(5 * time.Second)
+		for r.node.State().Phase != fsm.PhaseActive && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		l := r.o.Local()
+		if r.node.State().Phase != fsm.PhaseActive || !l.Holding || !l.LeaseValid || !l.Promoted || r.db.isReadOnly() {
+			t.Fatalf("not serving: phase %s local %+v; trace:\n%s", r.node.State().Phase, l, r.tr)
+		}
+		if !r.o.Holding() || !strings.HasPrefix(l.Runtime, "serving@") {
+			t.Fatalf("Holding()=%v runtime %q", r.o.Holding(), l.Runtime)
+		}
+		r.tr.lines = nil
+		r.db.mu.Lock()
+		r.db.up = false
+		r.db.mu.Unlock()
+		deadline = time.Now().Add(2 * time.Second)
+		for r.node.State().Phase != fsm.PhaseReleased && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		before(t, r.tr, "vip drop", "propose OwnerReleased")
+		if m := r.node.State().Members["db1"]; m.Healthy {
+			t.Errorf("HealthChanged(unhealthy) not journaled")
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+}
