@@ -25,7 +25,7 @@ import (
 //     ONLY ADMIN directly or through roles (Check). Note: global_priv also holds password hashes;
 //     no narrower source exists (information_schema.USER_PRIVILEGES and SHOW GRANTS FOR need
 //     SELECT on the whole mysql schema).
-//   - CREATE, SELECT, INSERT, UPDATE on keepraft.*: HeartbeatSchema and the write check
+//   - CREATE, SELECT, INSERT, UPDATE on keepraft.*: EnsureHeartbeat and the write check
 //     (INSERT ... ON DUPLICATE KEY UPDATE needs SELECT on the updated column: error 1143).
 //
 // Reading @@gtid_binlog_pos, @@gtid_slave_pos, global status and MASTER_GTID_WAIT need no
