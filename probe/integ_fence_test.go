@@ -52,7 +52,9 @@ func TestIntegFenceKillsReadOnlyAdmins(t *testing.T) {
 	if !slices.Contains(h.ReadOnlyAdminAccounts, "root@localhost") {
 		t.Errorf("ReadOnlyAdminAccounts = %v, want root@localhost among them", h.ReadOnlyAdminAccounts)
 	}
-	if slices.ContainsFunc(h.ReadOnlyAdminAccounts, func(s string) bool { return strings.HasPrefix(s, probeUser+"@") || strings.HasPrefix(s, "mariadb.sys@") }) {
+	if slices.ContainsFunc(h.ReadOnlyAdminAccounts, func(s string) bool {
+		return strings.HasPrefix(s, probeUser+"@") || strings.HasPrefix(s, "mariadb.sys@")
+	}) {
 		t.Errorf("ReadOnlyAdminAccounts = %v lists the daemon's own or a system account", h.ReadOnlyAdminAccounts)
 	}
 
@@ -129,7 +131,9 @@ func TestIntegFenceAfterWriteCheckRead(t *testing.T) {
 		wantHeartbeat bool // the racing write check's heartbeat is in the final set
 	}{
 		{"Prober.Fence", func(ctx context.Context, p *probe.Prober, _ *sql.DB) (string, error) { return p.Fence(ctx) }, true},
-		{"remote Fence", func(ctx context.Context, _ *probe.Prober, db *sql.DB) (string, error) { return probe.Fence(ctx, db, f, nil) }, false},
+		{"remote Fence", func(ctx context.Context, _ *probe.Prober, db *sql.DB) (string, error) {
+			return probe.Fence(ctx, db, f, nil)
+		}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
