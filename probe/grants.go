@@ -21,8 +21,8 @@ import (
 //     applications must never use this account.
 //   - SLAVE MONITOR (alias REPLICA MONITOR): SHOW REPLICA STATUS (Check, WaitCatchUp).
 //   - REPLICATION SLAVE ADMIN: STOP/START REPLICA (StopReplication, StartReplication).
-//   - SELECT on mysql.global_priv and mysql.roles_mapping: find application accounts holding READ
-//     ONLY ADMIN directly or through roles (Check). Note: global_priv also holds password hashes;
+//   - SELECT on mysql.global_priv and mysql.roles_mapping: find the accounts holding READ ONLY
+//     ADMIN directly or through roles (Check flags them, Fence kills their connections). Note: global_priv also holds password hashes;
 //     no narrower source exists (information_schema.USER_PRIVILEGES and SHOW GRANTS FOR need
 //     SELECT on the whole mysql schema).
 //   - CREATE, SELECT, INSERT, UPDATE on keepraft.*: EnsureHeartbeat and the write check
