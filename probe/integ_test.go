@@ -571,6 +571,15 @@ func TestIntegGrantsLeastPrivilege(t *testing.T) {
 	if c, err := probe.WaitCatchUp(t.Context(), bdb, f, final, a.DomainID, 5*time.Second); err != nil || !c.Reached {
 		t.Fatalf("WaitCatchUp: %+v, %v", c, err)
 	}
+	if c, err := probe.WaitRelayApplied(t.Context(), bdb, f, 5*time.Second); err != nil || !c.Reached {
+		t.Fatalf("WaitRelayApplied: %+v, %v", c, err)
+	}
+	if ro, err := probe.ReadOnly(t.Context(), adb, f); err != nil || !ro {
+		t.Fatalf("ReadOnly of the fenced server: %v, %v", ro, err)
+	}
+	if _, err := probe.New(adb, probe.Config{Flavor: f, Timeout: 2 * time.Second, WriteCheck: true}, log).Fence(ctxT(t, 5*time.Second)); err != nil {
+		t.Fatalf("Prober.Fence: %v", err)
+	}
 	if err := probe.StopReplication(t.Context(), bdb); err != nil {
 		t.Fatalf("StopReplication: %v", err)
 	}
@@ -596,7 +605,11 @@ func TestIntegGrantsLeastPrivilege(t *testing.T) {
 			_, err := probe.Fence(ctxT(t, 5*time.Second), db, f, nil)
 			return err
 		},
-		"promote":          func(db *sql.DB) error { return probe.Promote(t.Context(), db, f) },
+		"promote": func(db *sql.DB) error { return probe.Promote(t.Context(), db, f) },
+		"relay wait": func(db *sql.DB) error {
+			_, err := probe.WaitRelayApplied(t.Context(), db, f, time.Second)
+			return err
+		},
 		"stop replication": func(db *sql.DB) error { return probe.StopReplication(t.Context(), db) },
 	}
 	tests := []struct {
@@ -610,6 +623,8 @@ func TestIntegGrantsLeastPrivilege(t *testing.T) {
 		{drop: "READ_ONLY ADMIN", op: "promote", wantErr: []uint16{1227}},
 		{drop: "READ_ONLY ADMIN", op: "fence", wantErr: []uint16{1227}},
 		{drop: "SLAVE MONITOR", op: "check", wantErr: []uint16{1227}},
+		{drop: "SLAVE MONITOR", op: "relay wait", wantErr: []uint16{1227}},
+		{drop: "SELECT ON mysql.global_priv", op: "fence", wantErr: []uint16{1142}},
 		{drop: "REPLICATION SLAVE ADMIN", op: "stop replication", wantErr: []uint16{1227}},
 		{drop: "SELECT ON mysql.global_priv", op: "check", wantErr: []uint16{1142}},
 		{drop: "SELECT ON mysql.roles_mapping", op: "check", wantErr: []uint16{1142}},
