@@ -39,6 +39,3 @@ func (d *Debouncer) Observe(ok bool) (healthy bool, changed bool) {
 	d.streak = 0
 	return d.healthy, true
 }
-
-// Healthy returns the current debounced state.
-func (d *Debouncer) Healthy() bool { return d.healthy }

@@ -67,8 +67,8 @@ func TestDebouncer(t *testing.T) {
 				if c {
 					gotChanged = append(gotChanged, i)
 				}
-				if d.Healthy() != h {
-					t.Fatalf("Healthy() = %v after Observe returned %v", d.Healthy(), h)
+				if d.healthy != h {
+					t.Fatalf("state %v after Observe returned %v", d.healthy, h)
 				}
 			}
 			if !slices.Equal(gotHealthy, tt.wantHealthy) {

@@ -26,13 +26,16 @@ var nonAppUsers = []string{"system user", "event_scheduler", "unauthenticated us
 // Fence stops writes on the server and returns its final GTID set (as [Health.GTIDExecuted]
 // reads it). On one connection it sets a short lock_wait_timeout, sets read_only=1 (MySQL:
 // super_read_only=1, which stops every account), kills the connections of application accounts
-// (appUsers as in [Config.AppUsers]; never server or replication threads, never the daemon's own
-// account) and then reads the GTID set. If read_only cannot get its lock in time, it kills the
-// application connections first and tries once more.
+// (appUsers as in [Config.AppUsers]) and, on MariaDB, of every account that bypasses read_only
+// (root and the other holders of READ ONLY ADMIN, see [Health.ReadOnlyAdminAccounts]), and then
+// reads the GTID set. It never kills its own connection, replication or other server threads,
+// system users, or connections of the daemon's own account. If read_only cannot get its lock in
+// time, it kills those connections first and tries once more.
 //
 // On MariaDB an ordinary account's open transaction fails at COMMIT with 1290 once read_only is
-// set, so the returned set is final; accounts holding READ ONLY ADMIN (see
-// [Health.ReadOnlyAdminAccounts]) can still write after they reconnect. Fence is idempotent.
+// set, and a killed connection's open transaction rolls back, so the returned set is final
+// unless an account that bypasses read_only reconnects and writes. Fence is idempotent. To
+// fence the server a [Prober] with Config.WriteCheck watches, use [Prober.Fence].
 func Fence(ctx context.Context, db *sql.DB, f Flavor, appUsers []string) (finalGTID string, err error) {
 	conn, err := db.Conn(ctx)
 	if err != nil {
@@ -50,6 +53,17 @@ func Fence(ctx context.Context, db *sql.DB, f Flavor, appUsers []string) (finalG
 	if err != nil {
 		return "", fmt.Errorf("fence: %w", err)
 	}
+	victims := killFilter{apps: af}
+	if f == FlavorMariaDB {
+		admins, err := readOnlyAdmins(ctx, conn, af.self)
+		if err != nil {
+			return "", fmt.Errorf("fence: %w", err)
+		}
+		victims.bypass = map[string]bool{}
+		for _, a := range admins {
+			victims.bypass[a.user] = true
+		}
+	}
 	if err := requireProcessPriv(ctx, conn); err != nil {
 		return "", fmt.Errorf("fence: %w", err)
 	}
@@ -57,14 +71,14 @@ func Fence(ctx context.Context, db *sql.DB, f Flavor, appUsers []string) (finalG
 		if mysqlErrNumber(err) != errLockWait {
 			return "", fmt.Errorf("fence: %w", err)
 		}
-		if _, kerr := killApps(ctx, conn, af); kerr != nil {
+		if _, kerr := killApps(ctx, conn, victims); kerr != nil {
 			return "", fmt.Errorf("fence: %w (then %w)", err, kerr)
 		}
 		if err := setReadOnly(ctx, conn, f, true); err != nil {
 			return "", fmt.Errorf("fence: after killing application connections: %w", err)
 		}
 	}
-	if _, err := killApps(ctx, conn, af); err != nil {
+	if _, err := killApps(ctx, conn, victims); err != nil {
 		return "", fmt.Errorf("fence: %w", err)
 	}
 	var h Health
@@ -72,6 +86,36 @@ func Fence(ctx context.Context, db *sql.DB, f Flavor, appUsers []string) (finalG
 		return "", fmt.Errorf("fence: %w", err)
 	}
 	return h.GTIDExecuted, nil
+}
+
+// ReadOnly reports whether the server behind db is fenced: @@global.read_only on MariaDB (which
+// accounts holding READ ONLY ADMIN bypass), @@global.super_read_only on MySQL (read_only alone
+// does not stop accounts holding CONNECTION_ADMIN or SUPER). A new owner uses it to check that
+// an ex-owner is fenced before replicating from it.
+func ReadOnly(ctx context.Context, db *sql.DB, f Flavor) (bool, error) {
+	ro, err := readOnly(ctx, db, f)
+	if err != nil {
+		return false, fmt.Errorf("read-only check: %w", err)
+	}
+	return ro, nil
+}
+
+// readOnly reads the fencing variable of the flavor (see [ReadOnly]).
+func readOnly(ctx context.Context, q queryer, f Flavor) (bool, error) {
+	var v string
+	switch f {
+	case FlavorMariaDB:
+		v = "@@global.read_only"
+	case FlavorMySQL:
+		v = "@@global.super_read_only"
+	default:
+		return false, fmt.Errorf("read read_only: unknown flavor %q", f)
+	}
+	var ro bool
+	if err := q.QueryRowContext(ctx, "SELECT "+v).Scan(&ro); err != nil {
+		return false, fmt.Errorf("read %s: %w", v, err)
+	}
+	return ro, nil
 }
 
 func setReadOnly(ctx context.Context, q queryer, f Flavor, on bool) error {
@@ -125,8 +169,25 @@ func requireProcessPriv(ctx context.Context, q queryer) error {
 	return nil
 }
 
-// killApps kills the connections of application accounts and returns their ids.
-func killApps(ctx context.Context, q queryer, af appFilter) ([]uint64, error) {
+// killFilter picks the connections Fence kills, by processlist user and command.
+type killFilter struct {
+	apps appFilter
+	// bypass holds the user names of accounts that bypass read_only. The processlist shows no
+	// account host, so every connection of such a user name is killed.
+	bypass map[string]bool
+}
+
+func (k killFilter) kill(user, command string) bool {
+	if user == k.apps.self || slices.Contains(nonAppUsers, user) || slices.Contains(systemAccounts, user) ||
+		slices.Contains(nonAppCommands, command) {
+		return false
+	}
+	return k.bypass[user] || k.apps.isApp(user, "")
+}
+
+// killApps kills the connections that k selects, never the calling connection, and returns
+// their ids.
+func killApps(ctx context.Context, q queryer, k killFilter) ([]uint64, error) {
 	rows, err := q.QueryContext(ctx,
 		"SELECT ID, USER, COALESCE(COMMAND, '') FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID()")
 	if err != nil {
@@ -140,7 +201,7 @@ func killApps(ctx context.Context, q queryer, af appFilter) ([]uint64, error) {
 			rows.Close()
 			return nil, fmt.Errorf("list connections: %w", err)
 		}
-		if slices.Contains(nonAppUsers, user) || slices.Contains(nonAppCommands, cmd) || !af.isApp(user, "") {
+		if !k.kill(user, cmd) {
 			continue
 		}
 		ids = append(ids, id)

@@ -19,13 +19,15 @@ import (
 //   - READ_ONLY ADMIN: SET GLOBAL read_only needs it (Fence, Promote). It also lets this account
 //     write while read_only=1, which is why the write check skips read-only servers and why
 //     applications must never use this account.
-//   - SLAVE MONITOR (alias REPLICA MONITOR): SHOW REPLICA STATUS (Check, WaitCatchUp).
+//   - SLAVE MONITOR (alias REPLICA MONITOR): SHOW REPLICA STATUS (Check, WaitCatchUp,
+//     WaitRelayApplied).
 //   - REPLICATION SLAVE ADMIN: STOP/START REPLICA (StopReplication, StartReplication).
-//   - SELECT on mysql.global_priv and mysql.roles_mapping: find application accounts holding READ
-//     ONLY ADMIN directly or through roles (Check). Note: global_priv also holds password hashes;
-//     no narrower source exists (information_schema.USER_PRIVILEGES and SHOW GRANTS FOR need
-//     SELECT on the whole mysql schema).
-//   - CREATE, SELECT, INSERT, UPDATE on keepraft.*: HeartbeatSchema and the write check
+//   - SELECT on mysql.global_priv and mysql.roles_mapping: find the accounts holding READ ONLY
+//     ADMIN directly or through roles (Check flags them, Fence kills their connections). Note:
+//     global_priv also holds password hashes; no narrower source exists
+//     (information_schema.USER_PRIVILEGES and SHOW GRANTS FOR need SELECT on the whole mysql
+//     schema).
+//   - CREATE, SELECT, INSERT, UPDATE on keepraft.*: EnsureHeartbeat and the write check
 //     (INSERT ... ON DUPLICATE KEY UPDATE needs SELECT on the updated column: error 1143).
 //
 // Reading @@gtid_binlog_pos, @@gtid_slave_pos, global status and MASTER_GTID_WAIT need no

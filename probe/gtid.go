@@ -61,15 +61,6 @@ func ParseGTIDSet(f Flavor, s string) (GTIDSet, error) {
 	}
 }
 
-// MustParseGTIDSet is [ParseGTIDSet] for constants in tests and examples; it panics on error.
-func MustParseGTIDSet(f Flavor, s string) GTIDSet {
-	g, err := ParseGTIDSet(f, s)
-	if err != nil {
-		panic(err)
-	}
-	return g
-}
-
 func badToken(tok, why string) error {
 	return fmt.Errorf("%w: token %q: %s", ErrBadGTID, tok, why)
 }
@@ -251,9 +242,6 @@ func normalize(ivs []interval) []interval {
 	return out
 }
 
-// Flavor returns the flavor the set was parsed in ("" for the zero value).
-func (g GTIDSet) Flavor() Flavor { return g.flavor }
-
 // IsEmpty reports whether the set holds no GTID.
 func (g GTIDSet) IsEmpty() bool { return len(g.mysql) == 0 && len(g.maria) == 0 }
 
@@ -310,23 +298,6 @@ func cmpSource(a, b mysqlSource) int {
 	return strings.Compare(a.tag, b.tag)
 }
 
-// Equal reports whether g and o hold exactly the same GTIDs (for MariaDB: the same entries for
-// every (domain, server)). Two empty sets are equal whatever their flavor.
-func (g GTIDSet) Equal(o GTIDSet) bool {
-	if g.IsEmpty() || o.IsEmpty() {
-		return g.IsEmpty() && o.IsEmpty()
-	}
-	if g.flavor != o.flavor {
-		return false
-	}
-	switch g.flavor {
-	case FlavorMySQL:
-		return maps.EqualFunc(g.mysql, o.mysql, slices.Equal)
-	default:
-		return maps.EqualFunc(g.maria, o.maria, maps.Equal)
-	}
-}
-
 // Contains reports whether every GTID of o is in g. MySQL: interval containment per source.
 // MariaDB: for every domain of o, g's highest sequence number in that domain is at least o's.
 // A set of the other flavor is contained only when it is empty.
@@ -342,8 +313,7 @@ func (g GTIDSet) Contains(o GTIDSet) bool {
 
 // Missing returns what o has that g lacks. MySQL: the exact set difference o−g. MariaDB: for each
 // domain where g's highest sequence number is below o's, o's entries of that domain that are
-// beyond g (a position, since a GTID list cannot express ranges; [GTIDSet.CountMissing] gives the
-// number of transactions). If the flavors differ, all of o is missing.
+// beyond g (a position, since a GTID list cannot express ranges). If the flavors differ, all of o is missing.
 func (g GTIDSet) Missing(o GTIDSet) GTIDSet {
 	if g.flavor != o.flavor && !g.IsEmpty() {
 		return o
@@ -373,34 +343,6 @@ func (g GTIDSet) Missing(o GTIDSet) GTIDSet {
 		return out
 	}
 	return GTIDSet{}
-}
-
-// CountMissing returns how many transactions o has that g lacks: the size of the MySQL set
-// difference, or for MariaDB the sum over domains of the sequence-number gap (exact under
-// gtid_strict_mode). It saturates at math.MaxUint64.
-func (g GTIDSet) CountMissing(o GTIDSet) uint64 {
-	var n uint64
-	add := func(k uint64) {
-		if n+k < n {
-			n = math.MaxUint64
-			return
-		}
-		n += k
-	}
-	m := g.Missing(o)
-	for _, ivs := range m.mysql {
-		for _, iv := range ivs {
-			add(iv.hi - iv.lo + 1)
-		}
-	}
-	for d, dom := range m.maria {
-		if g.flavor == o.flavor {
-			add(maxSeq(dom) - maxSeq(g.maria[d]))
-		} else {
-			add(maxSeq(dom))
-		}
-	}
-	return n
 }
 
 func maxSeq(dom map[uint32]uint64) uint64 {

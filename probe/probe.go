@@ -28,7 +28,7 @@ type Config struct {
 	// Timeout bounds one whole Check (connect, every query, the write check and the script).
 	// Zero means DefaultTimeout.
 	Timeout time.Duration
-	// WriteCheck upserts a row into keepraft.heartbeat (see HeartbeatSchema) on every Check of a
+	// WriteCheck upserts a row into keepraft.heartbeat (see [EnsureHeartbeat]) on every Check of a
 	// writable server. It is skipped while the server is read-only: on MariaDB the daemon's
 	// account holds READ_ONLY ADMIN and would otherwise write to a fenced server.
 	WriteCheck bool
@@ -36,8 +36,10 @@ type Config struct {
 	// It is killed (with its process group) when Timeout runs out.
 	CheckScript string
 	// AppUsers names the application accounts, as "user" (any host) or "user@host". Empty means
-	// every account that is not a system account (root, mariadb.sys, mysql.*, PUBLIC) and not the
-	// daemon's own.
+	// every account that is not a system account (mariadb.sys, mysql.sys, mysql.session,
+	// mysql.infoschema, PUBLIC) and not the daemon's own; root counts as an application account.
+	// Fence kills the connections of these accounts and, on MariaDB, of every account that
+	// bypasses read_only (see [Health.ReadOnlyAdminAccounts]) whether listed here or not.
 	AppUsers []string
 }
 
@@ -61,9 +63,11 @@ type Health struct {
 	GTIDSlavePos string
 	// Replica describes the default replication channel.
 	Replica ReplicaStatus
-	// ReadOnlyAdminAccounts lists, as user@host, the application accounts that hold READ ONLY
-	// ADMIN directly or through a role (MariaDB only): read_only does not stop them, so fencing
-	// cannot stop them either.
+	// ReadOnlyAdminAccounts lists, sorted, as user@host, every account other than the daemon's
+	// own and the system accounts that holds READ ONLY ADMIN directly, through a role or through
+	// PUBLIC (before MariaDB 10.11 also SUPER, which then implied it); MariaDB only. root (ALL
+	// PRIVILEGES) is among them. read_only does not stop these accounts: Fence kills their
+	// connections, but they can reconnect and write, so fencing cannot stop them.
 	ReadOnlyAdminAccounts []string
 	// SemiSync is Rpl_semi_sync_master_status (Rpl_semi_sync_source_status on MySQL): "ON",
 	// "OFF", or "" when semi-sync is not available.
@@ -90,11 +94,18 @@ type ReplicaStatus struct {
 }
 
 // Prober checks one server. It is safe for concurrent use; each Check uses its own connections
-// from the pool.
+// from the pool. Create it with [New].
 type Prober struct {
 	db  *sql.DB
 	cfg Config
 	log *zap.Logger
+	// writeMu (capacity 1, a mutex that a context can give up waiting for) is held by the write
+	// check from its read of read_only to its upsert, and by Fence from start to finish, so no
+	// heartbeat of this Prober lands after the GTID set Fence returns.
+	writeMu chan struct{}
+	// beforeUpsert, when set (tests only), runs in the write check between its read of
+	// read_only and the upsert.
+	beforeUpsert func()
 }
 
 // New returns a Prober over db. db should come from [DSN] so that dials time out.
@@ -102,7 +113,31 @@ func New(db *sql.DB, cfg Config, log *zap.Logger) *Prober {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
-	return &Prober{db: db, cfg: cfg, log: log.Named("probe")}
+	return &Prober{db: db, cfg: cfg, log: log.Named("probe"), writeMu: make(chan struct{}, 1)}
+}
+
+// lockWrites takes writeMu, giving up when ctx ends.
+func (p *Prober) lockWrites(ctx context.Context) error {
+	select {
+	case p.writeMu <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (p *Prober) unlockWrites() { <-p.writeMu }
+
+// Fence is the package-level [Fence] on this Prober's server, flavor and application accounts,
+// serialized with the write check: it waits for a running write check to finish, and no write
+// check of this Prober writes until it returns. Use it to fence the local server when
+// Config.WriteCheck is on; the package-level Fence does not know about this Prober's writes.
+func (p *Prober) Fence(ctx context.Context) (finalGTID string, err error) {
+	if err := p.lockWrites(ctx); err != nil {
+		return "", fmt.Errorf("fence: wait for the write check: %w", err)
+	}
+	defer p.unlockWrites()
+	return Fence(ctx, p.db, p.cfg.Flavor, p.cfg.AppUsers)
 }
 
 // Check probes the server once, bounded by Config.Timeout: connect (ping), SELECT 1, the server
@@ -147,12 +182,20 @@ func (p *Prober) check(ctx context.Context, h *Health) error {
 		return err
 	}
 	if p.cfg.Flavor == FlavorMariaDB {
-		if h.ReadOnlyAdminAccounts, err = readOnlyAdmins(ctx, conn, p.cfg.AppUsers); err != nil {
+		self, err := currentUser(ctx, conn)
+		if err != nil {
 			return err
+		}
+		admins, err := readOnlyAdmins(ctx, conn, self)
+		if err != nil {
+			return err
+		}
+		for _, a := range admins {
+			h.ReadOnlyAdminAccounts = append(h.ReadOnlyAdminAccounts, a.String())
 		}
 	}
 	if p.cfg.WriteCheck && !h.ReadOnly {
-		if _, err := conn.ExecContext(ctx, heartbeatUpsert); err != nil {
+		if err := p.writeCheck(ctx, conn); err != nil {
 			return fmt.Errorf("write check on keepraft.heartbeat: %w", err)
 		}
 	}
@@ -160,6 +203,41 @@ func (p *Prober) check(ctx context.Context, h *Health) error {
 		if err := runScript(ctx, p.cfg.CheckScript); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// writeCheck upserts this server's heartbeat row unless the server is read-only, under writeMu.
+// It reads read_only again under the lock (the value Check read earlier may be stale by a
+// Fence), and the upsert itself inserts nothing when read_only was set in between by another
+// session, such as a remote Fence: SET GLOBAL read_only waits for running statements, so a
+// statement that saw read_only=0 commits before it is set.
+func (p *Prober) writeCheck(ctx context.Context, conn *sql.Conn) error {
+	if err := p.lockWrites(ctx); err != nil {
+		return fmt.Errorf("wait for a running fence: %w", err)
+	}
+	defer p.unlockWrites()
+	roVar := "@@global.read_only"
+	if p.cfg.Flavor == FlavorMySQL {
+		roVar = "@@global.read_only OR @@global.super_read_only"
+	}
+	var ro bool
+	if err := conn.QueryRowContext(ctx, "SELECT "+roVar).Scan(&ro); err != nil {
+		return fmt.Errorf("read read_only: %w", err)
+	}
+	if p.beforeUpsert != nil {
+		p.beforeUpsert()
+	}
+	if ro {
+		p.log.Debug("write check skipped: read-only")
+		return nil
+	}
+	upsert := heartbeatUpsert + " WHERE @@global.read_only = 0"
+	if p.cfg.Flavor == FlavorMySQL {
+		upsert += " AND @@global.super_read_only = 0"
+	}
+	if _, err := conn.ExecContext(ctx, upsert+heartbeatOnDup); err != nil {
+		return err
 	}
 	return nil
 }
@@ -332,13 +410,43 @@ func semiSync(ctx context.Context, q queryer) (string, error) {
 	return status, nil
 }
 
-// readOnlyAdminBit is READ_ONLY_ADMIN_ACL in the "access" bitmask of mysql.global_priv.Priv
-// (MariaDB ≥ 10.5.2). The mask is stored on disk, so the bit does not move between versions.
-// Since 10.11.0 SUPER no longer implies it; ALL PRIVILEGES does.
-const readOnlyAdminBit = uint64(1) << 33
+// Bits of the "access" bitmask in mysql.global_priv.Priv (MariaDB ≥ 10.5.2). The mask is stored
+// on disk, so the bits do not move between versions.
+const (
+	superBit         = uint64(1) << 15 // SUPER_ACL
+	readOnlyAdminBit = uint64(1) << 33 // READ_ONLY_ADMIN_ACL
+)
 
-// systemAccounts are never treated as application accounts.
-var systemAccounts = []string{"root", "mariadb.sys", "mysql.sys", "mysql.session", "mysql.infoschema", "PUBLIC"}
+// superImpliesReadOnlyAdmin reports whether SUPER lets an account write under read_only on this
+// MariaDB version: it did from 10.5.2 (when READ ONLY ADMIN was split out) until 10.11.0, and
+// always before. ALL PRIVILEGES includes READ ONLY ADMIN on every version.
+func superImpliesReadOnlyAdmin(version string) bool {
+	major, minor, ok := parseVersion(version)
+	return !ok || major < 10 || (major == 10 && minor < 11)
+}
+
+// parseVersion reads major and minor from a VERSION() string such as "10.11.9-MariaDB-0+deb12u1".
+func parseVersion(v string) (major, minor int, ok bool) {
+	maj, rest, found := strings.Cut(v, ".")
+	if !found {
+		return 0, 0, false
+	}
+	n := strings.IndexFunc(rest, func(r rune) bool { return r < '0' || r > '9' })
+	if n < 0 {
+		n = len(rest)
+	}
+	a, err1 := strconv.Atoi(maj)
+	b, err2 := strconv.Atoi(rest[:n])
+	if err1 != nil || err2 != nil {
+		return 0, 0, false
+	}
+	return a, b, true
+}
+
+// systemAccounts are never application accounts and their connections are never killed: they
+// cannot log in (mariadb.sys, MySQL's mysql.* accounts) or are no account (the PUBLIC role).
+// root is not among them: it bypasses read_only.
+var systemAccounts = []string{"mariadb.sys", "mysql.sys", "mysql.session", "mysql.infoschema", "PUBLIC"}
 
 type account struct{ user, host string }
 
@@ -350,9 +458,14 @@ type appFilter struct {
 	self  string
 }
 
+// isApp reports whether the account is an application account: never the daemon's own or a
+// system account; with no configured users every other account, else the listed ones.
 func (af appFilter) isApp(user, host string) bool {
+	if user == af.self || slices.Contains(systemAccounts, user) {
+		return false
+	}
 	if len(af.users) == 0 {
-		return user != af.self && !slices.Contains(systemAccounts, user)
+		return true
 	}
 	for _, u := range af.users {
 		name, h, hasHost := strings.Cut(u, "@")
@@ -363,21 +476,38 @@ func (af appFilter) isApp(user, host string) bool {
 	return false
 }
 
-func newAppFilter(ctx context.Context, q queryer, users []string) (appFilter, error) {
+// currentUser returns the user part of CURRENT_USER(), the account this connection runs as.
+func currentUser(ctx context.Context, q queryer) (string, error) {
 	var cur string
 	if err := q.QueryRowContext(ctx, "SELECT CURRENT_USER()").Scan(&cur); err != nil {
-		return appFilter{}, fmt.Errorf("read current user: %w", err)
+		return "", fmt.Errorf("read current user: %w", err)
 	}
-	self, _, _ := strings.Cut(cur, "@")
+	if i := strings.LastIndexByte(cur, '@'); i >= 0 {
+		cur = cur[:i]
+	}
+	return cur, nil
+}
+
+func newAppFilter(ctx context.Context, q queryer, users []string) (appFilter, error) {
+	self, err := currentUser(ctx, q)
+	if err != nil {
+		return appFilter{}, err
+	}
 	return appFilter{users: users, self: self}, nil
 }
 
-// readOnlyAdmins lists application accounts that hold READ ONLY ADMIN directly, through a role
-// granted to them (default or not: they can SET ROLE), or through PUBLIC.
-func readOnlyAdmins(ctx context.Context, q queryer, appUsers []string) ([]string, error) {
-	af, err := newAppFilter(ctx, q, appUsers)
-	if err != nil {
-		return nil, err
+// readOnlyAdmins lists, sorted, the accounts that bypass read_only on MariaDB: those holding READ
+// ONLY ADMIN (before 10.11 also SUPER) directly, through a role granted to them (default or not:
+// they can SET ROLE), or through PUBLIC. The daemon's own account (self) and the system accounts
+// are left out; root is not.
+func readOnlyAdmins(ctx context.Context, q queryer, self string) ([]account, error) {
+	var version string
+	if err := q.QueryRowContext(ctx, "SELECT VERSION()").Scan(&version); err != nil {
+		return nil, fmt.Errorf("read server version: %w", err)
+	}
+	bypass := readOnlyAdminBit
+	if superImpliesReadOnlyAdmin(version) {
+		bypass |= superBit
 	}
 	rows, err := q.QueryContext(ctx, "SELECT User, Host, Priv FROM mysql.global_priv")
 	if err != nil {
@@ -389,7 +519,6 @@ func readOnlyAdmins(ctx context.Context, q queryer, appUsers []string) ([]string
 		IsRole bool        `json:"is_role"`
 	}
 	holds := map[account]bool{}
-	roles := map[string]bool{}
 	var accounts []account
 	for rows.Next() {
 		var a account
@@ -404,10 +533,8 @@ func readOnlyAdmins(ctx context.Context, q queryer, appUsers []string) ([]string
 			return nil, fmt.Errorf("parse privileges of %s: %w", a, err)
 		}
 		access, _ := strconv.ParseUint(string(pj.Access), 10, 64)
-		holds[a] = access&readOnlyAdminBit != 0
-		if pj.IsRole {
-			roles[a.user] = true
-		} else {
+		holds[a] = access&bypass != 0
+		if !pj.IsRole {
 			accounts = append(accounts, a)
 		}
 	}
@@ -449,33 +576,38 @@ func readOnlyAdmins(ctx context.Context, q queryer, appUsers []string) ([]string
 		return false
 	}
 	public := holds[account{user: "PUBLIC"}]
-	var out []string
+	var out []account
 	for _, a := range accounts {
-		if !af.isApp(a.user, a.host) {
+		if a.user == self || slices.Contains(systemAccounts, a.user) {
 			continue
 		}
 		if public || viaRole(a, map[string]bool{}) {
-			out = append(out, a.String())
+			out = append(out, a)
 		}
 	}
-	slices.Sort(out)
+	slices.SortFunc(out, func(x, y account) int { return strings.Compare(x.String(), y.String()) })
 	return out, nil
 }
 
-// HeartbeatSchema creates the table the write check uses; run it once on a writable server
-// (it replicates). One row per server_id, so the two masters never write the same row.
-var HeartbeatSchema = []string{
+// heartbeatSchema creates the table the write check uses. One row per server_id, so the two
+// masters never write the same row.
+var heartbeatSchema = []string{
 	"CREATE DATABASE IF NOT EXISTS keepraft",
 	"CREATE TABLE IF NOT EXISTS keepraft.heartbeat (server_id INT UNSIGNED NOT NULL PRIMARY KEY, " +
 		"ts TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB",
 }
 
-const heartbeatUpsert = "INSERT INTO keepraft.heartbeat (server_id, ts) VALUES (@@server_id, NOW(6)) " +
-	"ON DUPLICATE KEY UPDATE ts = NOW(6)"
+// heartbeatUpsert + a WHERE clause + heartbeatOnDup is the write check's statement.
+const (
+	heartbeatUpsert = "INSERT INTO keepraft.heartbeat (server_id, ts) SELECT @@server_id, NOW(6) FROM DUAL"
+	heartbeatOnDup  = " ON DUPLICATE KEY UPDATE ts = NOW(6)"
+)
 
-// EnsureHeartbeat runs [HeartbeatSchema] on db.
+// EnsureHeartbeat creates the schema keepraft and its table heartbeat (server_id INT UNSIGNED
+// primary key, ts TIMESTAMP(6)), which the write check upserts, unless they exist. Run it on a
+// writable server; the statements replicate.
 func EnsureHeartbeat(ctx context.Context, db *sql.DB) error {
-	for _, stmt := range HeartbeatSchema {
+	for _, stmt := range heartbeatSchema {
 		if _, err := db.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("create heartbeat schema: %w", err)
 		}

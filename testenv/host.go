@@ -2,20 +2,19 @@ package testenv
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
-	"github.com/vishvananda/netns"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
+
+	"github.com/keepraft/keepraft/internal/netnsdo"
 )
 
 // Run runs argv inside the host's namespace (ip netns exec) and returns its combined output.
@@ -39,32 +38,7 @@ func (h *Host) InNS(f func() error) error {
 	if !h.ns.IsOpen() {
 		return fmt.Errorf("netns %s: not open", h.NS)
 	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("get current netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(h.ns); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter netns %s: %w", h.NS, err)
-			return
-		}
-		ferr := f()
-		if err := netns.Set(orig); err != nil {
-			// Leave the thread locked: it ends with this goroutine instead of serving others
-			// from the wrong namespace.
-			errc <- errors.Join(ferr, fmt.Errorf("leave netns %s: %w", h.NS, err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+	return netnsdo.Do(h.ns, f)
 }
 
 // DialContext dials addr (an IP literal with port) from a socket created in the host's

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
 	"time"
 
 	"github.com/mdlayher/arp"
@@ -13,6 +12,8 @@ import (
 	"github.com/mdlayher/packet"
 	"github.com/vishvananda/netns"
 	"golang.org/x/net/bpf"
+
+	"github.com/keepraft/keepraft/internal/netnsdo"
 )
 
 // garp sends ARP packets. The real one is [arpSocket]; unit tests record what is written.
@@ -114,36 +115,12 @@ func (s *arpSocket) SetReadDeadline(t time.Time) error { return s.c.SetReadDeadl
 func (s *arpSocket) Close() error { return s.c.Close() }
 
 // inNetNS runs fn on a locked OS thread switched into ns, so that sockets fn opens belong
-// to ns. Without a namespace (ns ≤ 0) fn runs directly. If the thread cannot be switched
-// back it stays locked, and the runtime discards it when the goroutine exits.
+// to ns. Without a namespace (ns ≤ 0) fn runs directly. See [netnsdo.Do].
 func inNetNS(ns netns.NsHandle, fn func() error) error {
 	if ns <= 0 {
 		return fn()
 	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("get current netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter netns %s: %w", ns, err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("restore netns: %w", err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+	return netnsdo.Do(ns, fn)
 }
 
 // zeroMAC is the target hardware address of gratuitous ARP and of probes (RFC 5227).

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keepraft/keepraft/internal/netnsdo"
 	"github.com/keepraft/keepraft/testenv"
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ethernet"
@@ -101,30 +101,16 @@ func upWithAddr(t *testing.T, h *netlink.Handle, name, addr string) netlink.Link
 // newNamedNS creates a named namespace from a locked thread and removes it in Cleanup.
 func newNamedNS(t *testing.T, name string) netns.NsHandle {
 	t.Helper()
-	type result struct {
+	// netns.NewNamed moves the calling thread into the new namespace; OnThread moves it back.
+	var r struct {
 		ns  netns.NsHandle
 		err error
 	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{err: err}
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.NewNamed(name)
-		if rerr := netns.Set(orig); rerr != nil {
-			// Leave the thread locked; it dies with this goroutine.
-			ch <- result{ns: ns, err: errors.Join(err, rerr)}
-			return
-		}
-		runtime.UnlockOSThread()
-		ch <- result{ns: ns, err: err}
-	}()
-	r := <-ch
+	r.err = netnsdo.OnThread(func() error {
+		var err error
+		r.ns, err = netns.NewNamed(name)
+		return err
+	})
 	t.Cleanup(func() {
 		if r.ns.IsOpen() {
 			r.ns.Close()
