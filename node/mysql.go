@@ -28,7 +28,7 @@ func (l *LocalMySQL) Check(ctx context.Context) (probe.Health, error) { return l
 
 // Fence sets read_only=1 and kills application connections.
 func (l *LocalMySQL) Fence(ctx context.Context) (string, error) {
-	return probe.Fence(ctx, l.DB, l.Flavor, l.AppUsers)
+	return l.Prober.Fence(ctx)
 }
 
 // Promote sets read_only=0.

@@ -28,6 +28,8 @@ type poller struct {
 
 	mu    sync.Mutex
 	views map[string]api.Peer
+	// maxLeader is the highest LeaderApplied any peer reported since start.
+	maxLeader uint64
 }
 
 func newPoller(cfg *config.Config, client *api.Client, now func() time.Duration, log *zap.Logger) *poller {
@@ -68,10 +70,18 @@ func (p *poller) pollOne(ctx context.Context, peer config.Peer) {
 		if !v.OK && v.At != 0 {
 			p.log.Info("peer reachable again", zap.String("peer", peer.ID))
 		}
+		p.maxLeader = max(p.maxLeader, r.LeaderApplied)
 		left := v.Left && r.Stopping
 		v = api.Peer{Report: r, At: p.now(), OK: true, Left: left}
 	}
 	p.views[peer.ID] = v
+}
+
+// learned returns the highest applied index a leader reported since start (0: none).
+func (p *poller) learned() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.maxLeader
 }
 
 // markLeft records that peer said goodbye (a graceful stop).

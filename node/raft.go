@@ -263,12 +263,13 @@ func (n *Node) Watch() <-chan struct{} { return n.fsm.Watch() }
 // CaughtUp reports whether the applied state is at least as new as the commit index
 // learned from a current leader within the lease: for the leader, a Barrier completed
 // in its current term; for a follower, its applied index reached the index the leader
-// reported (after its own Barrier) in a poll at most one lease old.
+// reported (after its own Barrier) in a poll at most one lease old. The owner runtime
+// acts on ownership only while this holds.
 func (n *Node) CaughtUp() bool {
 	applied := n.fsm.State().Index
 	term := n.raft.CurrentTerm()
 	if n.raft.State() == raft.Leader {
-		return n.ctl != nil && n.ctl.ReadyTerm() == term
+		return n.ctl.ReadyTerm() == term
 	}
 	id := n.leader()
 	if id == "" {
@@ -279,6 +280,21 @@ func (n *Node) CaughtUp() bool {
 		return false
 	}
 	return applied >= p.Report.LeaderApplied
+}
+
+// CaughtUpSinceStart reports whether this node has learned a leader's applied index
+// since it started and has applied at least the highest one learned. The lease promiser
+// uses it: a voter restored from an older snapshot, or lagging, promises nothing until
+// it caught up, yet a leader's loss does not silence the voters that are current (the
+// owner keeps its lease through an election). That is enough because a handover without
+// a release needs a majority that applied the revoke: a voter that applied everything it
+// learned is never older than a revoke it took part in.
+func (n *Node) CaughtUpSinceStart() bool {
+	if n.raft.State() == raft.Leader && n.ctl.ReadyTerm() == n.raft.CurrentTerm() {
+		return true
+	}
+	learned := n.poll.learned()
+	return learned > 0 && n.fsm.State().Index >= learned
 }
 
 // Propose commits ev through the leader: directly when this node leads, otherwise by

@@ -96,6 +96,8 @@ func (n *fakeNode) CaughtUp() bool {
 	return n.caught
 }
 
+func (n *fakeNode) CaughtUpSinceStart() bool { return n.CaughtUp() }
+
 func (n *fakeNode) setCaughtUp(b bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()

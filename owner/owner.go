@@ -297,7 +297,7 @@ func (o *Owner) Local() api.LocalStatus {
 	}
 	l.Replication = replicationString(o.health.Replica) + o.rejoin.note
 	if len(o.health.ReadOnlyAdminAccounts) > 0 {
-		l.MySQLDetail = strings.TrimSpace(l.MySQLDetail + " warning: accounts with READ ONLY ADMIN bypass fencing: " + strings.Join(o.health.ReadOnlyAdminAccounts, ","))
+		l.MySQLDetail = strings.TrimSpace(l.MySQLDetail + " note: these accounts bypass read_only; fencing kills their connections: " + strings.Join(o.health.ReadOnlyAdminAccounts, ","))
 	}
 	if o.held {
 		for _, p := range o.cfg.VIPs {

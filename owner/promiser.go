@@ -12,14 +12,16 @@ import (
 // PromiserNode is what the peer side of the lease needs from its node.
 type PromiserNode interface {
 	State() fsm.State
-	CaughtUp() bool
+	// CaughtUpSinceStart reports whether the node learned a leader's applied index since
+	// it started and applied at least the highest one learned.
+	CaughtUpSinceStart() bool
 }
 
 // Promiser is a voter's side of the quorum lease: it answers Renew requests. It promises
 // only what its applied state supports, and only once that state can be trusted: not
 // within lease·(1+ρ) of its own start (a restarted voter may have promised someone else
 // just before it stopped, and may be restored from an older snapshot), and not while its
-// applied state is behind the commit index learned from a current leader.
+// applied state is behind the highest commit index learned from a leader since it started.
 type Promiser struct {
 	self  string
 	node  PromiserNode
@@ -56,7 +58,7 @@ func (p *Promiser) Grant(req api.RenewRequest) api.RenewResponse {
 	case up < p.Quiet():
 		resp.Reason = fmt.Sprintf("started %v ago: no promises within lease·(1+ρ) = %v of a start", up.Round(time.Millisecond), p.Quiet())
 		return resp
-	case !p.node.CaughtUp():
+	case !p.node.CaughtUpSinceStart():
 		resp.Reason = fmt.Sprintf("applied state (index %d) is behind the commit index learned from the leader", s.Index)
 		return resp
 	}
