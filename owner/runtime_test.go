@@ -176,7 +176,7 @@ func TestRestartReplayNeverOpensWrites(t *testing.T) {
 
 func TestDeposedOwnerFences(t *testing.T) {
 	tests := []struct {
-		name  string
+		name   string
 		depose func(t *testing.T, r *rig)
 	}{
 		{"revoked and reassigned in one batch", func(t *testing.T, r *rig) {
