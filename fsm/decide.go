@@ -243,6 +243,10 @@ func (s State) rank(id string) (int, string) {
 	switch {
 	case s.failedNow(id):
 		return rankFailed, fmt.Sprintf("failed promotion in epoch %d; last resort", s.Members[id].FailedEpoch)
+	case sw == nil && s.Phase == PhaseReleased && s.LastRelease != nil && s.LastRelease.Epoch == s.Epoch && id == s.LastRelease.Owner:
+		// It just gave the VIP up (its mysqld failed, it is stopping): the journal may
+		// not show why yet, so prefer anyone else.
+		return rankSwitchedAway, "released this epoch; last resort"
 	case sw == nil:
 		return rankPlain, ""
 	case id == s.Owner:

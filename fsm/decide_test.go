@@ -313,8 +313,8 @@ func TestCandidatesRanking(t *testing.T) {
 			s.Members["db2"].Maintenance = true
 		}), View{},
 			[]string{"db1:true:switching away; last resort", "db3:true:failed promotion in epoch 1; last resort", "db2:false:maintenance"}},
-		{"no switchover plain priority", three(st{phase: PhaseReleased, owner: "db1", healthy: all, release: rel}, nil), View{},
-			[]string{"db1:true:", "db2:true:", "db3:true:"}},
+		{"no switchover: the node that just released ranks last", three(st{phase: PhaseReleased, owner: "db1", healthy: all, release: rel}, nil), View{},
+			[]string{"db2:true:", "db3:true:", "db1:true:released this epoch; last resort"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -324,6 +324,38 @@ func TestCandidatesRanking(t *testing.T) {
 			}
 			if !slices.Equal(got, tt.want) {
 				t.Fatalf("candidates\n got %q\nwant %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestReleasedOwnerIsLastResort(t *testing.T) {
+	s := NewState()
+	s.Bootstrapped = true
+	for id, prio := range map[string]int{"db1": 100, "db2": 90} {
+		s.Members[id] = &NodeState{Member: Member{ID: id, Role: RoleDatabase, Priority: prio}, Healthy: true, HealthKnown: true}
+	}
+	s.Owner, s.Epoch, s.Phase = "db1", 1, PhaseReleased
+	s.LastRelease = &Release{Epoch: 1, Owner: "db1", Reason: "local mysqld unhealthy"}
+	tests := []struct {
+		name  string
+		db2OK bool
+		want  string
+	}{
+		{"another healthy node takes over", true, "db2"},
+		{"alone, the releasing node is taken back", false, "db1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := s.Clone()
+			c.Members["db2"].Healthy = tt.db2OK
+			evs := Decide(c, View{Self: "witness", Quorum: true})
+			if len(evs) != 1 || evs[0].Type != OwnerAssigned {
+				t.Fatalf("Decide = %v, want one OwnerAssigned", evs)
+			}
+			var d AssignData
+			if err := evs[0].Payload(&d); err != nil || d.Owner != tt.want {
+				t.Fatalf("assigned %q (%v), want %q", d.Owner, err, tt.want)
 			}
 		})
 	}
