@@ -49,9 +49,10 @@ bench: build ## failover timing benchmark against keepalived in the lab (root)
 campaign: build ## randomized fault campaign in the lab (root; KEEPRAFT_CAMPAIGN_ROUNDS, KEEPRAFT_CAMPAIGN_SEED)
 	KEEPRAFT_INTEG=1 KEEPRAFT_CAMPAIGN=1 $(GO) test -count=1 -p 1 -timeout 120m -run 'TestCampaign' -v ./e2e/ | tee campaign.out
 
-lint: ## gofmt, go vet, staticcheck
+lint: ## gofmt, go vet, go mod tidy -diff, staticcheck
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
 	$(GO) vet ./...
+	$(GO) mod tidy -diff
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 demo: deps build ## start the three-node lab with MariaDB dual masters and show a live failover
