@@ -10,7 +10,7 @@
 // prefix it acquired with gratuitous ARP. Addresses that are not managed are never touched.
 //
 // The kernel lifetime (valid_lft) is the backstop of the quorum lease described in
-// DESIGN.md: if the daemon freezes or dies, the kernel deletes the VIP by itself once
+// docs/design.md: if the daemon freezes or dies, the kernel deletes the VIP by itself once
 // [Options].KernelLease has passed without a renew. The caller enforces the holding
 // conjunction (applied state names this node owner, lease valid, promotion finished)
 // before every Set that keeps a prefix; this package does not know about leases.
