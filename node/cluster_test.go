@@ -151,6 +151,9 @@ type memCluster struct {
 	nodes  map[string]*Node
 	cancel map[string]context.CancelFunc
 	done   map[string]chan error
+	expectErr map[string]bool
+	// jointWindow is the nodes' joint-bootstrap window (short in tests).
+	jointWindow time.Duration
 }
 
 var memIDs = []string{"db1", "db2", "witness"}
@@ -164,7 +167,7 @@ func newMemCluster(t *testing.T) *memCluster {
 	}
 	c := &memCluster{t: t, w: &world{vip: map[string]bool{}, writable: map[string]bool{}, up: map[string]bool{}},
 		cfgs: map[string]*config.Config{}, trans: map[string]*raft.InmemTransport{}, nodes: map[string]*Node{},
-		cancel: map[string]context.CancelFunc{}, done: map[string]chan error{}}
+		cancel: map[string]context.CancelFunc{}, done: map[string]chan error{}, jointWindow: jointWindow, expectErr: map[string]bool{}}
 	var peers strings.Builder
 	for i, id := range memIDs {
 		fmt.Fprintf(&peers, "    - {id: %s, raft_addr: \"127.0.0.1:%d\", api_addr: %q}\n", id, 17000+i, freeAddr(t))
@@ -239,6 +242,7 @@ func (c *memCluster) start(id string) {
 	if err != nil {
 		c.t.Fatalf("new %s: %v", id, err)
 	}
+	n.jointWindow = c.jointWindow
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx) }()
@@ -252,7 +256,7 @@ func (c *memCluster) stop(id string) {
 		return
 	}
 	cancel()
-	if err := <-c.done[id]; err != nil {
+	if err := <-c.done[id]; err != nil && !c.expectErr[id] {
 		c.t.Errorf("run %s: %v", id, err)
 	}
 	delete(c.cancel, id)
@@ -360,4 +364,54 @@ func TestInProcessCluster(t *testing.T) {
 		c.waitServing(owner, 10*time.Second)
 		c.checkViolations()
 	})
+}
+
+// TestNoRaftAmnesia: a node whose data dir was bootstrapped but lost its Raft state
+// refuses to start, and so does a wiped data dir whose peers hold state; both errors name
+// the recovery.
+func TestNoRaftAmnesia(t *testing.T) {
+	if testing.Short() {
+		t.Skip("in-process cluster runs for several seconds")
+	}
+	c := newMemCluster(t)
+	c.jointWindow = 200 * time.Millisecond
+	for _, id := range memIDs {
+		c.start(id)
+	}
+	c.waitServing("", 15*time.Second)
+	dir := c.cfgs["db2"].Node.DataDir
+	c.stop("db2")
+	time.Sleep(300 * time.Millisecond) // past the joint-bootstrap window
+
+	t.Run("raft.db emptied, marker kept", func(t *testing.T) {
+		if err := os.Truncate(filepath.Join(dir, "raft.db"), 0); err != nil {
+			t.Fatal(err)
+		}
+		_, err := New(c.cfgs["db2"], zaptest.NewLogger(t), Options{Transport: mustInmem(c.cfgs["db2"]), MySQL: worldMySQL{c.w, "db2"}, VIP: worldVIP{c.w, "db2"}})
+		if !errors.Is(err, ErrAmnesia) || !strings.Contains(err.Error(), "re-add") {
+			t.Fatalf("New = %v, want ErrAmnesia naming the recovery", err)
+		}
+	})
+	t.Run("data dir wiped while the peers hold state", func(t *testing.T) {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Fatal(err)
+		}
+		c.expectErr["db2"] = true
+		c.start("db2")
+		select {
+		case err := <-c.done["db2"]:
+			if !errors.Is(err, ErrAmnesia) || !strings.Contains(err.Error(), "already holds cluster state") {
+				t.Fatalf("Run = %v, want ErrAmnesia: peers hold state", err)
+			}
+			delete(c.cancel, "db2")
+			delete(c.nodes, "db2")
+		case <-time.After(10 * time.Second):
+			t.Fatal("a wiped node started without refusing")
+		}
+	})
+}
+
+func mustInmem(cfg *config.Config) raft.Transport {
+	_, tr := raft.NewInmemTransport(raft.ServerAddress(cfg.Cluster.RaftAddr))
+	return tr
 }

@@ -85,6 +85,8 @@ type Node struct {
 	vrrpTasks  []func(context.Context) error
 	fresh      atomic.Bool
 	jointUntil atomic.Int64
+	// jointWindow is how long after a joint bootstrap this node still reports "fresh".
+	jointWindow time.Duration
 	stopping   atomic.Bool
 }
 
@@ -99,7 +101,7 @@ func New(cfg *config.Config, log *zap.Logger, opts Options) (*Node, error) {
 	if now == nil {
 		now = boottime.Now
 	}
-	n := &Node{cfg: cfg, log: log, token: token, now: now, boot: now(), leaderCh: make(chan bool, 10),
+	n := &Node{cfg: cfg, log: log, token: token, now: now, boot: now(), leaderCh: make(chan bool, 10), jointWindow: jointWindow,
 		fsm: fsm.New(cfg.Cluster.Raft.JournalRetain), metrics: newMetrics(cfg.Node.ID)}
 	n.client = api.NewClient(token, nil)
 	n.poll = newPoller(cfg, n.client, now, log)

@@ -218,7 +218,7 @@ func (n *Node) mark() error {
 // endFresh keeps reporting "fresh" for jointWindow, so peers still deciding see a joint
 // bootstrap, not a cluster that formed without them.
 func (n *Node) endFresh() error {
-	n.jointUntil.Store(time.Now().Add(jointWindow).UnixNano())
+	n.jointUntil.Store(time.Now().Add(n.jointWindow).UnixNano())
 	n.fresh.Store(false)
 	return nil
 }
