@@ -144,13 +144,13 @@ func (v worldVIP) ProbeConflict(context.Context, netip.Addr) (net.HardwareAddr, 
 
 // memCluster is three nodes in one process on raft's in-memory transport.
 type memCluster struct {
-	t      *testing.T
-	w      *world
-	cfgs   map[string]*config.Config
-	trans  map[string]*raft.InmemTransport
-	nodes  map[string]*Node
-	cancel map[string]context.CancelFunc
-	done   map[string]chan error
+	t         *testing.T
+	w         *world
+	cfgs      map[string]*config.Config
+	trans     map[string]*raft.InmemTransport
+	nodes     map[string]*Node
+	cancel    map[string]context.CancelFunc
+	done      map[string]chan error
 	expectErr map[string]bool
 	// jointWindow is the nodes' joint-bootstrap window (short in tests).
 	jointWindow time.Duration

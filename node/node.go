@@ -87,7 +87,7 @@ type Node struct {
 	jointUntil atomic.Int64
 	// jointWindow is how long after a joint bootstrap this node still reports "fresh".
 	jointWindow time.Duration
-	stopping   atomic.Bool
+	stopping    atomic.Bool
 }
 
 // New builds the node: opens the store and starts raft (not yet bootstrapped), and on a
