@@ -348,6 +348,10 @@ func (c *cli) maintenanceCmd() *cobra.Command {
 			if c.output == "json" {
 				return c.printJSON(pr)
 			}
+			if pr.Result == fsm.ResultSkipped {
+				fmt.Fprintf(c.out, "maintenance of %s is already %s: nothing changed\n", args[0], args[1])
+				return nil
+			}
 			fmt.Fprintf(c.out, "maintenance %s for %s (journal index %d)\n", args[1], args[0], pr.Index)
 			return nil
 		},
