@@ -30,6 +30,12 @@ const (
 	PathMetrics     = "/metrics"
 )
 
+// The default client's pool: a few idle connections per peer, closed after idleTimeout.
+const (
+	idlePerHost = 4
+	idleTimeout = 30 * time.Second
+)
+
 // maxAnswer bounds how much of an answer the client reads (a full journal is the largest).
 const maxAnswer = 64 << 20
 
@@ -69,7 +75,7 @@ type Client struct {
 // nil hc gets a client with a small idle pool suited to polling a few peers.
 func NewClient(token string, hc *http.Client) *Client {
 	if hc == nil {
-		tr := &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second, DisableCompression: true}
+		tr := &http.Transport{MaxIdleConnsPerHost: idlePerHost, IdleConnTimeout: idleTimeout, DisableCompression: true}
 		hc = &http.Client{Transport: tr}
 	}
 	return &Client{http: hc, token: token, scheme: "http"}

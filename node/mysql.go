@@ -86,7 +86,7 @@ func (p *PeerServers) db(peer string) (*sql.DB, error) {
 		return nil, fmt.Errorf("peer %s mysql at %s: %w", peer, net.JoinHostPort(host, fmt.Sprint(p.Port)), err)
 	}
 	db.SetMaxOpenConns(2)
-	db.SetConnMaxIdleTime(30 * time.Second)
+	db.SetConnMaxIdleTime(mysqlIdleTime)
 	if p.dbs == nil {
 		p.dbs = map[string]*sql.DB{}
 	}

@@ -33,6 +33,8 @@ const (
 	// peers that are still deciding.
 	bootstrapPoll = 200 * time.Millisecond
 	jointWindow   = 30 * time.Second
+	// bootstrapLogEvery spaces the "waiting for peers" log lines.
+	bootstrapLogEvery = 5 * time.Second
 )
 
 // Sentinel errors of the proposal path and the start.
@@ -184,7 +186,7 @@ func (n *Node) bootstrap(ctx context.Context) error {
 		if ready {
 			return n.bootstrapNow()
 		}
-		if time.Since(waitingLogged) > 5*time.Second {
+		if time.Since(waitingLogged) > bootstrapLogEvery {
 			waitingLogged = time.Now()
 			n.log.Info("new data dir: waiting for every peer before bootstrapping", zap.Strings("waiting_for", missing))
 		}

@@ -45,6 +45,8 @@ const (
 	remoteEvery = 500 * time.Millisecond
 	// shutdownTimeout bounds the hand-over at a graceful stop.
 	shutdownTimeout = 4 * time.Second
+	// lastReleaseTimeout bounds the release of an owner that stops with no successor.
+	lastReleaseTimeout = time.Second
 	// hookTimeout bounds one notify hook.
 	hookTimeout = 10 * time.Second
 )

@@ -305,7 +305,7 @@ func (o *Owner) shutdown() {
 		}
 	}
 	if owner && !successor {
-		rctx, rcancel := context.WithTimeout(ctx, time.Second)
+		rctx, rcancel := context.WithTimeout(ctx, lastReleaseTimeout)
 		o.release(rctx, s.Epoch, "keepraftd stopping, no successor")
 		rcancel()
 	}
