@@ -360,36 +360,69 @@ func setBool(dst *bool, src *bool) {
 	}
 }
 
+// build turns the decoded file into a validated Config, starting from Default. Every
+// problem is collected with its key; the sections are checked in file order, except
+// that the role-dependent mysql and vip checks run only once both sections are decoded.
 func build(rw raw) (*Config, error) {
 	cfg := Default()
 	c := &checker{}
-
-	cfg.Node.ID, cfg.Node.DataDir = rw.Node.ID, rw.Node.DataDir
-	if rw.Node.Role != "" {
-		cfg.Node.Role = rw.Node.Role
+	buildNode(c, &cfg.Node, rw.Node)
+	buildCluster(c, &cfg.Cluster, rw.Cluster, cfg.Node.ID)
+	buildMySQL(c, &cfg.MySQL, rw.MySQL)
+	buildVIP(c, &cfg.VIP, rw.VIP)
+	if cfg.IsDatabase() {
+		checkDatabaseMySQL(c, &cfg.MySQL)
 	}
-	if cfg.Node.ID == "" {
+	checkVIP(c, &cfg.VIP, len(rw.VIP.Addresses), cfg.IsDatabase())
+	buildVRRP(c, &cfg.VRRP, rw.VRRP)
+	buildFailover(c, &cfg.Failover, rw.Failover, &cfg.VIP)
+	cfg.Notify = buildNotify(rw.Notify)
+	buildLog(c, &cfg.Log, rw.Log)
+	if err := errors.Join(c.errs...); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// buildNode fills the node section and checks that it identifies the node.
+func buildNode(c *checker, n *Node, rn rawNode) {
+	n.ID, n.DataDir = rn.ID, rn.DataDir
+	if rn.Role != "" {
+		n.Role = rn.Role
+	}
+	if n.ID == "" {
 		c.add("node.id", "must be set")
 	}
-	if cfg.Node.Role != "database" && cfg.Node.Role != "witness" {
-		c.add("node.role", "must be database or witness, got %q", cfg.Node.Role)
+	if n.Role != "database" && n.Role != "witness" {
+		c.add("node.role", "must be database or witness, got %q", n.Role)
 	}
-	if cfg.Node.DataDir == "" {
+	if n.DataDir == "" {
 		c.add("node.data_dir", "must be set")
 	}
+}
 
-	cl := rw.Cluster
-	cfg.Cluster.RaftAddr, cfg.Cluster.APIAddr, cfg.Cluster.TokenFile = cl.RaftAddr, cl.APIAddr, cl.TokenFile
-	c.hostPort("cluster.raft_addr", cl.RaftAddr)
-	c.hostPort("cluster.api_addr", cl.APIAddr)
-	if cl.TokenFile == "" {
+// buildCluster fills the cluster section: this node's addresses, the token file, the
+// voters (see buildPeers) and the raft timings (see buildRaft). nodeID is node.id.
+func buildCluster(c *checker, cl *Cluster, rc rawCluster, nodeID string) {
+	cl.RaftAddr, cl.APIAddr, cl.TokenFile = rc.RaftAddr, rc.APIAddr, rc.TokenFile
+	c.hostPort("cluster.raft_addr", rc.RaftAddr)
+	c.hostPort("cluster.api_addr", rc.APIAddr)
+	if rc.TokenFile == "" {
 		c.add("cluster.token_file", "must be set")
-	} else if _, err := readSecret("cluster.token_file", cl.TokenFile); err != nil {
+	} else if _, err := readSecret("cluster.token_file", rc.TokenFile); err != nil {
 		c.errs = append(c.errs, err)
 	}
+	cl.Peers = buildPeers(c, rc, nodeID)
+	buildRaft(c, &cl.Raft, rc.Raft)
+}
+
+// buildPeers returns cluster.peers, checking that ids are unique, that the voter count is
+// odd, and that this node (nodeID) is listed with the same addresses as in rc.
+func buildPeers(c *checker, rc rawCluster, nodeID string) []Peer {
+	var peers []Peer
 	ids := map[string]bool{}
 	self := false
-	for i, p := range cl.Peers {
+	for i, p := range rc.Peers {
 		key := fmt.Sprintf("cluster.peers[%d]", i)
 		if p.ID == "" {
 			c.add(key+".id", "must be set")
@@ -399,56 +432,64 @@ func build(rw raw) (*Config, error) {
 		ids[p.ID] = true
 		c.hostPort(key+".raft_addr", p.RaftAddr)
 		c.hostPort(key+".api_addr", p.APIAddr)
-		if p.ID == cfg.Node.ID {
+		if p.ID == nodeID {
 			self = true
-			if p.RaftAddr != cl.RaftAddr {
-				c.add(key+".raft_addr", "%q differs from cluster.raft_addr %q for this node", p.RaftAddr, cl.RaftAddr)
+			if p.RaftAddr != rc.RaftAddr {
+				c.add(key+".raft_addr", "%q differs from cluster.raft_addr %q for this node", p.RaftAddr, rc.RaftAddr)
 			}
-			if p.APIAddr != cl.APIAddr {
-				c.add(key+".api_addr", "%q differs from cluster.api_addr %q for this node", p.APIAddr, cl.APIAddr)
+			if p.APIAddr != rc.APIAddr {
+				c.add(key+".api_addr", "%q differs from cluster.api_addr %q for this node", p.APIAddr, rc.APIAddr)
 			}
 		}
-		cfg.Cluster.Peers = append(cfg.Cluster.Peers, Peer(p))
+		peers = append(peers, Peer(p))
 	}
 	switch {
-	case len(cl.Peers) == 0:
+	case len(rc.Peers) == 0:
 		c.add("cluster.peers", "must list every voter, this node included")
-	case len(cl.Peers)%2 == 0:
-		c.add("cluster.peers", "needs an odd number of voters (two database nodes and a witness), got %d", len(cl.Peers))
-	case !self && cfg.Node.ID != "":
-		c.add("cluster.peers", "must include this node (%q)", cfg.Node.ID)
+	case len(rc.Peers)%2 == 0:
+		c.add("cluster.peers", "needs an odd number of voters (two database nodes and a witness), got %d", len(rc.Peers))
+	case !self && nodeID != "":
+		c.add("cluster.peers", "must include this node (%q)", nodeID)
 	}
-	rr := &cfg.Cluster.Raft
-	c.dur("cluster.raft.heartbeat_timeout", cl.Raft.HeartbeatTimeout, &rr.HeartbeatTimeout)
-	c.dur("cluster.raft.election_timeout", cl.Raft.ElectionTimeout, &rr.ElectionTimeout)
-	c.dur("cluster.raft.leader_lease_timeout", cl.Raft.LeaderLeaseTimeout, &rr.LeaderLeaseTimeout)
-	c.dur("cluster.raft.commit_timeout", cl.Raft.CommitTimeout, &rr.CommitTimeout)
-	c.dur("cluster.raft.snapshot_interval", cl.Raft.SnapshotInterval, &rr.SnapshotInterval)
-	if t := cl.Raft.SnapshotThreshold; t != nil {
+	return peers
+}
+
+// buildRaft fills cluster.raft and checks the inequalities hashicorp/raft needs between
+// its own timings.
+func buildRaft(c *checker, r *Raft, rr rawRaft) {
+	c.dur("cluster.raft.heartbeat_timeout", rr.HeartbeatTimeout, &r.HeartbeatTimeout)
+	c.dur("cluster.raft.election_timeout", rr.ElectionTimeout, &r.ElectionTimeout)
+	c.dur("cluster.raft.leader_lease_timeout", rr.LeaderLeaseTimeout, &r.LeaderLeaseTimeout)
+	c.dur("cluster.raft.commit_timeout", rr.CommitTimeout, &r.CommitTimeout)
+	c.dur("cluster.raft.snapshot_interval", rr.SnapshotInterval, &r.SnapshotInterval)
+	if t := rr.SnapshotThreshold; t != nil {
 		if *t < 1 {
 			c.add("cluster.raft.snapshot_threshold", "must be ≥ 1, got %d", *t)
 		} else {
-			rr.SnapshotThreshold = uint64(*t)
+			r.SnapshotThreshold = uint64(*t)
 		}
 	}
-	setInt(&rr.JournalRetain, cl.Raft.JournalRetain)
-	if rr.JournalRetain < 100 {
-		c.add("cluster.raft.journal_retain", "must be ≥ 100, got %d", rr.JournalRetain)
+	setInt(&r.JournalRetain, rr.JournalRetain)
+	if r.JournalRetain < 100 {
+		c.add("cluster.raft.journal_retain", "must be ≥ 100, got %d", r.JournalRetain)
 	}
-	if rr.LeaderLeaseTimeout > rr.HeartbeatTimeout {
-		c.add("cluster.raft.leader_lease_timeout", "(%s) cannot be larger than heartbeat_timeout (%s)", rr.LeaderLeaseTimeout, rr.HeartbeatTimeout)
+	if r.LeaderLeaseTimeout > r.HeartbeatTimeout {
+		c.add("cluster.raft.leader_lease_timeout", "(%s) cannot be larger than heartbeat_timeout (%s)", r.LeaderLeaseTimeout, r.HeartbeatTimeout)
 	}
-	if rr.ElectionTimeout < rr.HeartbeatTimeout {
-		c.add("cluster.raft.election_timeout", "(%s) must be ≥ heartbeat_timeout (%s)", rr.ElectionTimeout, rr.HeartbeatTimeout)
+	if r.ElectionTimeout < r.HeartbeatTimeout {
+		c.add("cluster.raft.election_timeout", "(%s) must be ≥ heartbeat_timeout (%s)", r.ElectionTimeout, r.HeartbeatTimeout)
 	}
-	if rr.HeartbeatTimeout < 50*time.Millisecond {
-		c.add("cluster.raft.heartbeat_timeout", "(%s) below 50ms causes needless elections on loaded hosts", rr.HeartbeatTimeout)
+	if r.HeartbeatTimeout < 50*time.Millisecond {
+		c.add("cluster.raft.heartbeat_timeout", "(%s) below 50ms causes needless elections on loaded hosts", r.HeartbeatTimeout)
 	}
-	if rr.CommitTimeout >= rr.HeartbeatTimeout {
-		c.add("cluster.raft.commit_timeout", "(%s) must be below heartbeat_timeout (%s)", rr.CommitTimeout, rr.HeartbeatTimeout)
+	if r.CommitTimeout >= r.HeartbeatTimeout {
+		c.add("cluster.raft.commit_timeout", "(%s) must be below heartbeat_timeout (%s)", r.CommitTimeout, r.HeartbeatTimeout)
 	}
+}
 
-	m, rm := &cfg.MySQL, rw.MySQL
+// buildMySQL fills the mysql section and checks its durations. What a database node
+// needs on top is checked by checkDatabaseMySQL, after the vip section is decoded.
+func buildMySQL(c *checker, m *MySQL, rm rawMySQL) {
 	m.DSN, m.User, m.PasswordFile, m.CheckScript, m.AppUsers = rm.DSN, rm.User, rm.PasswordFile, rm.CheckScript, rm.AppUsers
 	m.Host = rm.Host
 	setInt(&m.Port, rm.Port)
@@ -460,8 +501,46 @@ func build(rw raw) (*Config, error) {
 	}
 	c.dur("mysql.interval", rm.Interval, &m.Interval)
 	c.dur("mysql.timeout", rm.Timeout, &m.Timeout)
+}
 
-	v, rv := &cfg.VIP, rw.VIP
+// checkDatabaseMySQL checks the mysql section of a database node: how to reach the
+// server, the health-check thresholds, and that a probe times out before fall
+// intervals have passed.
+func checkDatabaseMySQL(c *checker, m *MySQL) {
+	if m.DSN == "" && m.Host == "" {
+		c.add("mysql.host", "must be set (or mysql.dsn) on a database node")
+	}
+	if m.DSN != "" && m.Host != "" {
+		c.add("mysql.dsn", "set either mysql.dsn or mysql.host, not both")
+	}
+	if m.DSN == "" && m.User == "" {
+		c.add("mysql.user", "must be set on a database node")
+	}
+	if m.PasswordFile != "" {
+		if _, err := readSecret("mysql.password_file", m.PasswordFile); err != nil {
+			c.errs = append(c.errs, err)
+		}
+	}
+	if m.Port < 1 || m.Port > 65535 {
+		c.add("mysql.port", "must be 1..65535, got %d", m.Port)
+	}
+	if m.Flavor != "mariadb" && m.Flavor != "mysql" {
+		c.add("mysql.flavor", "must be mariadb or mysql, got %q", m.Flavor)
+	}
+	if m.Rise < 1 {
+		c.add("mysql.rise", "must be ≥ 1, got %d", m.Rise)
+	}
+	if m.Fall < 1 {
+		c.add("mysql.fall", "must be ≥ 1, got %d", m.Fall)
+	}
+	if m.Fall >= 1 && m.Timeout > m.Interval*time.Duration(m.Fall) {
+		c.add("mysql.timeout", "(%s) must not exceed mysql.interval × mysql.fall (%s), or a hung server is detected late", m.Timeout, m.Interval*time.Duration(m.Fall))
+	}
+}
+
+// buildVIP fills the vip section, checking its durations and parsing each address (a
+// bare IPv4 address counts as a /32). Invalid addresses are reported and left out.
+func buildVIP(c *checker, v *VIP, rv rawVIP) {
 	v.Interface, v.Label = rv.Interface, rv.Label
 	setInt(&v.GARPRepeat, rv.GARPRepeat)
 	c.dur("vip.garp_interval", rv.GARPInterval, &v.GARPInterval)
@@ -482,44 +561,20 @@ func build(rw raw) (*Config, error) {
 		}
 		v.Addresses = append(v.Addresses, p)
 	}
+}
 
-	if cfg.IsDatabase() {
-		if m.DSN == "" && m.Host == "" {
-			c.add("mysql.host", "must be set (or mysql.dsn) on a database node")
-		}
-		if m.DSN != "" && m.Host != "" {
-			c.add("mysql.dsn", "set either mysql.dsn or mysql.host, not both")
-		}
-		if m.DSN == "" && m.User == "" {
-			c.add("mysql.user", "must be set on a database node")
-		}
-		if m.PasswordFile != "" {
-			if _, err := readSecret("mysql.password_file", m.PasswordFile); err != nil {
-				c.errs = append(c.errs, err)
-			}
-		}
-		if m.Port < 1 || m.Port > 65535 {
-			c.add("mysql.port", "must be 1..65535, got %d", m.Port)
-		}
-		if m.Flavor != "mariadb" && m.Flavor != "mysql" {
-			c.add("mysql.flavor", "must be mariadb or mysql, got %q", m.Flavor)
-		}
-		if m.Rise < 1 {
-			c.add("mysql.rise", "must be ≥ 1, got %d", m.Rise)
-		}
-		if m.Fall < 1 {
-			c.add("mysql.fall", "must be ≥ 1, got %d", m.Fall)
-		}
-		if m.Fall >= 1 && m.Timeout > m.Interval*time.Duration(m.Fall) {
-			c.add("mysql.timeout", "(%s) must not exceed mysql.interval × mysql.fall (%s), or a hung server is detected late", m.Timeout, m.Interval*time.Duration(m.Fall))
-		}
+// checkVIP checks the vip section against the node's role (database reports whether it
+// is a database node) and the gratuitous-ARP and kernel-lease limits. listed is the
+// number of addresses in the file, valid or not.
+func checkVIP(c *checker, v *VIP, listed int, database bool) {
+	if database {
 		if v.Interface == "" {
 			c.add("vip.interface", "must be set on a database node")
 		}
-		if len(rv.Addresses) == 0 {
+		if listed == 0 {
 			c.add("vip.addresses", "must list at least one VIP on a database node")
 		}
-	} else if len(rv.Addresses) > 0 {
+	} else if listed > 0 {
 		c.add("vip.addresses", "must be empty on a witness: a witness never owns the VIP")
 	}
 	if v.GARPRepeat < 0 || v.GARPRepeat > 100 {
@@ -528,14 +583,17 @@ func build(rw raw) (*Config, error) {
 	if v.KernelLease%time.Second != 0 || v.KernelLease < time.Second {
 		c.add("vip.kernel_lease", "must be whole seconds ≥ 1s (the kernel's valid_lft unit), got %s", v.KernelLease)
 	}
+}
 
-	vr, rvr := &cfg.VRRP, rw.VRRP
-	setBool(&vr.Enabled, rvr.Enabled)
-	setInt(&vr.Version, rvr.Version)
-	setInt(&vr.VirtualRouterID, rvr.VirtualRouterID)
-	setInt(&vr.Priority, rvr.Priority)
-	vr.AuthPass = rvr.AuthPass
-	c.dur("vrrp.advert_int", rvr.AdvertInt, &vr.AdvertInt)
+// buildVRRP fills the vrrp section and checks it against what keepalived accepts for
+// the chosen protocol version.
+func buildVRRP(c *checker, vr *VRRP, rv rawVRRP) {
+	setBool(&vr.Enabled, rv.Enabled)
+	setInt(&vr.Version, rv.Version)
+	setInt(&vr.VirtualRouterID, rv.VirtualRouterID)
+	setInt(&vr.Priority, rv.Priority)
+	vr.AuthPass = rv.AuthPass
+	c.dur("vrrp.advert_int", rv.AdvertInt, &vr.AdvertInt)
 	if vr.Version != 2 && vr.Version != 3 {
 		c.add("vrrp.version", "must be 2 or 3, got %d", vr.Version)
 	}
@@ -557,8 +615,11 @@ func build(rw raw) (*Config, error) {
 	if vr.Version == 3 && (vr.AdvertInt%(10*time.Millisecond) != 0 || vr.AdvertInt > 40950*time.Millisecond) {
 		c.add("vrrp.advert_int", "VRRPv3 needs centiseconds 10ms..40.95s, got %s", vr.AdvertInt)
 	}
+}
 
-	f, rf := &cfg.Failover, rw.Failover
+// buildFailover fills the failover section and checks it. v is the already built vip
+// section, which checkCrossTimings compares the lease against.
+func buildFailover(c *checker, f *Failover, rf rawFailover, v *VIP) {
 	setBool(&f.Nopreempt, rf.Nopreempt)
 	setBool(&f.FenceReadOnly, rf.FenceReadOnly)
 	c.dur("failover.lease", rf.Lease, &f.Lease)
@@ -573,30 +634,41 @@ func build(rw raw) (*Config, error) {
 	if f.Lease < 150*time.Millisecond {
 		c.add("failover.lease", "(%s) must be ≥ 150ms: renewals go out every lease/3", f.Lease)
 	}
-	if f.Lease > 10*v.KernelLease {
-		c.add("failover.lease", "(%s) should not exceed 10 × vip.kernel_lease (%s)", f.Lease, v.KernelLease)
-	}
+	checkCrossTimings(c, f, v)
 	if f.CatchupTimeout < 100*time.Millisecond {
 		c.add("failover.catchup_timeout", "must be ≥ 100ms, got %s", f.CatchupTimeout)
 	}
+}
 
-	cfg.Notify = Notify{Master: rw.Notify.Master, Backup: rw.Notify.Backup, Fault: rw.Notify.Fault}
-	if rw.Log.Level != "" {
-		cfg.Log.Level = rw.Log.Level
+// checkCrossTimings checks the timing inequalities that span sections: failover.lease
+// must not exceed 10 × vip.kernel_lease. Inequalities within one section stay with that
+// section (buildRaft, checkDatabaseMySQL). buildFailover calls it between its own lease
+// and catchup checks, which keeps the order errors are reported in.
+func checkCrossTimings(c *checker, f *Failover, v *VIP) {
+	if f.Lease > 10*v.KernelLease {
+		c.add("failover.lease", "(%s) should not exceed 10 × vip.kernel_lease (%s)", f.Lease, v.KernelLease)
 	}
-	if rw.Log.Format != "" {
-		cfg.Log.Format = rw.Log.Format
+}
+
+// buildNotify copies the notify hook scripts; they are not validated.
+func buildNotify(rn rawNotify) Notify {
+	return Notify(rn)
+}
+
+// buildLog fills the log section and checks the level and format names.
+func buildLog(c *checker, l *Log, rl rawLog) {
+	if rl.Level != "" {
+		l.Level = rl.Level
 	}
-	switch cfg.Log.Level {
+	if rl.Format != "" {
+		l.Format = rl.Format
+	}
+	switch l.Level {
 	case "debug", "info", "warn", "error":
 	default:
-		c.add("log.level", "must be debug, info, warn or error, got %q", cfg.Log.Level)
+		c.add("log.level", "must be debug, info, warn or error, got %q", l.Level)
 	}
-	if cfg.Log.Format != "json" && cfg.Log.Format != "console" {
-		c.add("log.format", "must be json or console, got %q", cfg.Log.Format)
+	if l.Format != "json" && l.Format != "console" {
+		c.add("log.format", "must be json or console, got %q", l.Format)
 	}
-	if err := errors.Join(c.errs...); err != nil {
-		return nil, err
-	}
-	return &cfg, nil
 }
