@@ -179,10 +179,11 @@ type PromotedData struct {
 	LossNotes string `json:"loss_notes,omitempty"`
 	// Received is what the new owner's replication channel had received (Gtid_IO_Pos,
 	// Retrieved_Gtid_Set) when it stopped the channel; RelayApplied says whether all of
-	// it was applied first, after waiting RelayWaitedMS.
+	// it was applied first, after waiting RelayWaitedMS. Both are set only on a handover
+	// from another node.
 	Received      string `json:"received,omitempty"`
-	RelayApplied  bool   `json:"relay_applied"`
-	RelayWaitedMS int64  `json:"relay_waited_ms"`
+	RelayApplied  *bool  `json:"relay_applied,omitempty"`
+	RelayWaitedMS int64  `json:"relay_waited_ms,omitempty"`
 	// PrevOwner and PrevFence say whether the new owner fenced the previous owner's MySQL
 	// remotely before opening writes: "fenced", "already read-only" or the error.
 	PrevOwner string `json:"prev_owner,omitempty"`

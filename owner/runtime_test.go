@@ -255,7 +255,7 @@ func TestHandoverAppliesRelayAndFencesPrevious(t *testing.T) {
 	r.o.mu.Lock()
 	d := r.o.promoted
 	r.o.mu.Unlock()
-	if d.PrevOwner != "db2" || d.PrevFence != "fenced" || !d.RelayApplied {
+	if d.PrevOwner != "db2" || d.PrevFence != "fenced" || d.RelayApplied == nil || !*d.RelayApplied {
 		t.Fatalf("OwnerPromoted data = %+v, want previous owner fenced and relay applied", d)
 	}
 }
