@@ -199,6 +199,63 @@ func (c *cluster) requireOneWriter() string {
 	return ""
 }
 
+// requireOneWriterStable is requireOneWriter, and then the same condition must hold at
+// every check (every 50 ms) for hold: a restarted daemon that acts on replayed history does
+// so a moment after it came back, not at once.
+func (c *cluster) requireOneWriterStable(hold time.Duration) string {
+	c.t.Helper()
+	owner := c.requireOneWriter()
+	from := time.Now()
+	for time.Since(from) < hold {
+		got, why := c.oneWriter()
+		if why == "" && got != owner {
+			why = fmt.Sprintf("the owner changed from %s to %s", owner, got)
+		}
+		if why != "" {
+			c.t.Fatalf("requireOneWriter: one writer (%s) held for %s, then: %s\n%s", owner, time.Since(from).Round(time.Millisecond), why, c.evidence())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return owner
+}
+
+// waitCaughtUp waits until node's keepraftd answers, follows a leader, has applied what
+// another running node has committed, and (for a database node) has a probe result.
+func (c *cluster) waitCaughtUp(node string, within time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(within)
+	last := ""
+	for {
+		st, err := c.statusOf(node)
+		switch {
+		case err != nil:
+			last = err.Error()
+		case st.Leader == "":
+			last = "no leader known, raft " + st.RaftState
+		case c.nodes[node].Role == "database" && st.Local.MySQLHealthy == nil:
+			last = "no MySQL probe result yet"
+		default:
+			var commit uint64
+			for _, n := range c.running() {
+				if n == node {
+					continue
+				}
+				if o, err := c.statusOf(n); err == nil {
+					commit = max(commit, o.CommitIndex)
+				}
+			}
+			if commit > 0 && st.Applied >= commit {
+				return
+			}
+			last = fmt.Sprintf("applied %d, others' commit index %d", st.Applied, commit)
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("keepraftd %s did not catch up within %s: %s\n%s", node, within, last, c.evidence())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // lastRejoin returns the payload of the last applied RejoinChecked about node.
 func lastRejoin(recs []fsm.Record, node string) (fsm.RejoinData, bool) {
 	var d fsm.RejoinData

@@ -113,11 +113,15 @@ func TestRestartDrill(t *testing.T) {
 		t.Logf("restart %d/%d (+%s): owner %s epoch %d: %s %s keepraftd on %s", round, rounds, time.Since(start).Round(time.Millisecond), owner, epoch, what, sigName[sig], target)
 		c.restartKeepraftd(target, sig)
 		if heal != nil {
+			// The killed mysqld stays dead until the failover happened (a crashed server
+			// does not come back in milliseconds), then it returns and must rejoin.
+			c.waitEpochAbove(epoch, 15*time.Second)
 			heal()
 		}
 		desc := fmt.Sprintf("restart %d (%s %s keepraftd on %s, seed %d)", round, what, sigName[sig], target, seed)
 		t.Logf("%s: checking one writer, replication, a row everywhere, the sampler", desc)
-		c.requireOneWriter()
+		c.waitCaughtUp(target, 15*time.Second)
+		c.requireOneWriterStable(3 * time.Second)
 		c.requireReplicationRuns(10 * time.Second)
 		c.requireRowEverywhere()
 		sampler.requireNoTwoWriters(mark, desc)
