@@ -540,6 +540,14 @@ func (s *roSampler) requireNoTwoWriters(mark int, what string) {
 // 8 s; SIGKILL: at once), waits until it is gone and starts it again at once.
 func (c *cluster) restartKeepraftd(name string, sig syscall.Signal) {
 	c.t.Helper()
+	c.restartKeepraftdAfter(name, sig, 0)
+}
+
+// restartKeepraftdAfter is restartKeepraftd with the node left down for down (a fault
+// parameter: the leader backs off from an unreachable follower, so a longer outage makes the
+// restarted node replay the log later, after its own MySQL probe is already healthy).
+func (c *cluster) restartKeepraftdAfter(name string, sig syscall.Signal, down time.Duration) {
+	c.t.Helper()
 	p := c.procs[name]
 	switch sig {
 	case syscall.SIGKILL:
@@ -557,6 +565,9 @@ func (c *cluster) restartKeepraftd(name string, sig syscall.Signal) {
 		if late {
 			c.t.Logf("keepraftd %s ignored SIGTERM for 8s and was killed", name)
 		}
+	}
+	if down > 0 {
+		time.Sleep(down) // the outage itself, not a wait for a condition
 	}
 	c.start(name)
 }

@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -115,4 +117,41 @@ func TestOwnerCutOffDuringHandover(t *testing.T) {
 			c.assertNeverTwoHolders()
 		})
 	}
+}
+
+// TestOwnerMysqldBouncesWhileLeaderlessKeepsOneWriter: the owner's mysqld is killed and
+// started again at once (it comes back with read_only=1 from my.cnf) while the Raft leader's
+// keepraftd is restarted, so the owner's health transition cannot be committed in time. The
+// owner must not keep the VIP over a read-only server: within the bound there is again
+// exactly one writable server, the active owner, holding the VIP, and writes through the VIP
+// succeed.
+func TestOwnerMysqldBouncesWhileLeaderlessKeepsOneWriter(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	owner := c.waitOwner(30 * time.Second)
+	c.waitDBsHealthy(30 * time.Second)
+	c.requireOneWriter()
+	sampler := c.startROSampler()
+	st, err := c.status("witness")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := st.Leader
+	if leader == "" || leader == owner {
+		t.Fatalf("leader %q: want a raft leader other than the owner %s", leader, owner)
+	}
+	t.Logf("owner %s, raft leader %s: killing the owner's mysqld and SIGKILLing the leader's keepraftd, then restarting both at once", owner, leader)
+	if err := c.lab.MariaDB(owner).Kill(); err != nil {
+		t.Fatal(err)
+	}
+	c.restartKeepraftd(leader, syscall.SIGKILL)
+	if err := c.lab.MariaDB(owner).Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("mysqld on %s back (%s)", owner, fmtRO(c.readOnlyAll()))
+	c.waitCaughtUp(leader, 15*time.Second)
+	c.requireOneWriterStable(3 * time.Second)
+	c.requireReplicationRuns(10 * time.Second)
+	c.requireRowEverywhere()
+	sampler.requireNoTwoWriters(0, "mysqld bounce while leaderless")
+	c.assertNeverTwoHolders()
 }

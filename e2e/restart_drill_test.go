@@ -72,6 +72,8 @@ func TestRestartDrill(t *testing.T) {
 		sig := []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL}[rng.IntN(2)]
 		hitNew := rng.IntN(2) == 0   // during a handover: restart the new owner (else the old one)
 		atAssign := rng.IntN(2) == 0 // during a handover: restart once the new owner is assigned (else at once)
+		// Mostly at once; sometimes after a short outage (see restartKeepraftdAfter).
+		down := []time.Duration{0, 0, 0, 500 * time.Millisecond, 1500 * time.Millisecond}[rng.IntN(5)]
 		mark := sampler.Mark()
 		var target, what string
 		var heal func()
@@ -110,15 +112,15 @@ func TestRestartDrill(t *testing.T) {
 				target = other(owner)
 			}
 		}
-		t.Logf("restart %d/%d (+%s): owner %s epoch %d: %s %s keepraftd on %s", round, rounds, time.Since(start).Round(time.Millisecond), owner, epoch, what, sigName[sig], target)
-		c.restartKeepraftd(target, sig)
+		t.Logf("restart %d/%d (+%s): owner %s epoch %d: %s %s keepraftd on %s, down %s", round, rounds, time.Since(start).Round(time.Millisecond), owner, epoch, what, sigName[sig], target, down)
+		c.restartKeepraftdAfter(target, sig, down)
 		if heal != nil {
 			// The killed mysqld stays dead until the failover happened (a crashed server
 			// does not come back in milliseconds), then it returns and must rejoin.
 			c.waitEpochAbove(epoch, 15*time.Second)
 			heal()
 		}
-		desc := fmt.Sprintf("restart %d (%s %s keepraftd on %s, seed %d)", round, what, sigName[sig], target, seed)
+		desc := fmt.Sprintf("restart %d (%s %s keepraftd on %s, down %s, seed %d)", round, what, sigName[sig], target, down, seed)
 		t.Logf("%s: checking one writer, replication, a row everywhere, the sampler", desc)
 		c.waitCaughtUp(target, 15*time.Second)
 		c.requireOneWriterStable(3 * time.Second)
