@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -61,6 +63,7 @@ func TestRestartDrill(t *testing.T) {
 	}
 	sigName := map[syscall.Signal]string{syscall.SIGTERM: "SIGTERM", syscall.SIGKILL: "SIGKILL"}
 	start := time.Now()
+	seen := map[drillKind]int{}
 	for i, kind := range order[:rounds] {
 		round := i + 1
 		roundStart := time.Now()
@@ -72,8 +75,10 @@ func TestRestartDrill(t *testing.T) {
 		sig := []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL}[rng.IntN(2)]
 		hitNew := rng.IntN(2) == 0   // during a handover: restart the new owner (else the old one)
 		atAssign := rng.IntN(2) == 0 // during a handover: restart once the new owner is assigned (else at once)
-		// Mostly at once; sometimes after a short outage (see restartKeepraftdAfter).
-		down := []time.Duration{0, 0, 0, 500 * time.Millisecond, 1500 * time.Millisecond}[rng.IntN(5)]
+		// At once, or after a short outage (see restartKeepraftdAfter): each kind gets every
+		// outage in turn, so 20 restarts cover all of them.
+		down := []time.Duration{0, 1500 * time.Millisecond, 0, 500 * time.Millisecond}[seen[kind]%4]
+		seen[kind]++
 		mark := sampler.Mark()
 		var target, what string
 		var heal func()
@@ -123,6 +128,9 @@ func TestRestartDrill(t *testing.T) {
 		desc := fmt.Sprintf("restart %d (%s %s keepraftd on %s, down %s, seed %d)", round, what, sigName[sig], target, down, seed)
 		t.Logf("%s: checking one writer, replication, a row everywhere, the sampler", desc)
 		c.waitCaughtUp(target, 15*time.Second)
+		if lines := c.actionsSinceStart(target); lines != "" {
+			t.Logf("%s: keepraftd %s since its restart:\n%s", desc, target, lines)
+		}
 		c.requireOneWriterStable(3 * time.Second)
 		c.requireReplicationRuns(10 * time.Second)
 		c.requireRowEverywhere()
@@ -133,6 +141,25 @@ func TestRestartDrill(t *testing.T) {
 		t.Logf("restart %d ok in %s", round, time.Since(roundStart).Round(time.Millisecond))
 	}
 	t.Logf("restart drill: %d restarts in %s; %s", rounds, time.Since(start).Round(time.Second), sampler.summary())
+}
+
+// actionLine matches the log lines of a node acting on its MySQL or the VIP.
+var actionLine = regexp.MustCompile(`promot|catch-up|open writes|stop replication|releasing|VIP acquired|rejoin`)
+
+// actionsSinceStart returns, for diagnosis, the lines of node's current keepraftd log (since
+// its last spawn) where it acted on its MySQL or the VIP.
+func (c *cluster) actionsSinceStart(node string) string {
+	log := c.procs[node].Tail(2000)
+	if i := strings.LastIndex(log, "keepraft-lab spawn"); i >= 0 {
+		log = log[i:]
+	}
+	var out []string
+	for _, l := range strings.Split(log, "\n") {
+		if actionLine.MatchString(l) && !strings.Contains(l, `"msg":"journal"`) {
+			out = append(out, "    "+l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // waitEpochAbove waits until a node reports an epoch above epoch (a new owner assigned).
