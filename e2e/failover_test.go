@@ -98,6 +98,10 @@ func TestMysqldKilledMovesVIP(t *testing.T) {
 		return ok, fmt.Sprintf("rejoin %+v, db1 io=%v sql=%v, db2 io=%v sql=%v", d, io1, sql1, io2, sql2)
 	})
 	c.assertNeverTwoHolders()
+	// The database agrees: only the new owner is writable.
+	if w := c.requireOneWriter(); w != other(owner) {
+		t.Fatalf("the writable owner is %s, want %s", w, other(owner))
+	}
 }
 
 // TestRejoinWithExtraTransactionsIsBlocked: the owner commits writes its peer never
@@ -206,6 +210,10 @@ func TestOwnerLinkCut(t *testing.T) {
 		t.Fatalf("journal %v lacks the revoke and reassignment", got)
 	}
 	c.assertNeverTwoHolders()
+	// The database agrees: the healed former owner is read-only, only the new owner writes.
+	if w := c.requireOneWriter(); w != other(owner) {
+		t.Fatalf("the writable owner is %s, want %s", w, other(owner))
+	}
 }
 
 func TestFrozenDaemonLosesVIPToKernelLifetime(t *testing.T) {
@@ -420,6 +428,9 @@ func TestSwitchoverUnderLoadLosesNoWrite(t *testing.T) {
 		t.Fatal("no fenced switchover release in the journal")
 	}
 	c.assertNeverTwoHolders()
+	if w := c.requireOneWriter(); w != target {
+		t.Fatalf("the writable owner is %s, want the switchover target %s", w, target)
+	}
 }
 
 func TestGracefulStopOfOwnerHandsOver(t *testing.T) {
@@ -434,4 +445,7 @@ func TestGracefulStopOfOwnerHandsOver(t *testing.T) {
 		t.Fatalf("no handover after the owner stopped: %v", err)
 	}
 	c.assertNeverTwoHolders()
+	if w := c.requireOneWriter(); w != other(owner) {
+		t.Fatalf("the writable owner is %s, want %s", w, other(owner))
+	}
 }
