@@ -113,6 +113,8 @@ type Owner struct {
 	lease  *fsm.OwnerLease
 	// writesOpen: this runtime set read_only=0 and has not fenced since.
 	writesOpen bool
+	// openedAt is when this runtime last set read_only=0 (wall clock, as Health.CheckedAt).
+	openedAt time.Time
 	// fencedAt is when the last local fence finished (wall clock, as Health.CheckedAt).
 	fencedAt time.Time
 	held     bool // the VIP is on the interface

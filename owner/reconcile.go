@@ -87,6 +87,12 @@ func (o *Owner) enforce(ctx context.Context) {
 	s := o.d.Node.State()
 	if o.mayWrite(s) {
 		o.mu.Lock()
+		// A server that restarted (my.cnf starts it read_only=1) or was fenced by someone
+		// else is read-only again: a probe that began after we opened writes says so.
+		if o.writesOpen && o.health.Up && o.health.ReadOnly && o.health.CheckedAt.After(o.openedAt) {
+			o.log.Warn("server is read-only again under the serving owner; reopening writes")
+			o.writesOpen = false
+		}
 		open := o.writesOpen
 		epoch := o.m.Epoch
 		o.mu.Unlock()
@@ -150,7 +156,8 @@ func (o *Owner) openWrites(ctx context.Context, epoch uint64) {
 		return
 	}
 	o.mu.Lock()
-	o.writesOpen = true
+	o.writesOpen, o.openedAt = true, time.Now()
+	o.health.ReadOnly = false
 	o.mu.Unlock()
 	o.log.Info("writes open", zap.Uint64("epoch", epoch))
 	o.poke()

@@ -456,3 +456,21 @@ func TestRunOnFakes(t *testing.T) {
 		}
 	})
 }
+
+// TestServerBackReadOnlyIsReopened: the owner's mysqld restarts faster than fall×interval
+// (no health transition) and comes back read_only=1 from my.cnf; the serving owner must
+// open writes again rather than keep the VIP over a read-only server.
+func TestServerBackReadOnlyIsReopened(t *testing.T) {
+	r := newRig(t)
+	r.serve(t)
+	r.db.mu.Lock()
+	r.db.readOnly = true // restarted
+	r.db.mu.Unlock()
+	time.Sleep(time.Millisecond) // the probe starts after writes were opened
+	r.healthy(true)
+	r.grantLease(r.node.State().Epoch)
+	r.o.reconcile(context.Background())
+	if r.db.isReadOnly() {
+		t.Fatalf("serving owner left its server read-only; trace:\n%s", r.tr)
+	}
+}
