@@ -46,7 +46,14 @@ type Cluster struct {
 	APIAddr   string
 	Peers     []Peer
 	TokenFile string
-	Raft      Raft
+	// TLS, when set, makes the control plane mutual TLS: Raft and the admin API.
+	TLS  *TLS
+	Raft Raft
+}
+
+// TLS holds the PEM files of cluster.tls.
+type TLS struct {
+	CAFile, CertFile, KeyFile string
 }
 
 // Raft holds the hashicorp/raft timings.
@@ -134,6 +141,18 @@ func (c *Config) Password() (string, error) {
 	return readSecret("mysql.password_file", c.MySQL.PasswordFile)
 }
 
+// privateFile refuses a secret that group or others may read.
+func privateFile(key, path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", key, err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("%s: %s has mode %04o: group or others can read it; chmod 600 it", key, path, perm)
+	}
+	return nil
+}
+
 func readSecret(key, path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -176,7 +195,14 @@ type rawCluster struct {
 	APIAddr   string    `yaml:"api_addr"`
 	Peers     []rawPeer `yaml:"peers"`
 	TokenFile string    `yaml:"token_file"`
+	TLS       *rawTLS   `yaml:"tls"`
 	Raft      rawRaft   `yaml:"raft"`
+}
+
+type rawTLS struct {
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 type rawRaft struct {
@@ -411,6 +437,24 @@ func buildCluster(c *checker, cl *Cluster, rc rawCluster, nodeID string) {
 		c.add("cluster.token_file", "must be set")
 	} else if _, err := readSecret("cluster.token_file", rc.TokenFile); err != nil {
 		c.errs = append(c.errs, err)
+	} else if err := privateFile("cluster.token_file", rc.TokenFile); err != nil {
+		c.errs = append(c.errs, err)
+	}
+	if rc.RaftAddr != "" && rc.RaftAddr == rc.APIAddr {
+		c.add("cluster.api_addr", "%q is also cluster.raft_addr: Raft and the admin API need their own ports", rc.APIAddr)
+	}
+	if t := rc.TLS; t != nil {
+		cl.TLS = &TLS{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile}
+		for key, path := range map[string]string{"cluster.tls.ca_file": t.CAFile, "cluster.tls.cert_file": t.CertFile, "cluster.tls.key_file": t.KeyFile} {
+			if path == "" {
+				c.add(key, "must be set when cluster.tls is given")
+			}
+		}
+		if t.KeyFile != "" {
+			if err := privateFile("cluster.tls.key_file", t.KeyFile); err != nil {
+				c.errs = append(c.errs, err)
+			}
+		}
 	}
 	cl.Peers = buildPeers(c, rc, nodeID)
 	buildRaft(c, &cl.Raft, rc.Raft)
@@ -421,6 +465,7 @@ func buildCluster(c *checker, cl *Cluster, rc rawCluster, nodeID string) {
 func buildPeers(c *checker, rc rawCluster, nodeID string) []Peer {
 	var peers []Peer
 	ids := map[string]bool{}
+	addrs := map[string]string{} // address → the key that uses it
 	self := false
 	for i, p := range rc.Peers {
 		key := fmt.Sprintf("cluster.peers[%d]", i)
@@ -432,6 +477,15 @@ func buildPeers(c *checker, rc rawCluster, nodeID string) []Peer {
 		ids[p.ID] = true
 		c.hostPort(key+".raft_addr", p.RaftAddr)
 		c.hostPort(key+".api_addr", p.APIAddr)
+		for _, a := range []struct{ field, addr string }{{"raft_addr", p.RaftAddr}, {"api_addr", p.APIAddr}} {
+			if a.addr == "" {
+				continue
+			}
+			if prev, dup := addrs[a.addr]; dup {
+				c.add(key+"."+a.field, "%q is already %s: every raft and API address must be distinct", a.addr, prev)
+			}
+			addrs[a.addr] = key + "." + a.field
+		}
 		if p.ID == nodeID {
 			self = true
 			if p.RaftAddr != rc.RaftAddr {
