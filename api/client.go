@@ -81,6 +81,14 @@ func NewClient(token string, hc *http.Client) *Client {
 	return &Client{http: hc, token: token, scheme: "http"}
 }
 
+// NewTLSClient is NewClient for an API served over HTTPS: hc must carry the TLS
+// configuration (the client certificate and the CA).
+func NewTLSClient(token string, hc *http.Client) *Client {
+	c := NewClient(token, hc)
+	c.scheme = "https"
+	return c
+}
+
 // Do sends in (JSON, when not nil) to addr's path and decodes a 2xx answer into out
 // (when not nil). A timeout > 0 bounds the call.
 func (c *Client) Do(ctx context.Context, method, addr, path string, in, out any, timeout time.Duration) error {

@@ -23,7 +23,9 @@ type Status struct {
 	Members     []MemberStatus    `json:"members"`
 	Local       LocalStatus       `json:"local"`
 	Foreign     []fsm.ForeignData `json:"foreign_vrrp,omitempty"`
-	StaleEvents uint64            `json:"stale_events"`
+	// ControlPlane is "mutual TLS" or "plaintext" (no cluster.tls).
+	ControlPlane string `json:"control_plane"`
+	StaleEvents  uint64 `json:"stale_events"`
 }
 
 // MemberStatus is one member's line in [Status] and the body of GET /v1/members.

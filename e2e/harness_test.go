@@ -58,6 +58,7 @@ type cluster struct {
 	procs   map[string]*testenv.Proc
 	tracker *testenv.Tracker
 	http    *http.Client
+	tls     bool // the API is HTTPS with the lab's raftctl certificate
 	dialer  string
 	vip     string
 }
@@ -67,6 +68,8 @@ var dialerSeq atomic.Int64
 type clusterOpts struct {
 	vrrp  bool
 	extra string
+	// plaintext runs the control plane without cluster.tls (TLS is on by default).
+	plaintext bool
 }
 
 func newCluster(t *testing.T, o clusterOpts) *cluster {
@@ -75,14 +78,19 @@ func newCluster(t *testing.T, o clusterOpts) *cluster {
 	lab := testenv.NewT(t, testenv.Options{MariaDB: true})
 	c := &cluster{t: t, lab: lab, nodes: map[string]testenv.KeepraftdNode{}, procs: map[string]*testenv.Proc{}, vip: lab.VIP.Addr().String()}
 	client := lab.Host("client")
-	c.http = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DialContext: client.DialContext, DisableKeepAlives: true}}
 	c.dialer = fmt.Sprintf("lab%d", dialerSeq.Add(1))
 	registerDialer(c)
 	extra := "log: {level: debug}\n" + o.extra
-	nodes, err := lab.WriteKeepraftdConfigs(testenv.KeepraftdOptions{VRRP: o.vrrp, Extra: extra})
+	nodes, err := lab.WriteKeepraftdConfigs(testenv.KeepraftdOptions{VRRP: o.vrrp, Extra: extra, Plaintext: o.plaintext})
 	if err != nil {
 		t.Fatal(err)
 	}
+	tlsConf, err := lab.ClientTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.tls = tlsConf != nil
+	c.http = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DialContext: client.DialContext, DisableKeepAlives: true, TLSClientConfig: tlsConf}}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	c.tracker, err = lab.TrackHolders(ctx, lab.VIP.Addr())
@@ -133,6 +141,9 @@ func (c *cluster) api() *api.Client {
 	tok, err := os.ReadFile(filepath.Join(c.lab.Dir, "keepraft", "token"))
 	if err != nil {
 		c.t.Fatalf("read the lab token: %v", err)
+	}
+	if c.tls {
+		return api.NewTLSClient(strings.TrimSpace(string(tok)), c.http)
 	}
 	return api.NewClient(strings.TrimSpace(string(tok)), c.http)
 }

@@ -199,12 +199,18 @@ type PromotionFailedData struct {
 // SwitchoverData is the payload of [SwitchoverRequested].
 type SwitchoverData struct {
 	To string `json:"to,omitempty"`
+	// Operator and From are the caller's identity (its certificate, or "token") and
+	// address, stamped by the API node that took the request.
+	Operator string `json:"operator,omitempty"`
+	From     string `json:"from,omitempty"`
 }
 
 // MaintenanceData is the payload of [MaintenanceChanged].
 type MaintenanceData struct {
-	Node string `json:"node"`
-	On   bool   `json:"on"`
+	Node     string `json:"node"`
+	On       bool   `json:"on"`
+	Operator string `json:"operator,omitempty"`
+	From     string `json:"from,omitempty"`
 }
 
 // ForeignData is the payload of [ForeignVRRPMasterSeen].

@@ -27,6 +27,7 @@ import (
 	"github.com/keepraft/keepraft/controller"
 	"github.com/keepraft/keepraft/fsm"
 	"github.com/keepraft/keepraft/internal/boottime"
+	"github.com/keepraft/keepraft/mtls"
 	"github.com/keepraft/keepraft/owner"
 	"github.com/keepraft/keepraft/probe"
 	"github.com/keepraft/keepraft/store"
@@ -44,6 +45,9 @@ const (
 	mysqlPool     = 4
 	mysqlIdle     = 2
 	mysqlIdleTime = 30 * time.Second
+	// apiIdlePerHost and apiIdleTimeout size the API client's pool.
+	apiIdlePerHost = 4
+	apiIdleTimeout = 30 * time.Second
 )
 
 // Options are the node's start options and its test seams.
@@ -77,6 +81,7 @@ type Node struct {
 	stores   *store.Stores
 	leaderCh chan bool
 	ctl      *controller.Controller
+	tls      *mtls.Bundle // nil: plaintext control plane
 	promiser *owner.Promiser
 	owner    *owner.Owner // nil on a witness
 
@@ -103,7 +108,15 @@ func New(cfg *config.Config, log *zap.Logger, opts Options) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: log, token: token, now: now, boot: now(), leaderCh: make(chan bool, 10), jointWindow: jointWindow,
 		fsm: fsm.New(cfg.Cluster.Raft.JournalRetain), metrics: newMetrics(cfg.Node.ID)}
-	n.client = api.NewClient(token, nil)
+	if cfg.Cluster.TLS != nil {
+		if n.tls, err = loadTLS(cfg); err != nil {
+			return nil, err
+		}
+		n.client = tlsClient(cfg, n.tls, token)
+	} else {
+		log.Warn("CONTROL PLANE IS PLAINTEXT: Raft and the admin API are unauthenticated and unencrypted; anyone who reaches cluster.raft_addr can steer the cluster. Set cluster.tls (see keepraftd gen-certs).")
+		n.client = api.NewClient(token, nil)
+	}
 	n.poll = newPoller(cfg, n.client, now, log)
 	if err := n.openRaft(opts.Transport); err != nil {
 		return nil, err
@@ -423,6 +436,10 @@ func (n *Node) Status() api.Status {
 		Node: n.cfg.Node.ID, Role: fsm.Role(n.cfg.Node.Role), RaftState: n.raft.State().String(), Leader: n.leader(),
 		Owner: s.Owner, Epoch: s.Epoch, Phase: s.Phase, PhaseSince: s.PhaseSince, Foreign: s.Foreign, StaleEvents: s.StaleCount,
 		Applied: n.raft.AppliedIndex(), LastLog: n.raft.LastIndex(), Term: n.raft.CurrentTerm(), CommitIndex: n.raft.CommitIndex(),
+		ControlPlane: "plaintext",
+	}
+	if n.tls != nil {
+		st.ControlPlane = "mutual TLS"
 	}
 	if n.owner != nil {
 		st.Local = n.owner.Local()

@@ -69,6 +69,13 @@ func (n *Node) openRaft(trans raft.Transport) error {
 		return fmt.Errorf("open data dir %s: %w", cfg.Node.DataDir, err)
 	}
 	n.stores = stores
+	if trans == nil && n.tls != nil {
+		nt, err := tlsTransport(cfg, n.tls, n, rlog)
+		if err != nil {
+			return errors.Join(err, stores.Close())
+		}
+		trans, n.closeTrans = nt, nt.Close
+	}
 	if trans == nil {
 		addr, err := net.ResolveTCPAddr("tcp", cfg.Cluster.RaftAddr)
 		if err != nil {

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,22 +20,34 @@ import (
 
 	"github.com/keepraft/keepraft/api"
 	"github.com/keepraft/keepraft/fsm"
+	"github.com/keepraft/keepraft/mtls"
 )
 
 // HTTP limits of the admin API.
 const (
 	readHeaderTimeout = 5 * time.Second
-	shutdownGrace     = 2 * time.Second
-	maxBody           = 1 << 20
-	maxJournalWait    = time.Minute
-	forwardTimeout    = 5 * time.Second
+	readTimeout       = 10 * time.Second
+	// writeTimeout must outlast the longest journal long-poll.
+	writeTimeout   = maxJournalWait + 15*time.Second
+	idleTimeout    = time.Minute
+	shutdownGrace  = 2 * time.Second
+	maxBody        = 1 << 20
+	maxJournalWait = time.Minute
+	forwardTimeout = 5 * time.Second
+	// maxReads bounds the reads (status, members, journal, metrics) served at once, so
+	// long polls and large journal copies never starve lease renewals and peer polls.
+	maxReads = 16
 )
 
 // server serves the admin HTTP/JSON API under /v1/ and Prometheus metrics on /metrics.
+// With cluster.tls it serves HTTPS only: the peer endpoints need a cluster node's
+// certificate, operator verbs any certificate from the cluster CA, and reads a
+// certificate or the token. Without it, the token guards everything but the reads.
 type server struct {
-	n   *Node
-	srv *http.Server
-	ln  net.Listener
+	n     *Node
+	srv   *http.Server
+	ln    net.Listener
+	reads chan struct{}
 }
 
 func newServer(n *Node) (*server, error) {
@@ -42,20 +55,28 @@ func newServer(n *Node) (*server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on cluster.api_addr %s: %w", n.cfg.Cluster.APIAddr, err)
 	}
-	a := &server{n: n, ln: ln}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+api.PathStatus, a.status)
-	mux.HandleFunc("GET "+api.PathMembers, a.members)
-	mux.HandleFunc("GET "+api.PathJournal, a.journal)
-	mux.HandleFunc("GET "+api.PathNode, a.node)
-	mux.HandleFunc("POST "+api.PathPropose, a.auth(a.propose))
-	mux.HandleFunc("POST "+api.PathRenew, a.auth(a.renew))
-	mux.HandleFunc("POST "+api.PathSwitchover, a.auth(a.switchover))
-	mux.HandleFunc("POST "+api.PathMaintenance, a.auth(a.maintenance))
-	mux.HandleFunc("POST "+api.PathGoodbye, a.auth(a.goodbye))
-	mux.Handle("GET "+api.PathMetrics, promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
-	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: readHeaderTimeout}
+	if n.tls != nil {
+		ln = tls.NewListener(ln, n.tls.ServerConfig(false, nil))
+	}
+	a := &server{n: n, ln: ln, reads: make(chan struct{}, maxReads)}
+	a.srv = &http.Server{Handler: a.routes(), ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout, WriteTimeout: writeTimeout, IdleTimeout: idleTimeout,
+		ErrorLog: zap.NewStdLog(n.log.Named("http"))}
 	return a, nil
+}
+
+func (a *server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+api.PathStatus, a.reader(a.status))
+	mux.HandleFunc("GET "+api.PathMembers, a.reader(a.members))
+	mux.HandleFunc("GET "+api.PathJournal, a.reader(a.journal))
+	mux.HandleFunc("GET "+api.PathMetrics, a.reader(promhttp.HandlerFor(a.n.metrics.reg, promhttp.HandlerOpts{}).ServeHTTP))
+	mux.HandleFunc("GET "+api.PathNode, a.peer(a.node))
+	mux.HandleFunc("POST "+api.PathPropose, a.peer(a.propose))
+	mux.HandleFunc("POST "+api.PathRenew, a.peer(a.renew))
+	mux.HandleFunc("POST "+api.PathGoodbye, a.peer(a.goodbye))
+	mux.HandleFunc("POST "+api.PathSwitchover, a.operator(a.switchover))
+	mux.HandleFunc("POST "+api.PathMaintenance, a.operator(a.maintenance))
+	return mux
 }
 
 // Run serves until ctx ends.
@@ -87,19 +108,91 @@ func writeErr(w http.ResponseWriter, code int, format string, args ...any) {
 	writeJSON(w, code, api.ErrorResponse{Error: fmt.Sprintf(format, args...)})
 }
 
-// auth requires the cluster bearer token; a wrong or missing token gets 401 and the
-// handler never runs.
-func (a *server) auth(h http.HandlerFunc) http.HandlerFunc {
+// identity is the verified identity of the request's client certificate ("" without).
+func identity(r *http.Request) string {
+	if r.TLS == nil {
+		return ""
+	}
+	id, _ := mtls.PeerID(*r.TLS)
+	return id
+}
+
+// hasToken reports whether the request carries the cluster bearer token.
+func (a *server) hasToken(r *http.Request) bool {
 	want := []byte("Bearer " + a.n.token)
+	return subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) == 1
+}
+
+func unauthorized(w http.ResponseWriter, msg string) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="keepraft"`)
+	writeErr(w, http.StatusUnauthorized, "%s", msg)
+}
+
+// peer guards the endpoints only cluster nodes call: a node's certificate under TLS, the
+// token without.
+func (a *server) peer(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="keepraft"`)
-			writeErr(w, http.StatusUnauthorized, "missing or wrong bearer token (see cluster.token_file)")
+		if a.n.tls == nil {
+			if !a.hasToken(r) {
+				unauthorized(w, "missing or wrong bearer token (see cluster.token_file)")
+				return
+			}
+			h(w, r)
+			return
+		}
+		id := identity(r)
+		switch {
+		case id == "":
+			unauthorized(w, "a cluster node's client certificate is required")
+		case !slices.Contains(peerIDs(a.n.cfg), id):
+			writeErr(w, http.StatusForbidden, "certificate %q is not a cluster node", id)
+		default:
+			h(w, r)
+		}
+	}
+}
+
+// operator guards the mutating operator verbs: any certificate from the cluster CA under
+// TLS, the token without.
+func (a *server) operator(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if a.n.tls == nil && !a.hasToken(r) {
+			unauthorized(w, "missing or wrong bearer token (see cluster.token_file)")
+			return
+		}
+		if a.n.tls != nil && identity(r) == "" {
+			unauthorized(w, "a client certificate from the cluster CA is required (raftctl --cert/--key)")
 			return
 		}
 		h(w, r)
 	}
+}
+
+// reader guards the reads (a certificate or the token under TLS, open without) and
+// bounds how many run at once.
+func (a *server) reader(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if a.n.tls != nil && identity(r) == "" && !a.hasToken(r) {
+			unauthorized(w, "a client certificate or the bearer token is required")
+			return
+		}
+		select {
+		case a.reads <- struct{}{}:
+			defer func() { <-a.reads }()
+			h(w, r)
+		default:
+			w.Header().Set("Retry-After", "1")
+			writeErr(w, http.StatusServiceUnavailable, "too many reads in flight (%d); retry", maxReads)
+		}
+	}
+}
+
+// caller names who sent an operator request, for the journal.
+func caller(r *http.Request) string {
+	if id := identity(r); id != "" {
+		return id
+	}
+	return "token"
 }
 
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
@@ -192,6 +285,19 @@ func (a *server) propose(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, "by: %q is not a cluster member", ev.By)
 		return
 	}
+	sender := ev.By
+	if a.n.tls != nil {
+		sender = identity(r)
+	}
+	if err := authorize(ev, sender, a.n.fsm.State()); err != nil {
+		code := http.StatusForbidden
+		if errors.Is(err, fsm.ErrInvalid) {
+			code = http.StatusBadRequest
+		}
+		a.n.log.Warn("refused a forwarded event", zap.String("type", string(ev.Type)), zap.String("by", ev.By), zap.String("sender", sender), zap.String("remote", r.RemoteAddr), zap.Error(err))
+		writeErr(w, code, "%v", err)
+		return
+	}
 	if !a.n.IsLeader() {
 		writeErr(w, http.StatusMisdirectedRequest, "not the leader (leader is %q)", a.n.leader())
 		return
@@ -235,6 +341,7 @@ func (a *server) switchover(w http.ResponseWriter, r *http.Request) {
 	if err := decodeBody(w, r, &req); err != nil {
 		return
 	}
+	req.Operator, req.From = caller(r), r.RemoteAddr
 	if _, err := a.n.fsm.State().CheckSwitchover(req.To, a.n.unreachable()); err != nil {
 		checkFailed(w, err)
 		return
@@ -249,6 +356,7 @@ func (a *server) maintenance(w http.ResponseWriter, r *http.Request) {
 	if err := decodeBody(w, r, &req); err != nil {
 		return
 	}
+	req.Operator, req.From = caller(r), r.RemoteAddr
 	if err := a.n.fsm.State().CheckMaintenance(req.Node, req.On, a.n.unreachable()); err != nil {
 		checkFailed(w, err)
 		return

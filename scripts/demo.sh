@@ -18,7 +18,10 @@ rm -rf "$DIR"
 say "starting the lab: namespaces, bridge, MariaDB dual masters, keepraftd on db1, db2, witness"
 $LAB up --dir "$DIR" --keepraftd "$PWD/bin/keepraftd"
 
-ctl() { $LAB exec client -- "$PWD/$CTL" --addr 198.18.0.13:7001 --token-file "$DIR/keepraft/token" "$@"; }
+# The lab runs the control plane over mutual TLS; raftctl presents the lab's "raftctl"
+# certificate.
+TLS="--ca $DIR/keepraft/tls/ca.pem --cert $DIR/keepraft/tls/raftctl.pem --key $DIR/keepraft/tls/raftctl-key.pem"
+ctl() { $LAB exec client -- "$PWD/$CTL" --addr 198.18.0.13:7001 $TLS "$@"; }
 owner() { { ctl -o json status 2>/dev/null || true; } | sed -n 's/^  "owner": "\(.*\)",$/\1/p'; }
 holder() { for h in db1 db2; do if $LAB exec $h -- ip -o -4 addr show dev eth0 | grep -q " $VIP/"; then echo $h; fi; done; }
 
@@ -67,10 +70,11 @@ cat <<MSG
 
 The lab is still up. Explore it:
   $LAB status                                   # hosts, processes, replication
-  $LAB exec client -- $PWD/$CTL --addr 198.18.0.13:7001 --token-file $DIR/keepraft/token status
+  export KEEPRAFT_CA=$DIR/keepraft/tls/ca.pem KEEPRAFT_CERT=$DIR/keepraft/tls/raftctl.pem KEEPRAFT_KEY=$DIR/keepraft/tls/raftctl-key.pem
+  $LAB exec client -- $PWD/$CTL --addr 198.18.0.13:7001 status
   $LAB exec client -- $PWD/$CTL --addr 198.18.0.13:7001 journal --follow
   $LAB mysqld $new kill                         # fail over again, back to $o
-  $LAB exec client -- $PWD/$CTL --addr 198.18.0.13:7001 --token-file $DIR/keepraft/token switchover   # planned, lossless
-  $LAB exec client -- $PWD/$CTL --addr 198.18.0.13:7001 --token-file $DIR/keepraft/token maintenance $new on
+  $LAB exec client -- $PWD/$CTL --addr 198.18.0.13:7001 switchover   # planned, lossless
+  $LAB exec client -- $PWD/$CTL --addr 198.18.0.13:7001 maintenance $new on
 Logs: $DIR/logs/   Tear down: make demo-down
 MSG

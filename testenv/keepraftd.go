@@ -3,13 +3,19 @@ package testenv
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/template"
+	"time"
+
+	"github.com/keepraft/keepraft/mtls"
 )
 
 // Keepraftd ports on every node.
@@ -29,6 +35,9 @@ type KeepraftdOptions struct {
 	AuthPass string
 	// Extra is YAML appended verbatim to every node's config (e.g. a log: section).
 	Extra string
+	// Plaintext leaves cluster.tls out: Raft and the API run without mutual TLS. By
+	// default the lab makes a CA and certificates (see [Lab.TLSDir]) and turns TLS on.
+	Plaintext bool
 }
 
 // KeepraftdNode is one node's generated files.
@@ -54,6 +63,9 @@ cluster:
   raft_addr: {{.Raft}}
   api_addr: {{.API}}
   token_file: {{.TokenFile}}
+{{- if .TLSDir}}
+  tls: {ca_file: {{.TLSDir}}/ca.pem, cert_file: {{.TLSDir}}/{{.Node.Name}}.pem, key_file: {{.TLSDir}}/{{.Node.Name}}-key.pem}
+{{- end}}
   peers:
 {{- range .Peers}}
     - {id: {{.ID}}, raft_addr: {{.Raft}}, api_addr: {{.API}}}
@@ -107,6 +119,13 @@ func (l *Lab) WriteKeepraftdConfigs(opts KeepraftdOptions) ([]KeepraftdNode, err
 	if err := os.WriteFile(passFile, []byte(DaemonPass+"\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("write mysql password: %w", err)
 	}
+	tlsDir := ""
+	if !opts.Plaintext {
+		tlsDir = l.TLSDir()
+		if _, err := mtls.Generate(tlsDir, append(slices.Clone(opts.Nodes), "raftctl"), nil, 24*time.Hour); err != nil {
+			return nil, fmt.Errorf("make the lab's certificates: %w", err)
+		}
+	}
 	type peer struct {
 		ID        string
 		Raft, API netip.AddrPort
@@ -132,7 +151,7 @@ func (l *Lab) WriteKeepraftdConfigs(opts KeepraftdOptions) ([]KeepraftdNode, err
 		if err := keepraftdTmpl.Execute(&b, map[string]any{
 			"Node": node, "Raft": peers[i].Raft, "API": peers[i].API, "TokenFile": tokenFile, "Peers": peers,
 			"Host": h.Addr, "User": DaemonUser, "PasswordFile": passFile, "VIP": l.VIP, "VRRP": opts.VRRP,
-			"Priority": prio, "AuthPass": opts.AuthPass, "Extra": opts.Extra,
+			"Priority": prio, "AuthPass": opts.AuthPass, "Extra": opts.Extra, "TLSDir": tlsDir,
 		}); err != nil {
 			return nil, fmt.Errorf("render keepraftd config for %s: %w", n, err)
 		}
@@ -148,6 +167,24 @@ func (l *Lab) WriteKeepraftdConfigs(opts KeepraftdOptions) ([]KeepraftdNode, err
 		nodes = append(nodes, node)
 	}
 	return nodes, nil
+}
+
+// TLSDir holds the lab's CA (ca.pem) and, per node and for "raftctl", NAME.pem and
+// NAME-key.pem, written by [Lab.WriteKeepraftdConfigs] unless Plaintext.
+func (l *Lab) TLSDir() string { return filepath.Join(l.Dir, "keepraft", "tls") }
+
+// ClientTLS returns the TLS client configuration of the lab's "raftctl" certificate, for
+// tests that call the API; nil when the lab runs plaintext.
+func (l *Lab) ClientTLS() (*tls.Config, error) {
+	dir := l.TLSDir()
+	if _, err := os.Stat(filepath.Join(dir, "raftctl.pem")); errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	b, err := mtls.Load(mtls.Files{CA: filepath.Join(dir, "ca.pem"), Cert: filepath.Join(dir, "raftctl.pem"), Key: filepath.Join(dir, "raftctl-key.pem")})
+	if err != nil {
+		return nil, fmt.Errorf("lab client certificate: %w", err)
+	}
+	return b.ClientConfig(""), nil
 }
 
 // TokenPath is the bearer token file written by [Lab.WriteKeepraftdConfigs].

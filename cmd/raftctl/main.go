@@ -22,6 +22,7 @@ import (
 
 	"github.com/keepraft/keepraft/api"
 	"github.com/keepraft/keepraft/fsm"
+	"github.com/keepraft/keepraft/mtls"
 	"github.com/keepraft/keepraft/store"
 )
 
@@ -40,9 +41,11 @@ func main() {
 type cli struct {
 	addr      string
 	tokenFile string
-	output    string
-	timeout   time.Duration
-	out       io.Writer
+	// ca, cert and key are the mutual-TLS files (an HTTPS API needs them).
+	ca, cert, key string
+	output        string
+	timeout       time.Duration
+	out           io.Writer
 }
 
 func envOr(k, def string) string {
@@ -70,6 +73,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	pf := root.PersistentFlags()
 	pf.StringVar(&c.addr, "addr", envOr("KEEPRAFT_ADDR", "127.0.0.1:7001"), "admin API address of any node (env KEEPRAFT_ADDR)")
 	pf.StringVar(&c.tokenFile, "token-file", envOr("KEEPRAFT_TOKEN_FILE", "/etc/keepraft/token"), "bearer token file for mutating calls (env KEEPRAFT_TOKEN_FILE)")
+	pf.StringVar(&c.ca, "ca", os.Getenv("KEEPRAFT_CA"), "cluster CA (PEM) for an API under mutual TLS (env KEEPRAFT_CA)")
+	pf.StringVar(&c.cert, "cert", os.Getenv("KEEPRAFT_CERT"), "client certificate (PEM) from the cluster CA (env KEEPRAFT_CERT)")
+	pf.StringVar(&c.key, "key", os.Getenv("KEEPRAFT_KEY"), "client key (PEM) (env KEEPRAFT_KEY)")
 	pf.StringVarP(&c.output, "output", "o", "text", "output format: text or json")
 	pf.DurationVar(&c.timeout, "timeout", 5*time.Second, "timeout of one API call")
 	root.AddCommand(c.statusCmd(), c.membersCmd(), c.journalCmd(), c.switchoverCmd(), c.maintenanceCmd())
@@ -78,8 +84,21 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	return root.ExecuteContext(ctx)
 }
 
-// call sends one API request to --addr; auth adds the bearer token from --token-file.
+// call sends one API request to --addr. With --cert the API is reached over mutual TLS
+// and the certificate is the credential; otherwise auth adds the bearer token from
+// --token-file.
 func (c *cli) call(ctx context.Context, method, path string, body, out any, auth bool) error {
+	if c.cert != "" || c.key != "" || c.ca != "" {
+		if c.cert == "" || c.key == "" || c.ca == "" {
+			return fmt.Errorf("--ca, --cert and --key go together (got ca %q, cert %q, key %q)", c.ca, c.cert, c.key)
+		}
+		b, err := mtls.Load(mtls.Files{CA: c.ca, Cert: c.cert, Key: c.key})
+		if err != nil {
+			return err
+		}
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: b.ClientConfig("")}}
+		return api.NewTLSClient("", hc).Do(ctx, method, c.addr, path, body, out, c.timeout)
+	}
 	token := ""
 	if auth {
 		tok, err := os.ReadFile(c.tokenFile)
@@ -121,6 +140,7 @@ func (c *cli) statusCmd() *cobra.Command {
 				fmt.Fprintf(c.out, " since %s", st.PhaseSince.Local().Format(time.RFC3339))
 			}
 			fmt.Fprintln(c.out)
+			fmt.Fprintf(c.out, "control plane: %s\n", orDash(st.ControlPlane))
 			if st.StaleEvents > 0 {
 				fmt.Fprintf(c.out, "stale:    %d events rejected by compare-and-set\n", st.StaleEvents)
 			}
