@@ -89,11 +89,15 @@ func (a *server) Run(ctx context.Context) error {
 	case <-ctx.Done():
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
 		defer cancel()
-		err := a.srv.Shutdown(sctx)
-		<-errc
-		if err != nil {
-			return fmt.Errorf("admin API shutdown: %w", err)
+		if err := a.srv.Shutdown(sctx); err != nil {
+			// A request still running past the grace (a proposal waiting for a quorum
+			// that is gone) is cut off: the process is stopping.
+			a.n.log.Warn("admin API: requests still running at shutdown were cut off", zap.Error(err))
+			if cerr := a.srv.Close(); cerr != nil {
+				a.n.log.Warn("admin API close", zap.Error(cerr))
+			}
 		}
+		<-errc
 		return nil
 	}
 }
