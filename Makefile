@@ -38,10 +38,11 @@ test-integ: ## integration tests in network namespaces with real MariaDB and kee
 	@if [ "$$(id -u)" != 0 ]; then echo "make test-integ: needs root for network namespaces" >&2; exit 1; fi
 	KEEPRAFT_INTEG=1 $(GO) test -count=1 -p 1 -timeout 45m ./...
 
-fuzz: ## run every fuzz target for 30 s each
-	@set -e; for pkg in ./vrrp ./probe; do \
+FUZZTIME ?= 30s
+fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
+	@set -e; for pkg in ./vrrp ./probe ./kaconf ./node; do \
 	  for f in $$($(GO) test -list 'Fuzz.*' $$pkg | grep ^Fuzz); do \
-	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 30s $$pkg; done; done
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; done; done
 
 bench: build ## failover timing benchmark against keepalived in the lab (root)
 	KEEPRAFT_INTEG=1 KEEPRAFT_BENCH=1 $(GO) test -count=1 -p 1 -timeout 60m -run 'TestBench' -v ./e2e/ | tee bench.out

@@ -169,8 +169,9 @@ func newMemCluster(t *testing.T) *memCluster {
 		cfgs: map[string]*config.Config{}, trans: map[string]*raft.InmemTransport{}, nodes: map[string]*Node{},
 		cancel: map[string]context.CancelFunc{}, done: map[string]chan error{}, jointWindow: jointWindow, expectErr: map[string]bool{}}
 	var peers strings.Builder
+	apis := freeAddrs(t, len(memIDs))
 	for i, id := range memIDs {
-		fmt.Fprintf(&peers, "    - {id: %s, raft_addr: \"127.0.0.1:%d\", api_addr: %q}\n", id, 17000+i, freeAddr(t))
+		fmt.Fprintf(&peers, "    - {id: %s, raft_addr: \"127.0.0.1:%d\", api_addr: %q}\n", id, 17000+i, apis[i])
 	}
 	for i, id := range memIDs {
 		role := "database"
@@ -209,16 +210,6 @@ func fixAPI(cfg, id, peers string) string {
 		}
 	}
 	return cfg
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // start builds node id on a fresh in-memory transport connected both ways to the others.

@@ -309,7 +309,10 @@ func (a *server) propose(w http.ResponseWriter, r *http.Request) {
 	resp, err := a.n.Apply(ev, forwardTimeout)
 	if err != nil {
 		code := http.StatusServiceUnavailable
-		if !errors.Is(err, raft.ErrNotLeader) && !errors.Is(err, raft.ErrLeadershipLost) {
+		switch {
+		case errors.Is(err, ErrVersion):
+			code = http.StatusBadRequest
+		case !errors.Is(err, raft.ErrNotLeader) && !errors.Is(err, raft.ErrLeadershipLost):
 			code = http.StatusInternalServerError
 		}
 		writeErr(w, code, "%v", err)

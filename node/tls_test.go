@@ -41,8 +41,9 @@ func tlsNode(t *testing.T, id string, peers []string) (*Node, string, string, ma
 	}
 	addrs := map[string]string{}
 	var b strings.Builder
-	for _, p := range peers {
-		raftAddr, apiAddr := freeAddr(t), freeAddr(t)
+	free := freeAddrs(t, 2*len(peers))
+	for i, p := range peers {
+		raftAddr, apiAddr := free[2*i], free[2*i+1]
 		addrs[p], addrs[p+"/api"] = raftAddr, apiAddr
 		fmt.Fprintf(&b, "    - {id: %s, raft_addr: %q, api_addr: %q}\n", p, raftAddr, apiAddr)
 	}
