@@ -130,6 +130,7 @@ func (o *Owner) sweep(ctx context.Context) {
 	if writable {
 		o.fence(ctx, "server writable but this node may not write")
 	}
+	o.resumeReplication(ctx, s)
 	if o.d.VIP == nil || o.mayHold(s) {
 		return
 	}
@@ -144,6 +145,31 @@ func (o *Owner) sweep(ctx context.Context) {
 		o.log.Warn("a managed VIP is on the interface of a node that may not hold it", zap.Stringers("vips", held))
 		o.dropVIP(ctx, "managed VIP present on a non-owner")
 	}
+}
+
+// resumeReplication restarts a standby's replication channel that is stopped without an
+// error while another node serves an active epoch. Only a promotion stops a channel; a
+// promotion that ended without this node becoming the serving owner (it was deposed, or
+// stopped, while promoting) leaves it stopped, and the standby would miss every write of
+// the real owner. A channel stopped with an error, or a node in maintenance, is left for
+// an operator. Transactions this node may hold of its own never flow to the owner: the
+// owner's rejoin check guards its channel from here.
+func (o *Owner) resumeReplication(ctx context.Context, s fsm.State) {
+	me := s.Members[o.cfg.Node]
+	if s.Phase != fsm.PhaseActive || s.Owner == "" || s.Owner == o.cfg.Node || me == nil || me.Maintenance || !o.d.Node.CaughtUp() {
+		return
+	}
+	o.mu.Lock()
+	r, up, phase := o.health.Replica, o.health.Up, o.m.Phase
+	o.mu.Unlock()
+	if phase != Standby || !up || !r.Configured || r.IORunning || r.SQLRunning || r.LastError != "" {
+		return
+	}
+	if err := o.d.MySQL.StartReplication(ctx); err != nil {
+		o.log.Warn("restart replication from the owner", zap.String("owner", s.Owner), zap.Error(err))
+		return
+	}
+	o.log.Info("replication from the owner restarted (a promotion of this node had stopped it)", zap.String("owner", s.Owner))
 }
 
 // openWrites sets read_only=0 after re-checking ownership and the lease right before.

@@ -474,3 +474,26 @@ func TestServerBackReadOnlyIsReopened(t *testing.T) {
 		t.Fatalf("serving owner left its server read-only; trace:\n%s", r.tr)
 	}
 }
+
+// TestStandbyResumesReplication: db1 was assigned, stopped replication while promoting,
+// and lost the epoch before serving; once db2 serves, db1's channel from it runs again.
+func TestStandbyResumesReplication(t *testing.T) {
+	r := newRig(t)
+	assign(t, r.node, "db2", true)
+	r.node.apply(t, ev(t, r.node.State(), fsm.OwnerRevoked, "witness", fsm.RevokeData{Owner: "db2"}))
+	assign(t, r.node, "db1", false)
+	r.healthy(true)
+	r.settle(t) // promoting stopped the channel from db2
+	if r.db.replica {
+		t.Fatalf("setup: replication still runs; trace:\n%s", r.tr)
+	}
+	r.node.apply(t, ev(t, r.node.State(), fsm.OwnerRevoked, "witness", fsm.RevokeData{Owner: "db1"}))
+	r.node.apply(t, ev(t, r.node.State(), fsm.OwnerReleased, "db1", fsm.ReleaseData{Owner: "db1"}))
+	assign(t, r.node, "db2", true)
+	r.settle(t)
+	r.healthy(true)
+	r.o.sweep(context.Background())
+	if !r.db.replica {
+		t.Fatalf("standby's channel from the serving owner left stopped; trace:\n%s", r.tr)
+	}
+}
