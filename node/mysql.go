@@ -117,6 +117,19 @@ func (p *PeerServers) Fence(ctx context.Context, peer string) (string, error) {
 	return g, nil
 }
 
+// Executed reads peer's executed GTID set.
+func (p *PeerServers) Executed(ctx context.Context, peer string) (string, error) {
+	db, err := p.db(peer)
+	if err != nil {
+		return "", err
+	}
+	g, err := probe.Executed(ctx, db, p.Flavor)
+	if err != nil {
+		return "", fmt.Errorf("read %s's GTIDs: %w", peer, err)
+	}
+	return g, nil
+}
+
 // Close closes every connection pool.
 func (p *PeerServers) Close() error {
 	p.mu.Lock()

@@ -48,6 +48,8 @@ type Remote interface {
 	// Fence fences peer's server (read_only=1, applications killed; idempotent) and
 	// returns its GTID set read after the fence.
 	Fence(ctx context.Context, peer string) (string, error)
+	// Executed reads peer's executed GTID set and changes nothing.
+	Executed(ctx context.Context, peer string) (string, error)
 }
 
 // VIP adds, renews and removes the managed addresses; Set is idempotent.

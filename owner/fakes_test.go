@@ -252,6 +252,17 @@ func (r *fakeRemote) Fence(_ context.Context, peer string) (string, error) {
 	return g, nil
 }
 
+func (r *fakeRemote) Executed(_ context.Context, peer string) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.tr.add("remote read %s", peer)
+	g := r.gtids[0]
+	if len(r.gtids) > 1 {
+		r.gtids = r.gtids[1:]
+	}
+	return g, nil
+}
+
 // fakeVIP is the interface's managed addresses.
 type fakeVIP struct {
 	tr       *trace

@@ -71,8 +71,9 @@ func (o *Owner) checkRejoin(ctx context.Context, s fsm.State) {
 		return
 	}
 	// Re-check: a write that reached the former owner after the comparison (an account
-	// that bypasses read_only) must not flow in unnoticed.
-	after, err := o.fencedGTID(ctx, prev, "", nil)
+	// that bypasses read_only) must not flow in unnoticed. This is a read only: fencing
+	// again now would kill our own replication connection while it starts.
+	after, err := o.executed(ctx, prev, peer.Report.GTID)
 	if err == nil {
 		var grown probe.GTIDSet
 		grown, err = o.extra(after, theirs, peer.Report.Domain)
@@ -109,6 +110,17 @@ func (o *Owner) fencedGTID(ctx context.Context, prev, reported string, readOnly 
 		return "", err
 	}
 	return g, nil
+}
+
+// executed reads the former owner's GTID set without changing anything (its own report
+// when there is no remote access).
+func (o *Owner) executed(ctx context.Context, prev, reported string) (string, error) {
+	if o.d.Remote == nil {
+		return reported, nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, fenceTimeout)
+	defer cancel()
+	return o.d.Remote.Executed(rctx, prev)
 }
 
 // extra returns the transactions of domain in theirs that ours lacks.

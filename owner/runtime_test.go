@@ -301,6 +301,9 @@ func TestRejoin(t *testing.T) {
 			if tt.fenceErr == nil && r.tr.index("remote fence db2") < 0 {
 				t.Fatalf("former owner not fenced before the comparison; trace:\n%s", r.tr)
 			}
+			if start := r.tr.index("mysql start replication"); start >= 0 && r.tr.count("remote fence db2") != 1 {
+				t.Fatalf("fenced again after restarting replication (that kills our own replication connection); trace:\n%s", r.tr)
+			}
 		})
 	}
 }

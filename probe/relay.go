@@ -113,3 +113,13 @@ func readExecuted(ctx context.Context, q queryer, f Flavor) (GTIDSet, error) {
 	}
 	return g, nil
 }
+
+// Executed returns the server's executed GTID set as [Health.GTIDExecuted] reads it, without
+// changing anything (a read for remote checks, unlike [Fence]).
+func Executed(ctx context.Context, db *sql.DB, f Flavor) (string, error) {
+	g, err := readExecuted(ctx, db, f)
+	if err != nil {
+		return "", err
+	}
+	return g.String(), nil
+}
