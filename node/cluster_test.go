@@ -97,6 +97,11 @@ func (m worldMySQL) Promote(context.Context) error {
 	return nil
 }
 
+func (m worldMySQL) WaitExit(ctx context.Context) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
 func (m worldMySQL) StopReplication(context.Context) error  { return nil }
 func (m worldMySQL) StartReplication(context.Context) error { return nil }
 func (m worldMySQL) WaitCatchUp(_ context.Context, target string, _ uint32, _ time.Duration) (probe.CatchUp, error) {

@@ -54,6 +54,15 @@ func (l *LocalMySQL) WaitRelayApplied(ctx context.Context, timeout time.Duration
 	return probe.WaitRelayApplied(ctx, l.DB, l.Flavor, timeout)
 }
 
+// WaitExit waits for the local server's process to exit (pidfd).
+func (l *LocalMySQL) WaitExit(ctx context.Context) error {
+	pid, err := probe.ServerPID(ctx, l.DB)
+	if err != nil {
+		return err
+	}
+	return probe.WatchProcess(ctx, pid)
+}
+
 // PeerServers is the real [owner.Remote]: this node's account on each other database node's
 // server, at that node's host and mysql.port.
 type PeerServers struct {

@@ -39,6 +39,9 @@ type MySQL interface {
 	WaitCatchUp(ctx context.Context, target string, domain uint32, timeout time.Duration) (probe.CatchUp, error)
 	// WaitRelayApplied waits until everything the replication channel received is applied.
 	WaitRelayApplied(ctx context.Context, timeout time.Duration) (probe.RelayCatchUp, error)
+	// WaitExit returns nil once the server's process exits (it must run on this host),
+	// an error wrapping probe.ErrNotLocal when it cannot be watched, or ctx's error.
+	WaitExit(ctx context.Context) error
 }
 
 // Remote reaches the other database nodes' servers.

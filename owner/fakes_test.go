@@ -32,6 +32,12 @@ func (t *trace) add(format string, args ...any) {
 	t.lines = append(t.lines, fmt.Sprintf(format, args...))
 }
 
+func (t *trace) reset() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.lines = nil
+}
+
 func (t *trace) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -157,6 +163,7 @@ type fakeMySQL struct {
 	gtid      string
 	fenceErr  error
 	onCatchUp func()
+	exit      chan struct{} // closed when the "process" exits; nil: not watchable
 	catchUp   probe.CatchUp
 	relay     probe.RelayCatchUp
 }
@@ -220,6 +227,21 @@ func (m *fakeMySQL) WaitCatchUp(context.Context, string, uint32, time.Duration) 
 func (m *fakeMySQL) WaitRelayApplied(context.Context, time.Duration) (probe.RelayCatchUp, error) {
 	m.tr.add("mysql relay applied")
 	return m.relay, nil
+}
+
+func (m *fakeMySQL) WaitExit(ctx context.Context) error {
+	m.mu.Lock()
+	exit := m.exit
+	m.mu.Unlock()
+	if exit == nil {
+		return errors.New("not local")
+	}
+	select {
+	case <-exit:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (m *fakeMySQL) isReadOnly() bool {

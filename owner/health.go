@@ -15,6 +15,8 @@ import (
 const (
 	healthResync   = 500 * time.Millisecond
 	semiSyncResync = time.Second
+	// exitRetry spaces attempts to find the mysqld process when it cannot be watched.
+	exitRetry = 5 * time.Second
 )
 
 // probeLoop checks MySQL every interval and proposes HealthChanged on a rise/fall
@@ -29,6 +31,25 @@ func (o *Owner) probeLoop(ctx context.Context) error {
 	defer t.Stop()
 	var lastSync, lastSemi time.Time
 	for {
+		select {
+		case reason := <-o.died:
+			// The process itself is gone: no need to wait for fall failed probes.
+			deb = probe.NewDebouncer(cfg.Rise, cfg.Fall, false)
+			o.mu.Lock()
+			was := o.known && o.ok
+			o.known, o.ok = true, false
+			o.health.Up, o.health.Err = false, reason
+			o.mu.Unlock()
+			o.metrics.mysqlHealthy.Set(0)
+			if was {
+				o.log.Info("mysql health changed", zap.Bool("healthy", false), zap.String("detail", reason))
+				o.poke()
+				o.notify(ctx, "fault")
+				o.proposeNow(ctx, fsm.HealthChanged, fsm.HealthData{Node: cfg.Node, Healthy: false, Detail: reason, GTID: o.lastGTID()})
+				lastSync = time.Now()
+			}
+		default:
+		}
 		cctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 		start := time.Now()
 		h, err := o.d.MySQL.Check(cctx)
@@ -94,6 +115,68 @@ func (o *Owner) probeLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-o.diedKick:
+		}
+	}
+}
+
+func (o *Owner) lastGTID() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.gtid
+}
+
+// exitLoop watches the local mysqld process (pidfd) while it is healthy, so a killed or
+// crashed server is noticed within milliseconds instead of after fall failed probes. Where
+// the process cannot be watched (another host, a container), the probe alone decides.
+func (o *Owner) exitLoop(ctx context.Context) error {
+	t := time.NewTicker(o.cfg.Interval)
+	defer t.Stop()
+	var lastErr string
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		o.mu.Lock()
+		healthy := o.known && o.ok
+		o.mu.Unlock()
+		if !healthy {
+			continue
+		}
+		err := o.d.MySQL.WaitExit(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			if err.Error() != lastErr {
+				lastErr = err.Error()
+				o.log.Info("mysqld process not watched; the probe alone detects its death", zap.Error(err))
+			}
+			if !waitUntil(ctx, exitRetry) {
+				return nil
+			}
+			continue
+		}
+		lastErr = ""
+		o.log.Warn("mysqld process exited")
+		select {
+		case o.died <- "mysqld process exited":
+		default:
+		}
+		select {
+		case o.diedKick <- struct{}{}:
+		default:
+		}
+		// Wait for the probe to see the server down before watching again.
+		for ctx.Err() == nil {
+			o.mu.Lock()
+			down := o.known && !o.ok
+			o.mu.Unlock()
+			if down || !waitUntil(ctx, o.cfg.Interval) {
+				break
+			}
 		}
 	}
 }

@@ -95,6 +95,8 @@ type Owner struct {
 	delta   time.Duration
 
 	kick      chan struct{} // wakes the reconcile loop
+	died      chan string   // the mysqld process exited (from exitLoop to probeLoop)
+	diedKick  chan struct{} // wakes the probe loop at once
 	renewKick chan struct{} // wakes the renew loop
 	// holding mirrors "the VIP is on our interface" for the VRRP speaker, lock-free.
 	holding atomic.Bool
@@ -156,7 +158,7 @@ func New(cfg Config, d Deps, log *zap.Logger) (*Owner, error) {
 	}
 	return &Owner{
 		cfg: cfg, log: log.Named("owner"), d: d, now: now, metrics: newMetrics(), delta: RenewDelta(cfg.Lease),
-		kick: make(chan struct{}, 1), renewKick: make(chan struct{}, 1),
+		kick: make(chan struct{}, 1), renewKick: make(chan struct{}, 1), died: make(chan string, 1), diedKick: make(chan struct{}, 1),
 		m:      machine{Phase: Standby},
 		remote: map[string]string{}, conflicts: map[string]bool{}, foreign: map[netip.Addr]time.Duration{},
 	}, nil
@@ -194,6 +196,7 @@ func (o *Owner) Run(ctx context.Context, extra ...func(context.Context) error) e
 	g.Go(func() error { return o.renewLoop(gctx) })
 	g.Go(func() error { return o.reconcileLoop(gctx) })
 	g.Go(func() error { return o.remoteLoop(gctx) })
+	g.Go(func() error { return o.exitLoop(gctx) })
 	err := g.Wait()
 	o.shutdown()
 	o.bg.Wait()

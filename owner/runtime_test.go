@@ -24,7 +24,7 @@ func before(t *testing.T, tr *trace, first, second string) {
 func TestUnhealthyDropsVIPBeforeRelease(t *testing.T) {
 	r := newRig(t)
 	epoch := r.serve(t)
-	r.tr.lines = nil
+	r.tr.reset()
 	r.db.mu.Lock()
 	r.db.up = false
 	r.db.mu.Unlock()
@@ -81,7 +81,7 @@ func TestEveryAddOrRenewRechecksTheConjunction(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newRig(t)
 			r.serve(t)
-			r.tr.lines = nil
+			r.tr.reset()
 			sent := tt.perturb(t, r)
 			r.o.acquireOrRenew(context.Background(), sent)
 			if got := r.tr.count("vip renew") == 1; got != tt.want {
@@ -286,7 +286,7 @@ func TestRejoin(t *testing.T) {
 			}
 			r.remote.fenceErr, r.remote.gtids = tt.fenceErr, tt.gtids
 			r.node.peers["db2"] = api.Peer{OK: true, Report: api.NodeReport{Healthy: &yes, GTID: "0-2-5", Domain: 2}}
-			r.tr.lines = nil
+			r.tr.reset()
 			r.clock.advance(rejoinEvery)
 			r.grantLease(epoch)
 			r.o.checkRejoin(context.Background(), r.node.State())
@@ -441,7 +441,7 @@ func TestRunOnFakes(t *testing.T) {
 		if !r.o.Holding() || !strings.HasPrefix(l.Runtime, "serving@") {
 			t.Fatalf("Holding()=%v runtime %q", r.o.Holding(), l.Runtime)
 		}
-		r.tr.lines = nil
+		r.tr.reset()
 		r.db.mu.Lock()
 		r.db.up = false
 		r.db.mu.Unlock()
@@ -499,4 +499,38 @@ func TestStandbyResumesReplication(t *testing.T) {
 	if !r.db.replica {
 		t.Fatalf("standby's channel from the serving owner left stopped; trace:\n%s", r.tr)
 	}
+}
+
+// TestProcessExitReleasesWithoutWaitingForProbes: the mysqld process exits while its
+// port still answered the last probe; the owner releases at once, not after fall failed
+// probes.
+func TestProcessExitReleasesWithoutWaitingForProbes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t)
+		start := time.Now()
+		r.o.now = func() time.Duration { return time.Hour + time.Since(start) }
+		r.db.exit = make(chan struct{})
+		assign(t, r.node, "db1", false)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- r.o.Run(ctx) }()
+		for r.node.State().Phase != fsm.PhaseActive {
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(time.Second) // the watcher is armed once healthy
+		r.tr.reset()
+		died := time.Now()
+		close(r.db.exit) // the probe still sees the server up
+		for r.node.State().Phase != fsm.PhaseReleased && time.Since(died) < 5*time.Second {
+			time.Sleep(time.Millisecond)
+		}
+		if took := time.Since(died); r.node.State().Phase != fsm.PhaseReleased || took >= 100*time.Millisecond {
+			t.Fatalf("released after %v (phase %s), want within 100ms of the exit; trace:\n%s", took, r.node.State().Phase, r.tr)
+		}
+		before(t, r.tr, "vip drop", "propose OwnerReleased")
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
 }

@@ -1,0 +1,75 @@
+package probe
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrNotLocal is returned by [ServerPID] when the server's process is not visible from
+// here (another host, another PID namespace, or its pid file unreadable).
+var ErrNotLocal = errors.New("mysqld process not visible from this host")
+
+// pollSlice bounds one wait in [WatchProcess], so cancellation is noticed.
+const pollSlice = 200 * time.Millisecond
+
+// ServerPID returns the process id of the server behind db when it runs on this host:
+// it reads @@pid_file and that file, and checks that the process is a mysqld or mariadbd.
+func ServerPID(ctx context.Context, db *sql.DB) (int, error) {
+	var path string
+	if err := db.QueryRowContext(ctx, "SELECT @@pid_file").Scan(&path); err != nil {
+		return 0, fmt.Errorf("read @@pid_file: %w", err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("%w: read pid file %s: %w", ErrNotLocal, path, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return 0, fmt.Errorf("%w: pid file %s holds %q", ErrNotLocal, path, strings.TrimSpace(string(b)))
+	}
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil {
+		return 0, fmt.Errorf("%w: process %d from %s: %w", ErrNotLocal, pid, path, err)
+	}
+	if name := strings.TrimSpace(string(comm)); name != "mysqld" && name != "mariadbd" {
+		return 0, fmt.Errorf("%w: process %d from %s is %q, not mysqld", ErrNotLocal, pid, path, name)
+	}
+	return pid, nil
+}
+
+// WatchProcess waits until process pid exits and returns nil then, or ctx's error when
+// ctx ends first. It holds a pidfd, so a pid reused by another process is never
+// mistaken for the server: a SIGKILLed or crashed mysqld is noticed within milliseconds,
+// without waiting for the next probe.
+func WatchProcess(ctx context.Context, pid int) error {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return nil // already gone
+		}
+		return fmt.Errorf("pidfd_open %d: %w", pid, err)
+	}
+	defer unix.Close(fd)
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, err := unix.Poll(fds, int(pollSlice/time.Millisecond))
+		switch {
+		case errors.Is(err, unix.EINTR):
+		case err != nil:
+			return fmt.Errorf("poll pidfd of %d: %w", pid, err)
+		case n > 0:
+			return nil
+		}
+	}
+}

@@ -1,0 +1,47 @@
+package probe
+
+import (
+	"context"
+	"os/exec"
+	"testing"
+	"time"
+)
+
+func TestWatchProcess(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- WatchProcess(context.Background(), cmd.Process.Pid) }()
+	select {
+	case err := <-done:
+		t.Fatalf("returned %v while the process runs", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	killed := time.Now()
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait() // the exit status of a killed sleep is expected
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("exit noticed %v after SIGKILL", time.Since(killed))
+	case <-time.After(2 * time.Second):
+		t.Fatal("exit not noticed within 2s")
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	other := exec.Command("sleep", "30")
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = other.Process.Kill(); _ = other.Wait() }()
+	go func() { time.Sleep(100 * time.Millisecond); cancel() }()
+	if err := WatchProcess(ctx, other.Process.Pid); err != context.Canceled {
+		t.Fatalf("WatchProcess after cancel = %v, want context.Canceled", err)
+	}
+}
