@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -76,6 +77,14 @@ func newChaosCluster(t *testing.T, mode string) (*cluster, map[string]*testenv.S
 		for k, fs := range fss {
 			if err := fs.Unmount(); err != nil {
 				t.Errorf("unmount %s: %v", k, err)
+			}
+		}
+		if t.Failed() {
+			keep := dir + "-logs"
+			if out, err := exec.Command("cp", "-a", filepath.Join(dir, "logs"), keep).CombinedOutput(); err != nil {
+				t.Logf("keep the logs: %v: %s", err, out)
+			} else {
+				t.Logf("daemon and server logs kept in %s", keep)
 			}
 		}
 		_ = os.RemoveAll(dir)
