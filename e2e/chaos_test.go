@@ -140,7 +140,7 @@ func newChaosCluster(t *testing.T, mode string) (*cluster, map[string]*testenv.S
 	if mode == "semisync" {
 		for _, n := range dbNames {
 			v, err := lab.MariaDB(n).QueryString(ctx, "SELECT CONCAT(@@rpl_semi_sync_master_enabled, @@rpl_semi_sync_slave_enabled, @@rpl_semi_sync_master_wait_point)")
-			if err != nil || v != "11AFTER_SYNC" {
+			if err != nil || v != "ONONAFTER_SYNC" {
 				t.Fatalf("semi-sync on %s: %q %v", n, v, err)
 			}
 		}
