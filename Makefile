@@ -9,7 +9,7 @@ BIN := bin
 DEPS := mariadbd:mariadb-server mariadb-install-db:mariadb-server keepalived:keepalived ip:iproute2 nft:nftables tcpdump:tcpdump
 export PATH := $(PATH):/usr/local/go/bin:/usr/sbin:/sbin
 
-.PHONY: help build deps test test-unit test-integ fuzz bench campaign lint demo demo-down clean
+.PHONY: help build deps test test-unit test-integ fuzz bench campaign chaos lint demo demo-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -47,8 +47,15 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
 bench: build ## failover timing benchmark against keepalived in the lab (root)
 	KEEPRAFT_INTEG=1 KEEPRAFT_BENCH=1 $(GO) test -count=1 -p 1 -timeout 60m -run 'TestBench' -v ./e2e/ | tee bench.out
 
-campaign: build ## randomized fault campaign in the lab (root; KEEPRAFT_CAMPAIGN_ROUNDS, KEEPRAFT_CAMPAIGN_SEED)
+campaign: build ## one-fault-at-a-time campaign in the lab (root; KEEPRAFT_CAMPAIGN_ROUNDS, KEEPRAFT_CAMPAIGN_SEED)
 	KEEPRAFT_INTEG=1 KEEPRAFT_CAMPAIGN=1 $(GO) test -count=1 -p 1 -timeout 120m -run 'TestCampaign' -v ./e2e/ | tee campaign.out
+
+DURATION ?= 10m
+MODE ?= async
+SEED ?=
+chaos: build ## overlapping faults under a live workload, judged by the checker (root; DURATION=10m SEED=n MODE=async|semisync)
+	KEEPRAFT_INTEG=1 KEEPRAFT_CHAOS=1 KEEPRAFT_CHAOS_DURATION=$(DURATION) KEEPRAFT_CHAOS_MODE=$(MODE) KEEPRAFT_CHAOS_SEED=$(SEED) \
+	  $(GO) test -count=1 -p 1 -timeout 180m -run 'TestChaos$$' -v ./e2e/ | tee chaos.out
 
 lint: ## gofmt, go vet, go mod tidy -diff, staticcheck
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
@@ -63,4 +70,4 @@ demo-down: ## tear the demo lab down (processes by PID, namespaces)
 	./$(BIN)/keepraft-lab down || $(GO) run ./cmd/keepraft-lab down
 
 clean: ## remove build output
-	rm -rf $(BIN) bench.out campaign.out
+	rm -rf $(BIN) bench.out campaign.out chaos.out
