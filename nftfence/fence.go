@@ -191,7 +191,8 @@ func (f *Fence) install() error {
 // The kernel counts the timeout from when it applies the batch. When the batch took longer
 // than 1 ms after the call (the process was stalled before sending it), Open sets the
 // timeout again to what remains, so a stall does not extend the lease by more than one
-// batch; after 3 slow attempts it shuts the fence and returns [ErrSlow].
+// batch; after 3 slow attempts, or when the lease ran out meanwhile, it shuts the fence and
+// returns [ErrSlow]. An error that wraps [ErrGone] means the set is missing.
 func (f *Fence) Open(until time.Duration) error {
 	return f.OpenUntil(f.now().Add(until))
 }
@@ -209,7 +210,13 @@ func (f *Fence) OpenUntil(deadline time.Time) error {
 		d := leaseMillis(deadline.Sub(start))
 		if d == 0 {
 			f.log.Debug("VIP fence lease too short, closing", zap.Duration("remaining", deadline.Sub(start)))
-			return f.apply(0)
+			if err := f.apply(0); err != nil {
+				return err
+			}
+			if attempt > 1 {
+				return fmt.Errorf("open set %s: the lease ran out while renewing: %w", f.obj.lease.Name, ErrSlow)
+			}
+			return nil
 		}
 		if err := f.apply(d); err != nil {
 			return err
