@@ -17,6 +17,7 @@
 package nftfence
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -334,7 +335,7 @@ func check(c *nftables.Conn, o objects) error {
 	if i < 0 {
 		return fmt.Errorf("table netdev %s: %w: table missing", o.table.Name, ErrGone)
 	}
-	if tables[i].Flags&unix.NFT_TABLE_F_DORMANT != 0 {
+	if dormant(tables[i].Flags) {
 		return fmt.Errorf("table netdev %s: %w: table dormant", o.table.Name, ErrGone)
 	}
 	sets, err := c.GetSets(o.table)
@@ -369,4 +370,13 @@ func check(c *nftables.Conn, o objects) error {
 		}
 	}
 	return nil
+}
+
+// dormant reports the dormant flag in a table's flags as google/nftables v0.3.0 decodes
+// them: in host byte order although the kernel sends big-endian. Both orders are checked,
+// so a fixed decoder still works (no other flag uses bit 0 or bit 24).
+func dormant(flags uint32) bool {
+	var b [4]byte
+	binary.NativeEndian.PutUint32(b[:], flags)
+	return flags&unix.NFT_TABLE_F_DORMANT != 0 || binary.BigEndian.Uint32(b[:])&unix.NFT_TABLE_F_DORMANT != 0
 }

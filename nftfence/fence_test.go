@@ -302,3 +302,29 @@ func TestConcerns(t *testing.T) {
 		})
 	}
 }
+
+func TestDormant(t *testing.T) {
+	var be [4]byte
+	binary.BigEndian.PutUint32(be[:], unix.NFT_TABLE_F_DORMANT)
+	asDecoded := binary.NativeEndian.Uint32(be[:]) // google/nftables v0.3.0 decoding
+	binary.BigEndian.PutUint32(be[:], tableFlagOwner)
+	ownerDecoded := binary.NativeEndian.Uint32(be[:])
+	tests := []struct {
+		flags uint32
+		want  bool
+	}{
+		{0, false},
+		{asDecoded, true},
+		{unix.NFT_TABLE_F_DORMANT, true},
+		{ownerDecoded, false},
+		{tableFlagOwner, false},
+	}
+	for _, tt := range tests {
+		if got := dormant(tt.flags); got != tt.want {
+			t.Errorf("dormant(%#x) = %v, want %v", tt.flags, got, tt.want)
+		}
+	}
+}
+
+// tableFlagOwner is NFT_TABLE_F_OWNER (Linux 5.12), missing from x/sys/unix.
+const tableFlagOwner = 0x2
