@@ -14,6 +14,25 @@
 //
 // Requirements: Linux ≥ 5.16 with CONFIG_NETFILTER_EGRESS (netdev egress hook), nf_tables
 // with the netdev family, CAP_NET_ADMIN in the namespace.
+//
+// Order of operations for the owner:
+//   - start: New (closed), then Watch; a VIP found on the interface at start is unfenced
+//     only if the sweep decides to keep it.
+//   - acquire: fence closed → probe for conflicts → add the address → Open → gratuitous
+//     ARP. A GARP sent while the fence is closed is dropped at egress, and the packet
+//     socket reports ENOBUFS.
+//   - renew: Open(remaining lease) on every quorum renewal; OpenUntil with the promise
+//     deadline avoids computing the remainder by hand.
+//   - release: Shut → delete the address.
+//   - stop: cancel Watch, Shut, delete the address, Remove.
+//
+// While the fence is closed, incoming ARP whose target is a VIP is dropped before
+// ETH_P_ARP packet sockets see it: a conflict probe (sender 0.0.0.0, target VIP) or a
+// gratuitous ARP from another holder is invisible to a conflict check run then; replies
+// to our own probes (target 0.0.0.0) still arrive.
+//
+// One Fence per interface: the table is named after the interface, and New or Remove of a
+// second Fence replaces or deletes the first one's table.
 package nftfence
 
 import (

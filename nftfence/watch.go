@@ -36,23 +36,15 @@ func (f *Fence) Watch(ctx context.Context, gone func(reason string)) error {
 	if removed {
 		return ErrRemoved
 	}
-	ev, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: int(f.opts.NetNS)})
+	ev, stop, err := f.openEvents(ctx)
 	if err != nil {
-		return fmt.Errorf("open nftables event socket: %w", err)
+		return err
 	}
-	// Closing the socket is what ends a blocked Receive when ctx ends.
-	stop := context.AfterFunc(ctx, func() { _ = ev.Close() })
 	defer func() {
 		if stop() {
 			_ = ev.Close()
 		}
 	}()
-	if err := ev.JoinGroup(unix.NFNLGRP_NFTABLES); err != nil {
-		return fmt.Errorf("join nftables event group: %w", err)
-	}
-	if err := ev.SetReadBuffer(watchReadBuffer); err != nil {
-		f.log.Debug("set nftables event socket buffer", zap.Error(err))
-	}
 	// A connection of its own: Check's dumps must not interleave with Open's batches.
 	reader, err := dial(f.opts)
 	if err != nil {
@@ -79,14 +71,17 @@ func (f *Fence) Watch(ctx context.Context, gone func(reason string)) error {
 			// The socket is broken: keep the backstop going on a fresh one.
 			f.log.Warn("nftables event socket failed; reopening", zap.Error(err))
 			w.check(ctx, "event socket error")
-			_ = ev.Close()
-			if ev, err = netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: int(f.opts.NetNS)}); err != nil {
-				return fmt.Errorf("reopen nftables event socket: %w", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(100 * time.Millisecond):
 			}
-			stop()
-			stop = context.AfterFunc(ctx, func() { _ = ev.Close() })
-			if err := ev.JoinGroup(unix.NFNLGRP_NFTABLES); err != nil {
-				return fmt.Errorf("join nftables event group: %w", err)
+			if stop() {
+				_ = ev.Close()
+			}
+			if ev, stop, err = f.openEvents(ctx); err != nil {
+				stop = func() bool { return false }
+				return err
 			}
 		default:
 			if why, ok := concerns(msgs, f.obj.table.Name); ok {
@@ -94,6 +89,26 @@ func (f *Fence) Watch(ctx context.Context, gone func(reason string)) error {
 			}
 		}
 	}
+}
+
+// openEvents opens a socket on the nftables event group in the fence's namespace; it is
+// closed when ctx ends unless stop is called first (stop reports whether it was in time,
+// and then the caller closes the socket).
+func (f *Fence) openEvents(ctx context.Context) (*netlink.Conn, func() bool, error) {
+	ev, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: int(f.opts.NetNS)})
+	if err != nil {
+		return nil, nil, fmt.Errorf("open nftables event socket: %w", err)
+	}
+	if err := ev.JoinGroup(unix.NFNLGRP_NFTABLES); err != nil {
+		_ = ev.Close()
+		return nil, nil, fmt.Errorf("join nftables event group: %w", err)
+	}
+	if err := ev.SetReadBuffer(watchReadBuffer); err != nil {
+		f.log.Debug("set nftables event socket buffer", zap.Error(err))
+	}
+	// Closing the socket is what ends a blocked Receive when ctx ends.
+	stop := context.AfterFunc(ctx, func() { _ = ev.Close() })
+	return ev, stop, nil
 }
 
 // watcher is Watch's edge detector.
