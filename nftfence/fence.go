@@ -16,8 +16,8 @@
 // with the netdev family, CAP_NET_ADMIN in the namespace.
 //
 // Order of operations for the owner:
-//   - start: New (closed), then Watch; a VIP found on the interface at start is unfenced
-//     only if the sweep decides to keep it.
+//   - start: New (closed), then Watch. A VIP already on the interface is fenced from New
+//     on, until the owner renews it with Open.
 //   - acquire: fence closed → probe for conflicts → add the address → Open → gratuitous
 //     ARP. A GARP sent while the fence is closed is dropped at egress, and the packet
 //     socket reports ENOBUFS.
