@@ -139,6 +139,19 @@ func (p *PeerServers) Executed(ctx context.Context, peer string) (string, error)
 	return g, nil
 }
 
+// ReadOnly reads peer's read_only.
+func (p *PeerServers) ReadOnly(ctx context.Context, peer string) (bool, error) {
+	db, err := p.db(peer)
+	if err != nil {
+		return false, err
+	}
+	ro, err := probe.ReadOnly(ctx, db, p.Flavor)
+	if err != nil {
+		return false, fmt.Errorf("read %s's read_only: %w", peer, err)
+	}
+	return ro, nil
+}
+
 // Close closes every connection pool.
 func (p *PeerServers) Close() error {
 	p.mu.Lock()

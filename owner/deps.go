@@ -53,6 +53,8 @@ type Remote interface {
 	Fence(ctx context.Context, peer string) (string, error)
 	// Executed reads peer's executed GTID set and changes nothing.
 	Executed(ctx context.Context, peer string) (string, error)
+	// ReadOnly reads peer's read_only (super_read_only on MySQL).
+	ReadOnly(ctx context.Context, peer string) (bool, error)
 }
 
 // VIP adds, renews and removes the managed addresses; Set is idempotent.

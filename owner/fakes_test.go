@@ -256,6 +256,8 @@ type fakeRemote struct {
 	mu       sync.Mutex
 	fenceErr error
 	gtids    []string // successive answers of Fence (the last one repeats)
+	readOnly bool     // ReadOnly's answer
+	readErr  error
 }
 
 func (r *fakeRemote) Ping(context.Context, string) error { return nil }
@@ -272,6 +274,13 @@ func (r *fakeRemote) Fence(_ context.Context, peer string) (string, error) {
 		r.gtids = r.gtids[1:]
 	}
 	return g, nil
+}
+
+func (r *fakeRemote) ReadOnly(_ context.Context, peer string) (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.tr.add("remote read_only %s", peer)
+	return r.readOnly, r.readErr
 }
 
 func (r *fakeRemote) Executed(_ context.Context, peer string) (string, error) {

@@ -33,8 +33,10 @@ const (
 	proposeTimeout = 3 * time.Second
 	// vipTimeout bounds one add, renew or removal of the VIPs.
 	vipTimeout = time.Second
-	// fenceTimeout bounds fencing one server.
+	// fenceTimeout bounds fencing one server; fenceRetry spaces the attempts on a
+	// previous owner's server that answers writable but cannot be fenced.
 	fenceTimeout = time.Second
+	fenceRetry   = time.Second
 	// conflictProbeTimeout bounds the ARP probe before an acquisition.
 	conflictProbeTimeout = 200 * time.Millisecond
 	// rejoinEvery spaces rejoin checks; rejoinBlockedEvery spaces re-checks of a

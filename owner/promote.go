@@ -114,19 +114,41 @@ func (o *Owner) promote(ctx context.Context, epoch uint64, s fsm.State) (promoti
 }
 
 // fencePrevious fences the previous owner's server remotely, as orchestrator and MHA do,
-// and says what happened for the journal.
+// and says what happened for the journal. A server that cannot be reached is not
+// writable from here either, and its own daemon fences it when it comes back; but a
+// server that answers with read_only=0 and cannot be fenced (a full disk blocks SET
+// GLOBAL read_only) would make two writable servers, so the promotion waits, retrying
+// every fenceRetry, until it is fenced, read-only or gone. The controller declares the
+// promotion failed if that lasts past its deadline.
 func (o *Owner) fencePrevious(ctx context.Context, prev string) string {
 	if o.d.Remote == nil {
 		return "not attempted: no remote access (mysql.dsn is set)"
 	}
-	fctx, cancel := context.WithTimeout(ctx, fenceTimeout)
-	defer cancel()
-	if _, err := o.d.Remote.Fence(fctx, prev); err != nil {
-		o.log.Warn("fence the previous owner's server", zap.String("previous", prev), zap.Error(err))
-		return "failed: " + err.Error()
+	for first := true; ; first = false {
+		fctx, cancel := context.WithTimeout(ctx, fenceTimeout)
+		_, err := o.d.Remote.Fence(fctx, prev)
+		cancel()
+		if err == nil {
+			o.log.Info("previous owner's server fenced", zap.String("previous", prev))
+			return "fenced"
+		}
+		rctx, rcancel := context.WithTimeout(ctx, fenceTimeout)
+		ro, rerr := o.d.Remote.ReadOnly(rctx, prev)
+		rcancel()
+		switch {
+		case rerr != nil:
+			o.log.Warn("previous owner's server unreachable; its own daemon fences it when it returns", zap.String("previous", prev), zap.Error(err))
+			return "failed: " + err.Error()
+		case ro:
+			return "already read-only (fence: " + err.Error() + ")"
+		}
+		if first {
+			o.log.Error("previous owner's server is writable and cannot be fenced: not opening writes until it is", zap.String("previous", prev), zap.Error(err))
+		}
+		if !waitUntil(ctx, fenceRetry) {
+			return "failed: " + err.Error()
+		}
 	}
-	o.log.Info("previous owner's server fenced", zap.String("previous", prev))
-	return "fenced"
 }
 
 // announce proposes OwnerPromoted once writes are open and the VIP is held, and again

@@ -260,6 +260,12 @@ func (o *Owner) release(ctx context.Context, epoch uint64, reason string) {
 	if o.cfg.FenceReadOnly {
 		if g, ok := o.fence(ctx, reason); ok {
 			fenced, gtid = true, g
+		} else if o.serverAnswers(ctx) {
+			// Alive but not fenced (a full disk blocks SET GLOBAL read_only): releasing
+			// now would let the next owner open writes beside ours. Retry instead.
+			o.log.Error("mysqld answers but cannot be fenced: not releasing until it is", zap.Uint64("epoch", epoch), zap.String("reason", reason))
+			fail()
+			return
 		}
 	}
 	o.log.Info("releasing ownership", zap.Uint64("epoch", epoch), zap.String("reason", reason), zap.Bool("fenced", fenced), zap.String("gtid", gtid))
@@ -275,6 +281,14 @@ func (o *Owner) release(ctx context.Context, epoch uint64, reason string) {
 		fail()
 	}
 	o.poke()
+}
+
+// serverAnswers reports whether the local server answers a probe now.
+func (o *Owner) serverAnswers(ctx context.Context) bool {
+	cctx, cancel := context.WithTimeout(ctx, o.cfg.Timeout)
+	defer cancel()
+	h, err := o.d.MySQL.Check(cctx)
+	return err == nil && h.Up
 }
 
 // resignIfAlone sends the priority-0 advert when every other voter said goodbye: the

@@ -534,3 +534,82 @@ func TestProcessExitReleasesWithoutWaitingForProbes(t *testing.T) {
 		}
 	})
 }
+
+// TestReleaseWaitsForFence: an owner whose server answers but cannot be fenced (a full
+// disk blocks SET GLOBAL read_only) does not release; one whose server is down releases
+// unfenced (nothing can write to it).
+func TestReleaseWaitsForFence(t *testing.T) {
+	tests := []struct {
+		name        string
+		up          bool
+		wantRelease bool
+	}{
+		{"alive but unfenceable: no release", true, false},
+		{"down: release unfenced", false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			r.serve(t)
+			r.db.mu.Lock()
+			r.db.fenceErr = errors.New("set global read_only = 1: context deadline exceeded")
+			r.db.up = tt.up
+			r.db.mu.Unlock()
+			r.node.apply(t, ev(t, r.node.State(), fsm.SwitchoverRequested, "witness", fsm.SwitchoverData{To: "db2"}))
+			r.o.reconcile(context.Background())
+			if got := r.node.State().Phase == fsm.PhaseReleased; got != tt.wantRelease {
+				t.Fatalf("released = %v, want %v; trace:\n%s", got, tt.wantRelease, r.tr)
+			}
+			if tt.wantRelease {
+				return
+			}
+			r.db.mu.Lock()
+			r.db.fenceErr = nil
+			r.db.mu.Unlock()
+			r.clock.advance(retryEvery)
+			r.o.reconcile(context.Background())
+			if r.node.State().Phase != fsm.PhaseReleased || !r.db.isReadOnly() {
+				t.Fatalf("not released once fencing works; trace:\n%s", r.tr)
+			}
+		})
+	}
+}
+
+// TestPromotionWaitsForWritablePrevious: the previous owner's server answers with
+// read_only=0 and cannot be fenced: the new owner must not stop replication or open
+// writes until it is read-only.
+func TestPromotionWaitsForWritablePrevious(t *testing.T) {
+	r := newRig(t)
+	assign(t, r.node, "db2", true)
+	r.node.apply(t, ev(t, r.node.State(), fsm.OwnerRevoked, "witness", fsm.RevokeData{Owner: "db2"}))
+	assign(t, r.node, "db1", false)
+	r.healthy(true)
+	r.remote.mu.Lock()
+	r.remote.fenceErr = errors.New("set global read_only = 1: context deadline exceeded")
+	r.remote.mu.Unlock()
+	r.o.reconcile(context.Background()) // starts the promotion
+	time.Sleep(300 * time.Millisecond)
+	if p, _ := r.o.Machine(); p != Promoting || r.tr.index("mysql stop replication") >= 0 {
+		t.Fatalf("promotion went on beside a writable previous owner: machine %s; trace:\n%s", p, r.tr)
+	}
+	r.remote.mu.Lock()
+	r.remote.readOnly = true // fenced by its own daemon meanwhile
+	r.remote.mu.Unlock()
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		r.o.reconcile(context.Background())
+		if p, _ := r.o.Machine(); p == Serving {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if p, _ := r.o.Machine(); p != Serving {
+		t.Fatalf("promotion did not go on once the previous owner was read-only; trace:\n%s", r.tr)
+	}
+	r.o.mu.Lock()
+	d := r.o.promoted
+	r.o.mu.Unlock()
+	if !strings.HasPrefix(d.PrevFence, "already read-only") {
+		t.Fatalf("prev_fence = %q", d.PrevFence)
+	}
+}
