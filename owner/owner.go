@@ -22,8 +22,9 @@ import (
 // Timing constants of the runtime.
 const (
 	// reconcileEvery is the pace of the state machine and of the conjunction checks
-	// when nothing wakes it earlier.
-	reconcileEvery = 20 * time.Millisecond
+	// when nothing wakes it earlier: applied changes, health changes and lease changes
+	// wake it at once, and a timer fires at the lease's expiry.
+	reconcileEvery = 100 * time.Millisecond
 	// sweepEvery is the pace of the idempotent checks that read the world back: a
 	// managed VIP left on the interface, a writable server that should not be.
 	sweepEvery = time.Second

@@ -13,7 +13,7 @@ import (
 // change, on a kick, and every reconcileEvery; the read-back sweep runs every sweepEvery
 // (and once at start, so a node that restarts fences a server it may have left writable).
 func (o *Owner) reconcileLoop(ctx context.Context) error {
-	t := time.NewTicker(reconcileEvery)
+	t := time.NewTimer(reconcileEvery)
 	defer t.Stop()
 	var lastSweep time.Duration
 	for {
@@ -23,6 +23,7 @@ func (o *Owner) reconcileLoop(ctx context.Context) error {
 			lastSweep = now
 			o.sweep(ctx)
 		}
+		t.Reset(o.nextWake())
 		select {
 		case <-ctx.Done():
 			return nil
@@ -31,6 +32,20 @@ func (o *Owner) reconcileLoop(ctx context.Context) error {
 		case <-watch:
 		}
 	}
+}
+
+// nextWake is how long the reconcile loop may sleep: reconcileEvery, or less when a held
+// lease expires sooner, so an owner cut off fences itself at the expiry, not a tick later.
+func (o *Owner) nextWake() time.Duration {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	d := reconcileEvery
+	if o.lease != nil && (o.writesOpen || o.held) {
+		if left := o.lease.Expiry() - o.now(); left >= 0 && left < d {
+			d = left + time.Millisecond
+		}
+	}
+	return d
 }
 
 // inputs gathers what step looks at.
