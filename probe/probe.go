@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -106,7 +107,15 @@ type Prober struct {
 	// beforeUpsert, when set (tests only), runs in the write check between its read of
 	// read_only and the upsert.
 	beforeUpsert func()
+	// admins caches the accounts that bypass read_only (they change rarely, and reading
+	// them costs three queries) until adminsAt+adminsTTL.
+	adminsMu sync.Mutex
+	admins   []string
+	adminsAt time.Time
 }
+
+// adminsTTL is how long the list of accounts that bypass read_only is reused.
+const adminsTTL = 10 * time.Second
 
 // New returns a Prober over db. db should come from [DSN] so that dials time out.
 func New(db *sql.DB, cfg Config, log *zap.Logger) *Prober {
@@ -165,9 +174,6 @@ func (p *Prober) check(ctx context.Context, h *Health) error {
 		return fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close()
-	if err := conn.PingContext(ctx); err != nil {
-		return fmt.Errorf("ping: %w", err)
-	}
 	var one int
 	if err := conn.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
 		return fmt.Errorf("select 1: %w", err)
@@ -182,17 +188,24 @@ func (p *Prober) check(ctx context.Context, h *Health) error {
 		return err
 	}
 	if p.cfg.Flavor == FlavorMariaDB {
-		self, err := currentUser(ctx, conn)
-		if err != nil {
-			return err
+		p.adminsMu.Lock()
+		defer p.adminsMu.Unlock()
+		if time.Since(p.adminsAt) >= adminsTTL {
+			self, err := currentUser(ctx, conn)
+			if err != nil {
+				return err
+			}
+			admins, err := readOnlyAdmins(ctx, conn, self)
+			if err != nil {
+				return err
+			}
+			p.admins = p.admins[:0]
+			for _, a := range admins {
+				p.admins = append(p.admins, a.String())
+			}
+			p.adminsAt = time.Now()
 		}
-		admins, err := readOnlyAdmins(ctx, conn, self)
-		if err != nil {
-			return err
-		}
-		for _, a := range admins {
-			h.ReadOnlyAdminAccounts = append(h.ReadOnlyAdminAccounts, a.String())
-		}
+		h.ReadOnlyAdminAccounts = slices.Clone(p.admins)
 	}
 	if p.cfg.WriteCheck && !h.ReadOnly {
 		if err := p.writeCheck(ctx, conn); err != nil {
