@@ -83,6 +83,8 @@ type chaos struct {
 	mu         sync.Mutex
 	violations []violation
 	active     map[int]*chaosFault
+	// diskHealed is when a full-disk fault on a server's datadir last healed, per host.
+	diskHealed map[string]time.Time
 	maint      map[string]bool
 	counts     map[string]int
 	skipped    int
@@ -112,7 +114,7 @@ type chaos struct {
 func newChaos(t *testing.T, c *cluster, mode string) *chaos {
 	ch := &chaos{
 		t: t, c: c, mode: mode, start: time.Now(),
-		active: map[int]*chaosFault{}, maint: map[string]bool{}, counts: map[string]int{},
+		active: map[int]*chaosFault{}, maint: map[string]bool{}, counts: map[string]int{}, diskHealed: map[string]time.Time{},
 		statuses: map[string]statusSample{}, fs: map[string]*testenv.SmallFS{},
 		stop: make(chan struct{}),
 	}
@@ -149,6 +151,26 @@ func (ch *chaos) activeFaultsLocked() string {
 		return "none"
 	}
 	return strings.Join(parts, ", ")
+}
+
+// diskGrace is how long after its datadir's full-disk fault heals a server still counts
+// as unable to commit: the server resumes, and the owner's next remote fence (every 200 ms
+// while the previous owner is not confirmed read-only) lands within it.
+const diskGrace = 2 * time.Second
+
+// cannotCommit reports whether name's datadir is full (or was freed less than diskGrace
+// ago): a server that cannot write its binlog cannot acknowledge a write, whatever its
+// read_only says, and a full disk also blocks SET GLOBAL read_only=1, so nobody can fence it
+// until the disk is freed. Such a read_only=0 is logged, not counted as a writable server.
+func (ch *chaos) cannotCommit(name string) bool {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	for _, f := range ch.active {
+		if f.kind == "disk-mysql" && slices.Contains(f.hosts, name) {
+			return true
+		}
+	}
+	return time.Since(ch.diskHealed[name]) < diskGrace
 }
 
 // violate records and prints a violation.
@@ -394,12 +416,24 @@ func (ch *chaos) readOnlyFast(name string) string { return ch.c.readOnly(name) }
 // watches the tracker.
 func (ch *chaos) sampleReadOnly() {
 	suspect := map[string]time.Time{} // writable-not-owner episode start per server
+	blocked := map[string]bool{}      // read_only=0 under a full disk, logged once
 	reported := map[string]bool{}
 	twoOpen := false
 	for !ch.stopped() {
 		time.Sleep(40 * time.Millisecond)
 		ch.checkTracker()
 		a, b := ch.readOnlyFast("db1"), ch.readOnlyFast("db2")
+		for name, ro := range map[string]*string{"db1": &a, "db2": &b} {
+			if *ro == "0" && ch.cannotCommit(name) {
+				if !blocked[name] {
+					blocked[name] = true
+					ch.logf("%s has read_only=0 while its datadir is full: it cannot commit, not counted as writable", name)
+				}
+				*ro = "0 (disk full)"
+			} else if *ro != "0" {
+				blocked[name] = false
+			}
+		}
 		if a == "0" && b == "0" && ch.readOnlyFast("db1") == "0" {
 			if !twoOpen {
 				twoOpen = true

@@ -155,6 +155,12 @@ func newChaosCluster(t *testing.T, mode string) (*cluster, map[string]*testenv.S
 	if err != nil {
 		t.Fatal(err)
 	}
+	tlsConf, err := lab.ClientTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.tls = tlsConf != nil
+	c.http.Transport.(*http.Transport).TLSClientConfig = tlsConf
 	for _, n := range nodes {
 		fs, err := testenv.MountSmallFS(n.DataDir, 48<<20)
 		if fs != nil {
@@ -320,6 +326,11 @@ func (ch *chaos) play(f *chaosFault) {
 	now := time.Now()
 	ch.mu.Lock()
 	delete(ch.active, f.n)
+	if f.kind == "disk-mysql" {
+		for _, h := range f.hosts {
+			ch.diskHealed[h] = now
+		}
+	}
 	if err == nil {
 		ch.heals = append(ch.heals, now)
 	}

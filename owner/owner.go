@@ -38,6 +38,9 @@ const (
 	// previous owner's server that answers writable but cannot be fenced.
 	fenceTimeout = time.Second
 	fenceRetry   = time.Second
+	// prevFenceEvery spaces the serving owner's attempts to fence a previous owner's
+	// server that is not confirmed read-only yet.
+	prevFenceEvery = 200 * time.Millisecond
 	// conflictProbeTimeout bounds the ARP probe before an acquisition.
 	conflictProbeTimeout = 200 * time.Millisecond
 	// rejoinEvery spaces rejoin checks; rejoinBlockedEvery spaces re-checks of a
@@ -120,6 +123,13 @@ type Owner struct {
 	writesOpen bool
 	// openedAt is when this runtime last set read_only=0 (wall clock, as Health.CheckedAt).
 	openedAt time.Time
+	// fenceFailedAt is when the last local fence failed (wall clock).
+	fenceFailedAt time.Time
+	// prevFenced: the previous owner's server is confirmed read-only in this epoch;
+	// prevBusy/prevAt pace the attempts.
+	prevFenced bool
+	prevBusy   bool
+	prevAt     time.Time
 	// fencedAt is when the last local fence finished (wall clock, as Health.CheckedAt).
 	fencedAt time.Time
 	held     bool // the VIP is on the interface

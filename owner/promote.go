@@ -2,6 +2,7 @@ package owner
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -30,6 +31,7 @@ func (o *Owner) startPromotion(ctx context.Context, epoch uint64, s fsm.State) {
 			o.promo = &res
 			if res.OK {
 				o.promoted = data
+				o.prevFenced = data.PrevFence == "fenced" || strings.HasPrefix(data.PrevFence, "already read-only")
 			}
 		}
 		o.mu.Unlock()

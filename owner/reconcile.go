@@ -73,6 +73,7 @@ func (o *Owner) reconcile(ctx context.Context) {
 		o.m = next
 		if next.Epoch != cur.Epoch {
 			o.promo, o.promoted, o.announcedAt = nil, fsm.PromotedData{}, 0
+			o.prevFenced, o.prevAt = false, time.Time{}
 			o.releaseFailed = false
 			o.rejoin = rejoinState{}
 		}
@@ -115,6 +116,7 @@ func (o *Owner) enforce(ctx context.Context) {
 			o.openWrites(ctx, epoch)
 		}
 		o.announce(ctx, s)
+		o.confirmPreviousFenced(ctx, s)
 		o.checkRejoin(ctx, s)
 		return
 	}
@@ -128,6 +130,57 @@ func (o *Owner) enforce(ctx context.Context) {
 	if open {
 		o.fence(ctx, "writes no longer allowed: not the serving owner with a valid lease")
 	}
+	o.mu.Lock()
+	// A probe that started after our last fence found the server writable (a restart, an
+	// operator, a fence that failed): fence it, at most every fenceRetry while it fails.
+	writable := o.health.Up && !o.health.ReadOnly && o.health.CheckedAt.After(o.fencedAt) &&
+		time.Since(o.fenceFailedAt) >= fenceRetry
+	o.mu.Unlock()
+	if writable {
+		o.fence(ctx, "server writable but this node may not write")
+	}
+}
+
+// confirmPreviousFenced keeps fencing the previous owner's server, every prevFenceEvery,
+// until it is confirmed read-only: a server whose daemon is frozen, and which could not be
+// fenced at promotion (unreachable, or a full disk blocking SET GLOBAL read_only), must not
+// stay writable once it can be fenced. It runs on its own goroutine, one at a time.
+func (o *Owner) confirmPreviousFenced(ctx context.Context, s fsm.State) {
+	prev := s.PrevOwner
+	if o.d.Remote == nil || prev == "" || prev == o.cfg.Node {
+		return
+	}
+	o.mu.Lock()
+	due := !o.prevFenced && !o.prevBusy && time.Since(o.prevAt) >= prevFenceEvery
+	if due {
+		o.prevBusy, o.prevAt = true, time.Now()
+	}
+	o.mu.Unlock()
+	if !due {
+		return
+	}
+	epoch := s.Epoch
+	o.spawn(func() {
+		fctx, cancel := context.WithTimeout(ctx, fenceTimeout)
+		_, err := o.d.Remote.Fence(fctx, prev)
+		cancel()
+		ok := err == nil
+		if !ok {
+			rctx, rcancel := context.WithTimeout(ctx, fenceTimeout)
+			ro, rerr := o.d.Remote.ReadOnly(rctx, prev)
+			rcancel()
+			ok = rerr == nil && ro
+		}
+		o.mu.Lock()
+		o.prevBusy = false
+		if ok && o.m.Epoch == epoch {
+			o.prevFenced = true
+		}
+		o.mu.Unlock()
+		if ok {
+			o.log.Info("previous owner's server confirmed read-only", zap.String("previous", prev), zap.Uint64("epoch", epoch))
+		}
+	})
 }
 
 // sweep reads the world back: a writable server that must not be, or a managed VIP on
@@ -137,13 +190,6 @@ func (o *Owner) sweep(ctx context.Context) {
 	s := o.d.Node.State()
 	if o.mayWrite(s) {
 		return
-	}
-	o.mu.Lock()
-	// A probe older than the last fence may still show the server writable.
-	writable := o.health.Up && !o.health.ReadOnly && o.health.CheckedAt.After(o.fencedAt)
-	o.mu.Unlock()
-	if writable {
-		o.fence(ctx, "server writable but this node may not write")
 	}
 	o.resumeReplication(ctx, s)
 	if o.d.VIP == nil || o.mayHold(s) {
@@ -210,6 +256,9 @@ func (o *Owner) fence(ctx context.Context, why string) (gtid string, ok bool) {
 	defer cancel()
 	g, err := o.d.MySQL.Fence(fctx)
 	if err != nil {
+		o.mu.Lock()
+		o.fenceFailedAt = time.Now()
+		o.mu.Unlock()
 		o.log.Warn("fence mysql", zap.String("reason", why), zap.Error(err))
 		return "", false
 	}

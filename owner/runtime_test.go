@@ -315,7 +315,8 @@ func TestSweepRemovesStrayVIPAndFences(t *testing.T) {
 	r.vip.held = true // left by keepalived during a migration
 	r.db.readOnly = false
 	r.healthy(true)
-	r.o.sweep(context.Background())
+	r.o.enforce(context.Background()) // fences a writable server at once
+	r.o.sweep(context.Background())   // reads the interface back every second
 	if r.vip.isHeld() || !r.db.isReadOnly() {
 		t.Fatalf("stray VIP %v, read_only %v; trace:\n%s", r.vip.isHeld(), r.db.isReadOnly(), r.tr)
 	}
@@ -612,4 +613,36 @@ func TestPromotionWaitsForWritablePrevious(t *testing.T) {
 	if !strings.HasPrefix(d.PrevFence, "already read-only") {
 		t.Fatalf("prev_fence = %q", d.PrevFence)
 	}
+}
+
+// TestServingOwnerKeepsFencingPrevious: the previous owner's server could not be fenced at
+// promotion (unreachable); the serving owner keeps trying until it is read-only.
+func TestServingOwnerKeepsFencingPrevious(t *testing.T) {
+	r := newRig(t)
+	assign(t, r.node, "db2", true)
+	r.node.apply(t, ev(t, r.node.State(), fsm.OwnerRevoked, "witness", fsm.RevokeData{Owner: "db2"}))
+	r.remote.mu.Lock()
+	r.remote.fenceErr, r.remote.readErr = errors.New("connect: no route to host"), errors.New("connect: no route to host")
+	r.remote.mu.Unlock()
+	epoch := r.serve(t)
+	if r.o.prevFenced {
+		t.Fatal("setup: previous owner counted as fenced")
+	}
+	r.remote.mu.Lock()
+	r.remote.fenceErr, r.remote.readErr = nil, nil // reachable again
+	r.remote.mu.Unlock()
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		r.grantLease(epoch)
+		r.o.enforce(context.Background())
+		r.o.bg.Wait()
+		r.o.mu.Lock()
+		done := r.o.prevFenced
+		r.o.mu.Unlock()
+		if done {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("previous owner never fenced after it became reachable; trace:\n%s", r.tr)
 }
