@@ -36,7 +36,9 @@ const (
 	vipTimeout = time.Second
 	// fenceTimeout bounds fencing one server; fenceRetry spaces the attempts on a
 	// previous owner's server that answers writable but cannot be fenced.
-	fenceTimeout = time.Second
+	// fenceTimeout leaves room for the server's own lock wait (probe.FenceLockWait), the
+	// kill of application connections and the retry that follows it.
+	fenceTimeout = 3 * time.Second
 	fenceRetry   = time.Second
 	// prevFenceEvery spaces the serving owner's attempts to fence a previous owner's
 	// server that is not confirmed read-only yet.

@@ -324,7 +324,7 @@ func (o *Owner) release(ctx context.Context, epoch uint64, reason string) {
 	if o.cfg.FenceReadOnly {
 		if g, ok := o.fence(ctx, reason); ok {
 			fenced, gtid = true, g
-		} else if o.serverAnswers(ctx) {
+		} else if ctx.Err() != nil || o.serverAnswers(ctx) {
 			// Alive but not fenced (a full disk blocks SET GLOBAL read_only): releasing
 			// now would let the next owner open writes beside ours. Retry instead.
 			o.log.Error("mysqld answers but cannot be fenced: not releasing until it is", zap.Uint64("epoch", epoch), zap.String("reason", reason))

@@ -24,13 +24,15 @@ var nonAppCommands = []string{
 var nonAppUsers = []string{"system user", "event_scheduler", "unauthenticated user"}
 
 // Fence stops writes on the server and returns its final GTID set (as [Health.GTIDExecuted]
-// reads it). On one connection it sets a short lock_wait_timeout, sets read_only=1 (MySQL:
-// super_read_only=1, which stops every account), kills the connections of application accounts
-// (appUsers as in [Config.AppUsers]) and, on MariaDB, of every account that bypasses read_only
-// (root and the other holders of READ ONLY ADMIN, see [Health.ReadOnlyAdminAccounts]), and then
-// reads the GTID set. It never kills its own connection, replication or other server threads,
-// system users, or connections of the daemon's own account. If read_only cannot get its lock in
-// time, it kills those connections first and tries once more.
+// reads it). On one connection it sets a short lock_wait_timeout, kills the connections of
+// application accounts (appUsers as in [Config.AppUsers]) and, on MariaDB, of every account
+// that bypasses read_only (root and the other holders of READ ONLY ADMIN, see
+// [Health.ReadOnlyAdminAccounts]) — first, so none of their transactions holds up the global
+// read lock — then sets read_only=1 (MySQL: super_read_only=1, which stops every account),
+// kills those connections again (new ones made meanwhile), and reads the GTID set. It never
+// kills its own connection, replication or other server threads, system users, or
+// connections of the daemon's own account. If read_only still cannot get its lock in time, it
+// kills once more and tries again.
 //
 // On MariaDB an ordinary account's open transaction fails at COMMIT with 1290 once read_only is
 // set, and a killed connection's open transaction rolls back, so the returned set is final
@@ -65,6 +67,11 @@ func Fence(ctx context.Context, db *sql.DB, f Flavor, appUsers []string) (finalG
 		}
 	}
 	if err := requireProcessPriv(ctx, conn); err != nil {
+		return "", fmt.Errorf("fence: %w", err)
+	}
+	// Kill the application connections first: a transaction of theirs that is running or
+	// stuck in its commit would make SET GLOBAL read_only wait for the global read lock.
+	if _, err := killApps(ctx, conn, victims); err != nil {
 		return "", fmt.Errorf("fence: %w", err)
 	}
 	if err := setReadOnly(ctx, conn, f, true); err != nil {

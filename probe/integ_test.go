@@ -702,8 +702,10 @@ func rename(grants []string, from, to string) []string {
 	return out
 }
 
-// A running application write holds off the global read lock that read_only needs: Fence gets
-// lock-wait timeout 1205, kills the application connections and succeeds on its retry.
+// A running application write would hold off the global read lock that read_only needs: Fence
+// kills the application connections first, so it neither waits for the lock nor lets the write
+// commit. (Before, it set read_only first and waited out lock_wait_timeout; under load the
+// daemon's own deadline often expired first and the fence failed.)
 func TestIntegFenceBlockedByRunningWrite(t *testing.T) {
 	_, m := newServer(t)
 	db := daemonDB(t, m)
@@ -730,8 +732,8 @@ func TestIntegFenceBlockedByRunningWrite(t *testing.T) {
 		t.Fatalf("Fence: %v", err)
 	}
 	t.Logf("fenced in %v (lock wait %v), final gtid %q", took, probe.FenceLockWait, final)
-	if took < probe.FenceLockWait || took > probe.FenceLockWait+2*time.Second {
-		t.Errorf("Fence took %v, want the lock wait %v plus a retry", took, probe.FenceLockWait)
+	if took >= probe.FenceLockWait {
+		t.Errorf("Fence took %v, want less than the lock wait %v: the write's connection is killed first", took, probe.FenceLockWait)
 	}
 	select {
 	case err := <-slow:
