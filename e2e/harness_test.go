@@ -188,19 +188,10 @@ func (c *cluster) post(path, body string) error {
 	return fmt.Errorf("POST %s: no node answered: %w", path, err)
 }
 
+// waitFor is testenv.WaitFor, the one polling wait of the tests.
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, info := cond()
-		if ok {
-			return
-		}
-		last = info
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %s waiting for %s; last: %s", timeout, what, last)
+	testenv.WaitFor(t, what, timeout, cond)
 }
 
 // waitOwner waits until the journal names an active owner and that host, alone, holds

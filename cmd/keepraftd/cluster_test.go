@@ -16,6 +16,7 @@ import (
 
 	"github.com/keepraft/keepraft/api"
 	"github.com/keepraft/keepraft/fsm"
+	"github.com/keepraft/keepraft/testenv"
 )
 
 // buildBinaries compiles keepraftd and raftctl once per test binary.
@@ -167,19 +168,10 @@ func (c *loopCluster) status(id string) (api.Status, error) {
 }
 
 // waitFor polls cond until it holds or the deadline passes.
+// waitFor is testenv.WaitFor, the one polling wait of the tests.
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, info := cond()
-		if ok {
-			return
-		}
-		last = info
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %s waiting for %s; last: %s", timeout, what, last)
+	testenv.WaitFor(t, what, timeout, cond)
 }
 
 // waitLeader waits until every listed node agrees on one leader with three voters.
