@@ -172,17 +172,7 @@ func newChaosCluster(t *testing.T, mode string) (*cluster, map[string]*testenv.S
 			t.Fatalf("small fs for keepraftd %s: %v", n.Name, err)
 		}
 	}
-	tctx, tcancel := context.WithCancel(context.Background())
-	t.Cleanup(tcancel)
-	c.tracker, err = lab.TrackHolders(tctx, lab.VIP.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.tracker.Close() })
-	for _, n := range nodes {
-		c.nodes[n.Name] = n
-		c.start(n.Name)
-	}
+	c.trackAndStart(nodes)
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return

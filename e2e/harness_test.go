@@ -91,17 +91,7 @@ func newCluster(t *testing.T, o clusterOpts) *cluster {
 	}
 	c.tls = tlsConf != nil
 	c.http = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DialContext: client.DialContext, DisableKeepAlives: true, TLSClientConfig: tlsConf}}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	c.tracker, err = lab.TrackHolders(ctx, lab.VIP.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.tracker.Close() })
-	for _, n := range nodes {
-		c.nodes[n.Name] = n
-		c.start(n.Name)
-	}
+	c.trackAndStart(nodes)
 	t.Cleanup(func() {
 		for name, p := range c.procs {
 			if log := p.Tail(100000); strings.Contains(log, "DATA RACE") {
@@ -117,6 +107,22 @@ func newCluster(t *testing.T, o clusterOpts) *cluster {
 		}
 	})
 	return c
+}
+
+// trackAndStart starts the event tracker of the VIP's holders and every node's keepraftd.
+func (c *cluster) trackAndStart(nodes []testenv.KeepraftdNode) {
+	c.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	c.t.Cleanup(cancel)
+	var err error
+	if c.tracker, err = c.lab.TrackHolders(ctx, c.lab.VIP.Addr()); err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { _ = c.tracker.Close() })
+	for _, n := range nodes {
+		c.nodes[n.Name] = n
+		c.start(n.Name)
+	}
 }
 
 // registerDialer lets go-sql-driver connect from the client host's namespace.
