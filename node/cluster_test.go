@@ -97,6 +97,8 @@ func (m worldMySQL) Promote(context.Context) error {
 	return nil
 }
 
+func (m worldMySQL) Process() int { return probe.ProcessUnknown }
+
 func (m worldMySQL) WaitExit(ctx context.Context) error {
 	<-ctx.Done()
 	return ctx.Err()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keepraft/keepraft/owner"
@@ -19,6 +20,8 @@ type LocalMySQL struct {
 	Prober   *probe.Prober
 	Flavor   probe.Flavor
 	AppUsers []string
+
+	pid atomic.Int64 // the server process WaitExit last watched
 }
 
 var _ owner.MySQL = (*LocalMySQL)(nil)
@@ -60,8 +63,12 @@ func (l *LocalMySQL) WaitExit(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	l.pid.Store(int64(pid))
 	return probe.WatchProcess(ctx, pid)
 }
+
+// Process reports the state of the server's process last watched by WaitExit.
+func (l *LocalMySQL) Process() int { return probe.ProcessState(int(l.pid.Load())) }
 
 // PeerServers is the real [owner.Remote]: this node's account on each other database node's
 // server, at that node's host and mysql.port.

@@ -42,6 +42,9 @@ type MySQL interface {
 	// WaitExit returns nil once the server's process exits (it must run on this host),
 	// an error wrapping probe.ErrNotLocal when it cannot be watched, or ctx's error.
 	WaitExit(ctx context.Context) error
+	// Process reports the state of the server's process (probe.ProcessRunning, ...):
+	// probe.ProcessUnknown when it is not watched.
+	Process() int
 }
 
 // Remote reaches the other database nodes' servers.

@@ -164,6 +164,7 @@ type fakeMySQL struct {
 	fenceErr  error
 	onCatchUp func()
 	exit      chan struct{} // closed when the "process" exits; nil: not watchable
+	process   int           // what Process reports
 	catchUp   probe.CatchUp
 	relay     probe.RelayCatchUp
 }
@@ -242,6 +243,12 @@ func (m *fakeMySQL) WaitExit(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+func (m *fakeMySQL) Process() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.process
 }
 
 func (m *fakeMySQL) isReadOnly() bool {

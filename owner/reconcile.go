@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/keepraft/keepraft/fsm"
+	"github.com/keepraft/keepraft/probe"
 )
 
 // reconcileLoop drives the state machine and enforces the conjunctions: on every applied
@@ -324,9 +325,11 @@ func (o *Owner) release(ctx context.Context, epoch uint64, reason string) {
 	if o.cfg.FenceReadOnly {
 		if g, ok := o.fence(ctx, reason); ok {
 			fenced, gtid = true, g
-		} else if ctx.Err() != nil || o.serverAnswers(ctx) {
-			// Alive but not fenced (a full disk blocks SET GLOBAL read_only): releasing
-			// now would let the next owner open writes beside ours. Retry instead.
+		} else if ctx.Err() != nil || o.serverAnswers(ctx) || o.d.MySQL.Process() == probe.ProcessRunning {
+			// Alive but not fenced (a full disk blocks SET GLOBAL read_only, or this node
+			// cannot reach its own server while clients can): releasing now would let the
+			// next owner open writes beside ours. Retry instead. A stopped (SIGSTOP) or
+			// dead process serves nothing; its server is fenced when it answers again.
 			o.log.Error("mysqld answers but cannot be fenced: not releasing until it is", zap.Uint64("epoch", epoch), zap.String("reason", reason))
 			fail()
 			return

@@ -11,6 +11,7 @@ import (
 
 	"github.com/keepraft/keepraft/api"
 	"github.com/keepraft/keepraft/fsm"
+	"github.com/keepraft/keepraft/probe"
 )
 
 func before(t *testing.T, tr *trace, first, second string) {
@@ -543,10 +544,14 @@ func TestReleaseWaitsForFence(t *testing.T) {
 	tests := []struct {
 		name        string
 		up          bool
+		process     int
 		wantRelease bool
 	}{
-		{"alive but unfenceable: no release", true, false},
-		{"down: release unfenced", false, true},
+		{"alive but unfenceable: no release", true, probe.ProcessRunning, false},
+		{"unreachable from here but its process runs: no release", false, probe.ProcessRunning, false},
+		{"process stopped (SIGSTOP): release unfenced", false, probe.ProcessStopped, true},
+		{"down: release unfenced", false, probe.ProcessGone, true},
+		{"down, process not watched: release unfenced", false, probe.ProcessUnknown, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -554,7 +559,7 @@ func TestReleaseWaitsForFence(t *testing.T) {
 			r.serve(t)
 			r.db.mu.Lock()
 			r.db.fenceErr = errors.New("set global read_only = 1: context deadline exceeded")
-			r.db.up = tt.up
+			r.db.up, r.db.process = tt.up, tt.process
 			r.db.mu.Unlock()
 			r.node.apply(t, ev(t, r.node.State(), fsm.SwitchoverRequested, "witness", fsm.SwitchoverData{To: "db2"}))
 			r.o.reconcile(context.Background())

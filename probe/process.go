@@ -73,3 +73,37 @@ func WatchProcess(ctx context.Context, pid int) error {
 		}
 	}
 }
+
+// Process states as [ProcessState] reports them.
+const (
+	ProcessUnknown = iota // not watched (another host, no pid file seen yet)
+	ProcessRunning        // running or sleeping: alive, it may accept writes
+	ProcessStopped        // stopped (SIGSTOP) or traced: alive but serves nothing until continued
+	ProcessGone           // exited or a zombie
+)
+
+// ProcessState reads the state of process pid from /proc/PID/stat.
+func ProcessState(pid int) int {
+	if pid <= 1 {
+		return ProcessUnknown
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return ProcessGone
+		}
+		return ProcessUnknown
+	}
+	// The state follows the command name in parentheses, which may hold spaces.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 || i+2 >= len(b) {
+		return ProcessUnknown
+	}
+	switch b[i+2] {
+	case 'T', 't':
+		return ProcessStopped
+	case 'Z', 'X', 'x':
+		return ProcessGone
+	}
+	return ProcessRunning
+}

@@ -3,6 +3,7 @@ package probe
 import (
 	"context"
 	"os/exec"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -43,5 +44,34 @@ func TestWatchProcess(t *testing.T) {
 	go func() { time.Sleep(100 * time.Millisecond); cancel() }()
 	if err := WatchProcess(ctx, other.Process.Pid); err != context.Canceled {
 		t.Fatalf("WatchProcess after cancel = %v, want context.Canceled", err)
+	}
+}
+
+func TestProcessState(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	if got := ProcessState(pid); got != ProcessRunning {
+		t.Fatalf("running sleep: state %d", got)
+	}
+	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for ProcessState(pid) != ProcessStopped && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := ProcessState(pid); got != ProcessStopped {
+		t.Fatalf("stopped sleep: state %d", got)
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	if got := ProcessState(pid); got != ProcessGone {
+		t.Fatalf("reaped sleep: state %d", got)
+	}
+	if got := ProcessState(0); got != ProcessUnknown {
+		t.Fatalf("pid 0: state %d", got)
 	}
 }
