@@ -107,11 +107,13 @@ func (l *Lab) Netem(h *Host, lossPct int, delay, jitter time.Duration) (string, 
 	if lossPct == 0 {
 		return "nothing (no sch_netem in this kernel: no delay possible)", nil
 	}
+	// Only the host's link loses packets, as with tc on the NIC: traffic to its own address
+	// goes through lo and is not touched.
 	script := fmt.Sprintf(`table inet %[1]s {
-	chain input { type filter hook input priority -30; policy accept; ip saddr 198.18.0.0/15 numgen random mod 100 < %[2]d drop; }
-	chain output { type filter hook output priority -30; policy accept; ip daddr 198.18.0.0/15 numgen random mod 100 < %[2]d drop; }
+	chain input { type filter hook input priority -30; policy accept; iifname %[3]q ip saddr 198.18.0.0/15 numgen random mod 100 < %[2]d drop; }
+	chain output { type filter hook output priority -30; policy accept; oifname %[3]q ip daddr 198.18.0.0/15 numgen random mod 100 < %[2]d drop; }
 }
-`, lossTable, lossPct)
+`, lossTable, lossPct, h.Iface)
 	if err := nftIn(h, script); err != nil {
 		return "", err
 	}
