@@ -141,7 +141,11 @@ func assign(s State, v View, mk func(Type, any) []Event) []Event {
 		}
 		d.Loss = fmt.Sprintf("loss unknown after %q: %s never released epoch %d", last, s.Owner, s.Epoch)
 	}
-	return mk(OwnerAssigned, d)
+	evs := mk(OwnerAssigned, d)
+	if len(evs) == 1 && s.Supported(2) {
+		evs[0].V = 2 // stale if the assignee's health turns before it applies
+	}
+	return evs
 }
 
 // The ranks of an eligible candidate, best first.

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -356,6 +357,51 @@ func TestReleasedOwnerIsLastResort(t *testing.T) {
 			var d AssignData
 			if err := evs[0].Payload(&d); err != nil || d.Owner != tt.want {
 				t.Fatalf("assigned %q (%v), want %q", d.Owner, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestAssignmentStaleWhenAssigneeTurnedUnhealthy: the controller decided from a state where
+// db1 was healthy; db1's HealthChanged(unhealthy) committed first. A version-2 assignment is
+// then stale; a version-1 one (a cluster with an older voter) applies as before.
+func TestAssignmentStaleWhenAssigneeTurnedUnhealthy(t *testing.T) {
+	base := NewState()
+	base.Bootstrapped = true
+	for id, prio := range map[string]int{"db1": 100, "db2": 90} {
+		base.Members[id] = &NodeState{Member: Member{ID: id, Role: RoleDatabase, Priority: prio, Versions: Versions}, Healthy: true, HealthKnown: true}
+	}
+	base.Members["witness"] = &NodeState{Member: Member{ID: "witness", Role: RoleWitness, Versions: Versions}}
+	tests := []struct {
+		name      string
+		oldVoter  bool
+		wantV     int
+		wantStale bool
+	}{
+		{"every voter knows v2", false, 2, true},
+		{"an older voter: v1, old semantics", true, 1, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := base.Clone()
+			if tt.oldVoter {
+				s.Members["witness"].Versions = []int{1}
+			}
+			evs := Decide(s, View{Self: "witness", Quorum: true})
+			if len(evs) != 1 || evs[0].Type != OwnerAssigned || evs[0].V != tt.wantV {
+				t.Fatalf("Decide = %+v, want one OwnerAssigned v%d", evs, tt.wantV)
+			}
+			health, err := NewEvent(HealthChanged, "db1", time.Now(), s.Epoch, s.Phase, HealthData{Node: "db1", Healthy: false, Detail: "mysqld process exited"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err = s.Apply(10, health)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = s.Apply(11, evs[0])
+			if got := errors.Is(err, ErrStale); got != tt.wantStale {
+				t.Fatalf("apply assignment: %v, want stale %v", err, tt.wantStale)
 			}
 		})
 	}

@@ -6,8 +6,15 @@ import (
 	"time"
 )
 
-// Version is the event schema version this build proposes and understands.
-const Version = 1
+// Version is the newest event schema version this build understands. Events are proposed
+// at version 1 unless a newer one is needed and every voter advertises it ([State.Supported]):
+//   - 2: an OwnerAssigned that is stale when the journal, at apply time, has its assignee
+//     unhealthy or in maintenance (a health change can commit between the decision and
+//     the assignment).
+const Version = 2
+
+// Versions lists every event schema version this build applies, for MemberJoined.
+var Versions = []int{1, 2}
 
 // Type names an event kind in the journal.
 type Type string
@@ -47,7 +54,7 @@ type Event struct {
 
 // NewEvent builds an event of type t with payload p, decided from epoch and phase.
 func NewEvent(t Type, by string, at time.Time, epoch uint64, phase Phase, p any) (Event, error) {
-	ev := Event{V: Version, Type: t, At: at.UTC(), By: by, Epoch: epoch, Phase: phase}
+	ev := Event{V: 1, Type: t, At: at.UTC(), By: by, Epoch: epoch, Phase: phase}
 	if p != nil {
 		b, err := json.Marshal(p)
 		if err != nil {

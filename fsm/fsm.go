@@ -141,6 +141,9 @@ func (f *FSM) Watch() <-chan struct{} {
 	return f.changed
 }
 
+// ImageVersion is the snapshot image format version.
+const ImageVersion = 1
+
 // Image is the serialized form of a snapshot: the state plus the retained journal, so
 // the failover history survives log compaction.
 type Image struct {
@@ -153,7 +156,7 @@ type Image struct {
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return &snapshot{img: Image{Version: Version, State: f.state.Clone(), Journal: slices.Clone(f.journal[f.start:])}}, nil
+	return &snapshot{img: Image{Version: ImageVersion, State: f.state.Clone(), Journal: slices.Clone(f.journal[f.start:])}}, nil
 }
 
 // Restore implements raft.FSM.

@@ -309,6 +309,9 @@ func (s *State) apply(idx uint64, ev Event) error {
 		if m.Role != RoleDatabase {
 			return fmt.Errorf("%w: %s has role %s and can never own the VIP", ErrInvalid, d.Owner, m.Role)
 		}
+		if ev.V >= 2 && ((m.HealthKnown && !m.Healthy) || m.Maintenance) {
+			return fmt.Errorf("%w: %s is unhealthy or in maintenance now (%s)", ErrStale, d.Owner, m.Detail)
+		}
 		if s.Owner != "" && s.Owner != d.Owner {
 			s.PrevOwner = s.Owner
 		}

@@ -304,7 +304,7 @@ func (n *Node) Run(ctx context.Context) error {
 // announce proposes this node's MemberJoined (role, priority, supported versions) until
 // the journal shows it, so the controller knows who may own the VIP.
 func (n *Node) announce(ctx context.Context) error {
-	me := fsm.Member{ID: n.cfg.Node.ID, Role: fsm.Role(n.cfg.Node.Role), RaftAddr: n.cfg.Cluster.RaftAddr, APIAddr: n.cfg.Cluster.APIAddr, Versions: []int{fsm.Version}}
+	me := fsm.Member{ID: n.cfg.Node.ID, Role: fsm.Role(n.cfg.Node.Role), RaftAddr: n.cfg.Cluster.RaftAddr, APIAddr: n.cfg.Cluster.APIAddr, Versions: fsm.Versions}
 	if n.cfg.IsDatabase() {
 		me.Priority = n.cfg.VRRP.Priority
 	}
