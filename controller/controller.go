@@ -134,6 +134,7 @@ type decided struct {
 	typ   fsm.Type
 	epoch uint64
 	phase fsm.Phase
+	data  string
 	at    time.Duration
 }
 
@@ -194,10 +195,12 @@ func (c *Controller) leaderLoop(ctx context.Context, stop <-chan struct{}) {
 			}
 		}
 		for _, ev := range fsm.Decide(s, v) {
-			if ev.Type == last.typ && ev.Epoch == last.epoch && ev.Phase == last.phase && now-last.at < repeatAfter {
+			// The same decision (an assignment to the same node, say) is not repeated within
+			// repeatAfter; a different one (another assignee) goes out at once.
+			if ev.Type == last.typ && ev.Epoch == last.epoch && ev.Phase == last.phase && string(ev.Data) == last.data && now-last.at < repeatAfter {
 				continue
 			}
-			last = decided{ev.Type, ev.Epoch, ev.Phase, now}
+			last = decided{ev.Type, ev.Epoch, ev.Phase, string(ev.Data), now}
 			c.commit(ev)
 		}
 		// Keep leadership off the owner, so that losing the owner's host costs no
