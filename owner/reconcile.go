@@ -123,12 +123,13 @@ func (o *Owner) enforce(ctx context.Context) {
 	}
 	o.mu.Lock()
 	held, open := o.held, o.writesOpen
+	paced := time.Since(o.fenceFailedAt) < fenceRetry
 	o.mu.Unlock()
 	if held || o.holding.Load() {
 		o.dropVIP(ctx, "holding no longer allowed")
 		o.resignIfAlone(ctx)
 	}
-	if open {
+	if open && !paced {
 		o.fence(ctx, "writes no longer allowed: not the serving owner with a valid lease")
 	}
 	o.mu.Lock()
