@@ -202,7 +202,7 @@ func (n *Node) newOwner(opts Options) error {
 	ocfg := owner.Config{Node: cfg.Node.ID, Peers: peers, Voters: cfg.Voters(), Lease: cfg.Failover.Lease, CatchupTimeout: cfg.Failover.CatchupTimeout,
 		OnCatchupTimeout: cfg.Failover.OnCatchupTimeout, FenceReadOnly: cfg.Failover.FenceReadOnly, Flavor: flavor, VIPs: cfg.VIP.Addresses,
 		Interval: cfg.MySQL.Interval, Timeout: cfg.MySQL.Timeout, Rise: cfg.MySQL.Rise, Fall: cfg.MySQL.Fall,
-		NotifyMaster: cfg.Notify.Master, NotifyBackup: cfg.Notify.Backup, NotifyFault: cfg.Notify.Fault, Now: n.now}
+		NotifyMaster: cfg.Notify.Master, NotifyBackup: cfg.Notify.Backup, NotifyFault: cfg.Notify.Fault, Now: n.now, StateDir: cfg.Node.DataDir}
 	o, err := owner.New(ocfg, deps, n.log)
 	if err != nil {
 		return err

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -80,7 +82,13 @@ type Config struct {
 	NotifyMaster, NotifyBackup, NotifyFault string
 	// Now reads the lease clock; nil means CLOCK_BOOTTIME.
 	Now func() time.Duration
+	// StateDir (node.data_dir) keeps the runtime's few facts that must survive a restart:
+	// that it stopped the replication channel itself. "" keeps them in memory only.
+	StateDir string
 }
+
+// replStoppedFile marks, in StateDir, a replication channel this runtime stopped.
+const replStoppedFile = "replication-stopped-by-keepraft"
 
 // Deps are the resources the runtime drives. VIP, Remote and Resigner may be nil (no VIP
 // management, no remote access to the peers' servers, no VRRP).
@@ -125,6 +133,9 @@ type Owner struct {
 	writesOpen bool
 	// openedAt is when this runtime last set read_only=0 (wall clock, as Health.CheckedAt).
 	openedAt time.Time
+	// stoppedRepl: this runtime stopped the replication channel (a promotion) and has not
+	// restarted it; only such a channel is restarted by a standby.
+	stoppedRepl bool
 	// fenceFailedAt is when the last local fence failed (wall clock).
 	fenceFailedAt time.Time
 	// prevFenced: the previous owner's server is confirmed read-only in this epoch;
@@ -171,12 +182,39 @@ func New(cfg Config, d Deps, log *zap.Logger) (*Owner, error) {
 	if now == nil {
 		now = boottime.Now
 	}
-	return &Owner{
+	o := &Owner{
 		cfg: cfg, log: log.Named("owner"), d: d, now: now, metrics: newMetrics(), delta: RenewDelta(cfg.Lease),
 		kick: make(chan struct{}, 1), renewKick: make(chan struct{}, 1), died: make(chan string, 1), diedKick: make(chan struct{}, 1),
 		m:      machine{Phase: Standby},
 		remote: map[string]string{}, conflicts: map[string]bool{}, foreign: map[netip.Addr]time.Duration{},
-	}, nil
+	}
+	if cfg.StateDir != "" {
+		if _, err := os.Stat(filepath.Join(cfg.StateDir, replStoppedFile)); err == nil {
+			o.stoppedRepl = true
+		}
+	}
+	return o, nil
+}
+
+// markReplStopped records (or clears) that this runtime stopped the replication channel,
+// in memory and, with a StateDir, on disk.
+func (o *Owner) markReplStopped(stopped bool) {
+	o.mu.Lock()
+	o.stoppedRepl = stopped
+	o.mu.Unlock()
+	if o.cfg.StateDir == "" {
+		return
+	}
+	path := filepath.Join(o.cfg.StateDir, replStoppedFile)
+	var err error
+	if stopped {
+		err = os.WriteFile(path, []byte("stopped by a promotion; a standby restarts it\n"), 0o600)
+	} else if err = os.Remove(path); errors.Is(err, os.ErrNotExist) {
+		err = nil
+	}
+	if err != nil {
+		o.log.Warn("record the replication channel's state", zap.String("file", path), zap.Error(err))
+	}
 }
 
 // RenewDelta is δ: the owner renews every lease/3 and renews the VIP's kernel lifetime

@@ -110,6 +110,7 @@ func (o *Owner) promote(ctx context.Context, epoch uint64, s fsm.State) (promoti
 			res.Retry = waitUntil(ctx, retryEvery)
 			return res, data
 		}
+		o.markReplStopped(true)
 	}
 	res.OK = true
 	return res, data

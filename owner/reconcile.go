@@ -210,12 +210,13 @@ func (o *Owner) sweep(ctx context.Context) {
 	}
 }
 
-// resumeReplication restarts a standby's replication channel that is stopped without an
-// error while another node serves an active epoch. Only a promotion stops a channel; a
-// promotion that ended without this node becoming the serving owner (it was deposed, or
-// stopped, while promoting) leaves it stopped, and the standby would miss every write of
-// the real owner. A channel stopped with an error, or a node in maintenance, is left for
-// an operator. Transactions this node may hold of its own never flow to the owner: the
+// resumeReplication restarts a standby's replication channel that this runtime stopped (a
+// promotion, recorded in StateDir so it survives a restart) and that is still stopped
+// without an error while another node serves an active epoch. A promotion that ended
+// without this node becoming the serving owner (it was deposed, or stopped, while
+// promoting) leaves it stopped, and the standby would miss every write of the real owner.
+// A channel an operator stopped, one stopped with an error, or a node in maintenance is
+// left for the operator. Transactions this node may hold of its own never flow to the owner: the
 // owner's rejoin check guards its channel from here.
 func (o *Owner) resumeReplication(ctx context.Context, s fsm.State) {
 	me := s.Members[o.cfg.Node]
@@ -223,15 +224,16 @@ func (o *Owner) resumeReplication(ctx context.Context, s fsm.State) {
 		return
 	}
 	o.mu.Lock()
-	r, up, phase := o.health.Replica, o.health.Up, o.m.Phase
+	r, up, phase, ours := o.health.Replica, o.health.Up, o.m.Phase, o.stoppedRepl
 	o.mu.Unlock()
-	if phase != Standby || !up || !r.Configured || r.IORunning || r.SQLRunning || r.LastError != "" {
+	if !ours || phase != Standby || !up || !r.Configured || r.IORunning || r.SQLRunning || r.LastError != "" {
 		return
 	}
 	if err := o.d.MySQL.StartReplication(ctx); err != nil {
 		o.log.Warn("restart replication from the owner", zap.String("owner", s.Owner), zap.Error(err))
 		return
 	}
+	o.markReplStopped(false)
 	o.log.Info("replication from the owner restarted (a promotion of this node had stopped it)", zap.String("owner", s.Owner))
 }
 

@@ -70,6 +70,7 @@ func (o *Owner) checkRejoin(ctx context.Context, s fsm.State) {
 		o.log.Warn("restart replication from the former owner", zap.Error(err))
 		return
 	}
+	o.markReplStopped(false)
 	// Re-check: a write that reached the former owner after the comparison (an account
 	// that bypasses read_only) must not flow in unnoticed. This is a read only: fencing
 	// again now would kill our own replication connection while it starts.

@@ -651,3 +651,19 @@ func TestServingOwnerKeepsFencingPrevious(t *testing.T) {
 	}
 	t.Fatalf("previous owner never fenced after it became reachable; trace:\n%s", r.tr)
 }
+
+// TestStandbyLeavesOperatorStoppedChannel: a channel stopped by an operator (not by a
+// promotion of this runtime) stays stopped.
+func TestStandbyLeavesOperatorStoppedChannel(t *testing.T) {
+	r := newRig(t)
+	assign(t, r.node, "db2", true)
+	r.db.mu.Lock()
+	r.db.replica = false // STOP SLAVE by hand
+	r.db.mu.Unlock()
+	r.healthy(true)
+	r.settle(t)
+	r.o.sweep(context.Background())
+	if r.tr.index("mysql start replication") >= 0 {
+		t.Fatalf("restarted a channel an operator stopped; trace:\n%s", r.tr)
+	}
+}
