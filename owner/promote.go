@@ -2,6 +2,8 @@ package owner
 
 import (
 	"context"
+	"errors"
+	"net"
 	"strings"
 	"time"
 
@@ -134,6 +136,12 @@ func (o *Owner) fencePrevious(ctx context.Context, prev string) string {
 		if err == nil {
 			o.log.Info("previous owner's server fenced", zap.String("previous", prev))
 			return "fenced"
+		}
+		if op, ok := errors.AsType[*net.OpError](err); ok && op.Op == "dial" {
+			// Not even a connection: reading read_only would only wait out another
+			// connect timeout (host loss). Its own daemon fences it when it returns.
+			o.log.Warn("previous owner's server unreachable; its own daemon fences it when it returns", zap.String("previous", prev), zap.Error(err))
+			return "failed: " + err.Error()
 		}
 		rctx, rcancel := context.WithTimeout(ctx, fenceTimeout)
 		ro, rerr := o.d.Remote.ReadOnly(rctx, prev)

@@ -2,6 +2,8 @@ package owner
 
 import (
 	"context"
+	"errors"
+	"net"
 	"time"
 
 	"go.uber.org/zap"
@@ -167,7 +169,8 @@ func (o *Owner) confirmPreviousFenced(ctx context.Context, s fsm.State) {
 		_, err := o.d.Remote.Fence(fctx, prev)
 		cancel()
 		ok := err == nil
-		if !ok {
+		op, dial := errors.AsType[*net.OpError](err)
+		if !ok && !(dial && op.Op == "dial") {
 			rctx, rcancel := context.WithTimeout(ctx, fenceTimeout)
 			ro, rerr := o.d.Remote.ReadOnly(rctx, prev)
 			rcancel()

@@ -3,6 +3,7 @@ package owner
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -665,5 +666,20 @@ func TestStandbyLeavesOperatorStoppedChannel(t *testing.T) {
 	r.o.sweep(context.Background())
 	if r.tr.index("mysql start replication") >= 0 {
 		t.Fatalf("restarted a channel an operator stopped; trace:\n%s", r.tr)
+	}
+}
+
+// TestPromotionSkipsReadOnlyCheckOfUnreachablePrevious: a previous owner's server that
+// cannot even be dialed (host loss) costs one connect timeout, not two.
+func TestPromotionSkipsReadOnlyCheckOfUnreachablePrevious(t *testing.T) {
+	r := newRig(t)
+	assign(t, r.node, "db2", true)
+	r.node.apply(t, ev(t, r.node.State(), fsm.OwnerRevoked, "witness", fsm.RevokeData{Owner: "db2"}))
+	r.remote.mu.Lock()
+	r.remote.fenceErr = fmt.Errorf("fence db2: %w", &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("i/o timeout")})
+	r.remote.mu.Unlock()
+	r.serve(t)
+	if r.tr.index("remote read_only db2") >= 0 {
+		t.Fatalf("read read_only of a server that could not be dialed; trace:\n%s", r.tr)
 	}
 }
