@@ -48,10 +48,12 @@ func TestMysqldKilledMovesVIP(t *testing.T) {
 		return false, "no member"
 	})
 
+	// The owner learns of the death from the process (pidfd) and releases at once, so its
+	// HealthChanged and OwnerReleased race: either may commit first.
 	got := types(c.journal("witness"), last)
-	want := []string{"HealthChanged", "OwnerReleased", "OwnerAssigned", "OwnerPromoted"}
-	if !containsInOrder(got, want) {
-		t.Fatalf("journal after the kill: %v, want in order %v", got, want)
+	want := []string{"OwnerReleased", "OwnerAssigned", "OwnerPromoted"}
+	if !containsInOrder(got, want) || !slices.Contains(got, "HealthChanged") {
+		t.Fatalf("journal after the kill: %v, want HealthChanged and, in order, %v", got, want)
 	}
 	for _, r := range c.journal("witness") {
 		if r.Index > last && r.Event.Type == fsm.OwnerAssigned && r.Result == fsm.ResultApplied {
