@@ -79,11 +79,20 @@ func TestUpStatusExecMysqldDown(t *testing.T) {
 			continue
 		}
 		var got, want syscall.Stat_t
-		if err := syscall.Stat("/proc/"+itoa(p.PID)+"/ns/net", &got); err != nil {
-			t.Fatalf("%s: %v", p.Name, err)
-		}
 		if err := syscall.Stat("/run/netns/"+prefix+"-"+p.Host, &want); err != nil {
 			t.Fatal(err)
+		}
+		// The child is `ip netns exec NS keepraftd ...`: it enters the namespace a moment
+		// after it was spawned, so wait (bounded) for it.
+		deadline := time.Now().Add(3 * time.Second)
+		for {
+			if err := syscall.Stat("/proc/"+itoa(p.PID)+"/ns/net", &got); err != nil {
+				t.Fatalf("%s: %v", p.Name, err)
+			}
+			if got.Ino == want.Ino || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 		if got.Ino != want.Ino {
 			t.Errorf("%s (pid %d) is not in namespace %s-%s", p.Name, p.PID, prefix, p.Host)
