@@ -23,14 +23,20 @@ var dbNames = []string{"db1", "db2"}
 
 // readOnly reads @@GLOBAL.read_only of one server as root over its unix socket: "0", "1",
 // or "err: ..." when the server does not answer within 150 ms.
+// A fence kills root's connections too, so a pooled connection can die under the read:
+// the read is tried once more on a fresh one.
 func (c *cluster) readOnly(name string) string {
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
-	defer cancel()
-	v, err := c.lab.MariaDB(name).QueryString(ctx, "SELECT @@GLOBAL.read_only")
-	if err != nil {
-		return "err: " + err.Error()
+	var err error
+	for range 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+		var v string
+		v, err = c.lab.MariaDB(name).QueryString(ctx, "SELECT @@GLOBAL.read_only")
+		cancel()
+		if err == nil {
+			return v
+		}
 	}
-	return v
+	return "err: " + err.Error()
 }
 
 // readOnlyAll returns read_only of db1 and db2.
