@@ -188,7 +188,9 @@ func (n *Node) bootstrap(ctx context.Context) error {
 		if n.raft.LastIndex() > 0 {
 			// A peer bootstrapped first and its leader already replicated to us.
 			n.log.Info("joined the cluster formed by the peers")
-			return errors.Join(n.mark(), n.endFresh())
+			err := n.mark()
+			n.endFresh()
+			return err
 		}
 		if ready {
 			return n.bootstrapNow()
@@ -217,7 +219,8 @@ func (n *Node) bootstrapNow() error {
 		return fmt.Errorf("bootstrap cluster: %w", err)
 	}
 	n.log.Info("bootstrapped new cluster", zap.Int("voters", len(servers)))
-	return n.endFresh()
+	n.endFresh()
+	return nil
 }
 
 func (n *Node) mark() error {
@@ -226,10 +229,9 @@ func (n *Node) mark() error {
 
 // endFresh keeps reporting "fresh" for jointWindow, so peers still deciding see a joint
 // bootstrap, not a cluster that formed without them.
-func (n *Node) endFresh() error {
+func (n *Node) endFresh() {
 	n.jointUntil.Store(time.Now().Add(n.jointWindow).UnixNano())
 	n.fresh.Store(false)
-	return nil
 }
 
 // isFresh is what this node reports to a peer deciding whether to bootstrap.

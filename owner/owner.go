@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -378,11 +379,7 @@ func (o *Owner) Domain() uint32 {
 func (o *Owner) RemoteView() map[string]string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	out := make(map[string]string, len(o.remote))
-	for k, v := range o.remote {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(o.remote)
 }
 
 func replicationString(r probe.ReplicaStatus) string {

@@ -188,16 +188,17 @@ func (o *Owner) confirmPreviousFenced(ctx context.Context, s fsm.State) {
 	})
 }
 
-// sweep reads the world back: a writable server that must not be, or a managed VIP on
-// the interface of a node that must not hold it (left by keepalived or by hand), is
-// put right. It is idempotent.
+// sweep reads back what enforce cannot see from the probe: a managed VIP on the interface
+// of a node that may not hold it (left by keepalived or by hand) is removed, and a channel
+// this runtime stopped is restarted (resumeReplication). A writable server is enforce's
+// job, on every reconcile. It is idempotent.
 func (o *Owner) sweep(ctx context.Context) {
 	s := o.d.Node.State()
 	if o.mayWrite(s) {
 		return
 	}
 	o.resumeReplication(ctx, s)
-	if o.d.VIP == nil || o.mayHold(s) {
+	if o.d.VIP == nil {
 		return
 	}
 	vctx, cancel := context.WithTimeout(ctx, vipTimeout)
