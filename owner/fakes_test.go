@@ -167,6 +167,8 @@ type fakeMySQL struct {
 	process   int           // what Process reports
 	catchUp   probe.CatchUp
 	relay     probe.RelayCatchUp
+	onStop    func() // called inside STOP REPLICA, before it returns
+	stopErr   error  // STOP REPLICA fails with it
 }
 
 func newFakeMySQL(tr *trace) *fakeMySQL {
@@ -205,7 +207,13 @@ func (m *fakeMySQL) StopReplication(context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.tr.add("mysql stop replication")
+	if m.stopErr != nil {
+		return m.stopErr
+	}
 	m.replica = false
+	if m.onStop != nil {
+		m.onStop()
+	}
 	return nil
 }
 
@@ -452,7 +460,7 @@ type rig struct {
 	o      *Owner
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t *testing.T, opts ...func(*Config)) *rig {
 	t.Helper()
 	tr := &trace{}
 	r := &rig{tr: tr, node: newFakeNode(tr, cluster(t)), db: newFakeMySQL(tr), remote: &fakeRemote{tr: tr, gtids: []string{"0-2-5"}},
@@ -460,6 +468,9 @@ func newRig(t *testing.T) *rig {
 	cfg := Config{Node: "db1", Peers: []string{"db2", "witness"}, Voters: 3, Lease: 500 * time.Millisecond, CatchupTimeout: time.Second,
 		OnCatchupTimeout: "promote", FenceReadOnly: true, Flavor: probe.FlavorMariaDB, VIPs: []netip.Prefix{netip.MustParsePrefix("198.18.0.100/32")},
 		Interval: 100 * time.Millisecond, Timeout: 200 * time.Millisecond, Rise: 2, Fall: 2, Now: r.clock.now}
+	for _, opt := range opts {
+		opt(&cfg)
+	}
 	o, err := New(cfg, Deps{Node: r.node, MySQL: r.db, Remote: r.remote, VIP: r.vip, Renewer: r.renew}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)

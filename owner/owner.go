@@ -209,13 +209,37 @@ func (o *Owner) markReplStopped(stopped bool) {
 	path := filepath.Join(o.cfg.StateDir, replStoppedFile)
 	var err error
 	if stopped {
-		err = os.WriteFile(path, []byte("stopped by a promotion; a standby restarts it\n"), 0o600)
+		err = writeSynced(path, []byte("stopped by a promotion; a standby restarts it\n"))
 	} else if err = os.Remove(path); errors.Is(err, os.ErrNotExist) {
 		err = nil
 	}
 	if err != nil {
 		o.log.Warn("record the replication channel's state", zap.String("file", path), zap.Error(err))
 	}
+}
+
+// writeSynced writes a small file and flushes it and its directory to disk, so that it
+// survives a crash that follows.
+func writeSynced(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err = f.Write(data); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // RenewDelta is δ: the owner renews every lease/3 and renews the VIP's kernel lifetime

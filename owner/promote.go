@@ -107,12 +107,15 @@ func (o *Owner) promote(ctx context.Context, epoch uint64, s fsm.State) (promoti
 			o.log.Info("ownership moved during promotion; replication left running", zap.Uint64("epoch", epoch))
 			return res, data
 		}
+		// Recorded before the stop, like a write-ahead log: a daemon killed right after
+		// STOP REPLICA must still know after its restart that it stopped the channel.
+		o.markReplStopped(true)
 		if err := o.d.MySQL.StopReplication(ctx); err != nil {
 			o.log.Warn("stop replication from the previous owner", zap.String("previous", prev), zap.Error(err))
+			o.markReplStopped(false)
 			res.Retry = waitUntil(ctx, retryEvery)
 			return res, data
 		}
-		o.markReplStopped(true)
 	}
 	res.OK = true
 	return res, data

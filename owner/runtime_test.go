@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -681,5 +683,60 @@ func TestPromotionSkipsReadOnlyCheckOfUnreachablePrevious(t *testing.T) {
 	r.serve(t)
 	if r.tr.index("remote read_only db2") >= 0 {
 		t.Fatalf("read read_only of a server that could not be dialed; trace:\n%s", r.tr)
+	}
+}
+
+// TestStoppedChannelRecordedBeforeStop: a keepraftd killed right after its promotion's
+// STOP REPLICA (before it could write anything more) must still find, after its restart,
+// that it stopped the channel, or its standby misses every write of the real owner
+// (seen in the restart drill: SIGKILL just after a switchover's OwnerAssigned).
+func TestStoppedChannelRecordedBeforeStop(t *testing.T) {
+	dir := t.TempDir()
+	r := newRig(t, func(c *Config) { c.StateDir = dir })
+	recorded := false
+	r.db.onStop = func() {
+		_, err := os.Stat(filepath.Join(dir, replStoppedFile))
+		recorded = err == nil
+	}
+	assign(t, r.node, "db2", true)
+	r.node.apply(t, ev(t, r.node.State(), fsm.OwnerRevoked, "witness", fsm.RevokeData{Owner: "db2"}))
+	assign(t, r.node, "db1", false)
+	r.healthy(true)
+	r.settle(t)
+	if r.tr.index("mysql stop replication") < 0 {
+		t.Fatalf("setup: the promotion did not stop replication; trace:\n%s", r.tr)
+	}
+	if !recorded {
+		t.Fatal("the channel was stopped before the record that this runtime stopped it reached disk: a crash in between leaves it stopped for good")
+	}
+	// The restarted runtime reads the record back and resumes once another node serves.
+	r2 := newRig(t, func(c *Config) { c.StateDir = dir })
+	r2.db.replica = false
+	assign(t, r2.node, "db2", true)
+	r2.healthy(true)
+	r2.settle(t)
+	r2.o.sweep(context.Background())
+	if !r2.db.replica {
+		t.Fatalf("restarted standby left the channel its promotion stopped; trace:\n%s", r2.tr)
+	}
+}
+
+// TestFailedStopClearsRecord: STOP REPLICA that fails leaves no record behind, so a channel
+// an operator stops later is not restarted by mistake.
+func TestFailedStopClearsRecord(t *testing.T) {
+	dir := t.TempDir()
+	r := newRig(t, func(c *Config) { c.StateDir = dir })
+	r.db.stopErr = errors.New("Lock wait timeout exceeded")
+	assign(t, r.node, "db2", true)
+	r.node.apply(t, ev(t, r.node.State(), fsm.OwnerRevoked, "witness", fsm.RevokeData{Owner: "db2"}))
+	assign(t, r.node, "db1", false)
+	r.healthy(true)
+	r.o.reconcile(context.Background())
+	r.o.bg.Wait()
+	if r.tr.index("mysql stop replication") < 0 {
+		t.Fatalf("setup: the promotion did not try to stop replication; trace:\n%s", r.tr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, replStoppedFile)); err == nil {
+		t.Fatal("a failed STOP REPLICA left the record that this runtime stopped the channel")
 	}
 }
