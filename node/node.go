@@ -9,8 +9,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -33,6 +35,7 @@ import (
 	"github.com/keepraft/keepraft/store"
 	"github.com/keepraft/keepraft/vip"
 	"github.com/keepraft/keepraft/vrrp"
+	"github.com/keepraft/keepraft/watchdog"
 )
 
 // Timing constants of the node's own tasks.
@@ -63,6 +66,9 @@ type Options struct {
 	VIP    owner.VIP
 	// Now replaces the lease clock.
 	Now func() time.Duration
+	// Watchdog builds the command of the fence watchdog process (keepraftd
+	// fence-watchdog); nil runs none. It is used only with the real local server.
+	Watchdog func() *exec.Cmd
 }
 
 // Node is one keepraftd.
@@ -83,7 +89,8 @@ type Node struct {
 	ctl      *controller.Controller
 	tls      *mtls.Bundle // nil: plaintext control plane
 	promiser *owner.Promiser
-	owner    *owner.Owner // nil on a witness
+	owner    *owner.Owner      // nil on a witness
+	watchdog *watchdog.Process // nil without one
 
 	closeTrans func() error
 	closers    []func() error
@@ -137,31 +144,61 @@ func New(cfg *config.Config, log *zap.Logger, opts Options) (*Node, error) {
 	return n, nil
 }
 
+// OpenLocalMySQL opens the pool to the local server (mysql.dsn, or host, port, user and
+// password file) and its prober.
+func OpenLocalMySQL(cfg *config.Config, log *zap.Logger) (*LocalMySQL, error) {
+	flavor := probe.Flavor(cfg.MySQL.Flavor)
+	dsn := cfg.MySQL.DSN
+	if dsn == "" {
+		pass, err := cfg.Password()
+		if err != nil {
+			return nil, err
+		}
+		dsn = probe.DSN(cfg.MySQL.Host, cfg.MySQL.Port, cfg.MySQL.User, pass, cfg.MySQL.Timeout)
+	}
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("mysql: %w", err)
+	}
+	db.SetMaxOpenConns(mysqlPool)
+	db.SetMaxIdleConns(mysqlIdle)
+	db.SetConnMaxIdleTime(mysqlIdleTime)
+	prober := probe.New(db, probe.Config{Flavor: flavor, Timeout: cfg.MySQL.Timeout, WriteCheck: cfg.MySQL.WriteCheck, CheckScript: cfg.MySQL.CheckScript, AppUsers: cfg.MySQL.AppUsers}, log)
+	return &LocalMySQL{DB: db, Prober: prober, Flavor: flavor, AppUsers: cfg.MySQL.AppUsers}, nil
+}
+
+// RunWatchdog is the fence watchdog process (keepraftd fence-watchdog): it reads the
+// lease from in (keepraftd's pipe) and fences the local server when it expires.
+func RunWatchdog(ctx context.Context, cfg *config.Config, in io.ReadCloser, log *zap.Logger) error {
+	local, err := OpenLocalMySQL(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer local.DB.Close()
+	return watchdog.Serve(ctx, in, local.Prober, boottime.Now, log)
+}
+
 // newOwner opens the database node's resources and builds its runtime.
 func (n *Node) newOwner(opts Options) error {
 	cfg := n.cfg
 	flavor := probe.Flavor(cfg.MySQL.Flavor)
 	deps := owner.Deps{Node: n, MySQL: opts.MySQL, Remote: opts.Remote, VIP: opts.VIP, Renewer: renewer{n}}
 	if deps.MySQL == nil {
-		dsn := cfg.MySQL.DSN
-		pass, perr := cfg.Password()
-		if dsn == "" {
-			if perr != nil {
-				return perr
-			}
-			dsn = probe.DSN(cfg.MySQL.Host, cfg.MySQL.Port, cfg.MySQL.User, pass, cfg.MySQL.Timeout)
-		}
-		db, err := sql.Open("mysql", dsn)
+		local, err := OpenLocalMySQL(cfg, n.log)
 		if err != nil {
-			return fmt.Errorf("mysql: %w", err)
+			return err
 		}
-		db.SetMaxOpenConns(mysqlPool)
-		db.SetMaxIdleConns(mysqlIdle)
-		db.SetConnMaxIdleTime(mysqlIdleTime)
-		n.closers = append(n.closers, db.Close)
-		prober := probe.New(db, probe.Config{Flavor: flavor, Timeout: cfg.MySQL.Timeout, WriteCheck: cfg.MySQL.WriteCheck, CheckScript: cfg.MySQL.CheckScript, AppUsers: cfg.MySQL.AppUsers}, n.log)
-		deps.MySQL = &LocalMySQL{DB: db, Prober: prober, Flavor: flavor, AppUsers: cfg.MySQL.AppUsers}
+		n.closers = append(n.closers, local.DB.Close)
+		deps.MySQL = local
+		if opts.Watchdog != nil && cfg.Failover.FenceReadOnly {
+			n.watchdog = &watchdog.Process{Command: opts.Watchdog, Log: n.log.Named("watchdog")}
+			deps.Watchdog = n.watchdog
+		}
 		if deps.Remote == nil && cfg.MySQL.DSN == "" {
+			pass, err := cfg.Password()
+			if err != nil {
+				return err
+			}
 			hosts := map[string]string{}
 			for _, p := range cfg.Cluster.Peers {
 				if host, _, err := net.SplitHostPort(p.RaftAddr); err == nil && p.ID != cfg.Node.ID {
@@ -292,7 +329,16 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Go(func() error { return n.observe(gctx) })
 	g.Go(func() error { return n.farewell(gctx) })
 	if n.owner != nil {
-		g.Go(func() error { return n.owner.Run(gctx, n.vrrpTasks...) })
+		// The watchdog outlives the owner's shutdown (which fences and disarms it), then
+		// its pipe closes.
+		wctx, stopWatchdog := context.WithCancel(context.WithoutCancel(gctx))
+		g.Go(func() error {
+			defer stopWatchdog()
+			return n.owner.Run(gctx, n.vrrpTasks...)
+		})
+		if n.watchdog != nil {
+			g.Go(func() error { return n.watchdog.Run(wctx) })
+		}
 	}
 	n.log.Info("keepraftd running", zap.String("role", n.cfg.Node.Role), zap.String("raft_addr", n.cfg.Cluster.RaftAddr), zap.String("api_addr", n.cfg.Cluster.APIAddr))
 	err = g.Wait()

@@ -72,6 +72,14 @@ type Renewer interface {
 	Renew(ctx context.Context, peer string, req api.RenewRequest) (api.RenewResponse, error)
 }
 
+// Watchdog fences the local server at the lease's expiry when this process cannot: it
+// runs apart from keepraftd (package watchdog). Deadlines are on the runtime's clock
+// (CLOCK_BOOTTIME). Arm returns once the deadline is delivered.
+type Watchdog interface {
+	Arm(deadline time.Duration) error
+	Disarm() error
+}
+
 // Resigner sends the priority-0 VRRP advert that lets keepalived backups take over at once.
 type Resigner interface {
 	Resign(ctx context.Context) error

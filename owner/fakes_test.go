@@ -155,20 +155,21 @@ func (n *fakeNode) Propose(_ context.Context, ev fsm.Event) (api.ProposeResponse
 
 // fakeMySQL is a server with a read_only flag and a replication channel.
 type fakeMySQL struct {
-	tr        *trace
-	mu        sync.Mutex
-	up        bool
-	readOnly  bool
-	replica   bool // the channel runs
-	gtid      string
-	fenceErr  error
-	onCatchUp func()
-	exit      chan struct{} // closed when the "process" exits; nil: not watchable
-	process   int           // what Process reports
-	catchUp   probe.CatchUp
-	relay     probe.RelayCatchUp
-	onStop    func() // called inside STOP REPLICA, before it returns
-	stopErr   error  // STOP REPLICA fails with it
+	tr         *trace
+	mu         sync.Mutex
+	up         bool
+	readOnly   bool
+	replica    bool // the channel runs
+	gtid       string
+	fenceErr   error
+	onCatchUp  func()
+	exit       chan struct{} // closed when the "process" exits; nil: not watchable
+	process    int           // what Process reports
+	catchUp    probe.CatchUp
+	relay      probe.RelayCatchUp
+	onStop     func() // called inside STOP REPLICA, before it returns
+	stopErr    error  // STOP REPLICA fails with it
+	stopAnyway bool   // ... after stopping the channel (a cancelled statement the server finished)
 }
 
 func newFakeMySQL(tr *trace) *fakeMySQL {
@@ -208,6 +209,9 @@ func (m *fakeMySQL) StopReplication(context.Context) error {
 	defer m.mu.Unlock()
 	m.tr.add("mysql stop replication")
 	if m.stopErr != nil {
+		if m.stopAnyway {
+			m.replica = false
+		}
 		return m.stopErr
 	}
 	m.replica = false
@@ -456,22 +460,59 @@ type rig struct {
 	remote *fakeRemote
 	vip    *fakeVIP
 	renew  *fakeRenewer
+	wd     *fakeWatchdog
 	clock  *clock
 	o      *Owner
+}
+
+// fakeWatchdog records the deadlines it is armed with.
+type fakeWatchdog struct {
+	tr        *trace
+	mu        sync.Mutex
+	armed     bool
+	deadlines []time.Duration
+	err       error // Arm fails with it
+}
+
+func (w *fakeWatchdog) Arm(d time.Duration) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		w.tr.add("watchdog arm failed")
+		return w.err
+	}
+	w.tr.add("watchdog arm %s", d)
+	w.armed = true
+	w.deadlines = append(w.deadlines, d)
+	return nil
+}
+
+func (w *fakeWatchdog) Disarm() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.tr.add("watchdog disarm")
+	w.armed = false
+	return nil
+}
+
+func (w *fakeWatchdog) state() (bool, []time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.armed, append([]time.Duration(nil), w.deadlines...)
 }
 
 func newRig(t *testing.T, opts ...func(*Config)) *rig {
 	t.Helper()
 	tr := &trace{}
 	r := &rig{tr: tr, node: newFakeNode(tr, cluster(t)), db: newFakeMySQL(tr), remote: &fakeRemote{tr: tr, gtids: []string{"0-2-5"}},
-		vip: &fakeVIP{tr: tr}, renew: &fakeRenewer{tr: tr}, clock: &clock{t: time.Hour}}
+		vip: &fakeVIP{tr: tr}, renew: &fakeRenewer{tr: tr}, wd: &fakeWatchdog{tr: tr}, clock: &clock{t: time.Hour}}
 	cfg := Config{Node: "db1", Peers: []string{"db2", "witness"}, Voters: 3, Lease: 500 * time.Millisecond, CatchupTimeout: time.Second,
 		OnCatchupTimeout: "promote", FenceReadOnly: true, Flavor: probe.FlavorMariaDB, VIPs: []netip.Prefix{netip.MustParsePrefix("198.18.0.100/32")},
 		Interval: 100 * time.Millisecond, Timeout: 200 * time.Millisecond, Rise: 2, Fall: 2, Now: r.clock.now}
 	for _, opt := range opts {
 		opt(&cfg)
 	}
-	o, err := New(cfg, Deps{Node: r.node, MySQL: r.db, Remote: r.remote, VIP: r.vip, Renewer: r.renew}, zaptest.NewLogger(t))
+	o, err := New(cfg, Deps{Node: r.node, MySQL: r.db, Remote: r.remote, VIP: r.vip, Renewer: r.renew, Watchdog: r.wd}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

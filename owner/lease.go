@@ -72,10 +72,24 @@ func (o *Owner) renewOne(ctx context.Context, peer string, epoch uint64, sent ti
 	if err != nil || !resp.Promised {
 		return false
 	}
+	quorum, open := o.grant(peer, epoch, sent, arrived, answer == "promised")
+	if open {
+		// Writes are open: the watchdog's deadline moves with the lease.
+		if err := o.armWatchdog(); err != nil {
+			o.log.Warn("renew the fence watchdog's deadline", zap.Error(err))
+		}
+	}
+	return quorum
+}
+
+// grant records peer's promise for the lease of epoch. It reports whether the promise
+// completed a quorum within δ of sent (inDelta) while the lease is valid, and whether
+// the lease is valid with writes open.
+func (o *Owner) grant(peer string, epoch uint64, sent, arrived time.Duration, inDelta bool) (quorum, open bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.lease == nil || o.lease.Epoch != epoch {
-		return false
+		return false, false
 	}
 	wasValid := o.lease.Valid(arrived)
 	o.lease.Granted(peer, sent)
@@ -87,7 +101,7 @@ func (o *Owner) renewOne(ctx context.Context, peer string, epoch uint64, sent ti
 		default:
 		}
 	}
-	return answer == "promised" && valid && o.lease.LastQuorum() == sent
+	return inDelta && valid && o.lease.LastQuorum() == sent, valid && o.writesOpen
 }
 
 // acquireOrRenew adds the VIP (or renews its kernel lifetime) if holding is allowed now.

@@ -31,6 +31,9 @@ const (
 	// sweepEvery is the pace of the idempotent checks that read the world back: a
 	// managed VIP left on the interface, a writable server that should not be.
 	sweepEvery = time.Second
+	// stopSettle is how long after a promotion's STOP REPLICA returned a probe must have
+	// been taken before a running channel clears the record that we stopped it.
+	stopSettle = time.Second
 	// retryEvery spaces retries of a release or an OwnerPromoted that did not commit.
 	retryEvery = 300 * time.Millisecond
 	// proposeTimeout bounds one proposal.
@@ -100,6 +103,9 @@ type Deps struct {
 	VIP      VIP
 	Renewer  Renewer
 	Resigner Resigner
+	// Watchdog, when set, must be armed with the lease before writes open; without it
+	// a frozen keepraftd leaves its server writable until it runs again.
+	Watchdog Watchdog
 }
 
 // Owner is the database node's runtime. Create it with [New] and run it with [Owner.Run].
@@ -119,6 +125,9 @@ type Owner struct {
 	holding atomic.Bool
 	// vipMu makes "check the conjunction, then add or renew" atomic against a drop.
 	vipMu sync.Mutex
+	// wdMu orders the watchdog's messages: a deadline is read and sent under it, so a
+	// later (longer) deadline is never overtaken by an earlier one.
+	wdMu sync.Mutex
 	// bg owns the goroutines the loops start (proposals, promotions, hooks).
 	bg sync.WaitGroup
 
@@ -137,6 +146,8 @@ type Owner struct {
 	// stoppedRepl: this runtime stopped the replication channel (a promotion) and has not
 	// restarted it; only such a channel is restarted by a standby.
 	stoppedRepl bool
+	// replStopTried is when a promotion's STOP REPLICA last returned (wall clock).
+	replStopTried time.Time
 	// fenceFailedAt is when the last local fence failed (wall clock).
 	fenceFailedAt time.Time
 	// prevFenced: the previous owner's server is confirmed read-only in this epoch;

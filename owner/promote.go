@@ -109,10 +109,16 @@ func (o *Owner) promote(ctx context.Context, epoch uint64, s fsm.State) (promoti
 		}
 		// Recorded before the stop, like a write-ahead log: a daemon killed right after
 		// STOP REPLICA must still know after its restart that it stopped the channel.
+		// A failed or cancelled STOP REPLICA may still have stopped the channel (the
+		// server finishes a statement whose client went away), so the record stays; a
+		// standby that later sees the channel running clears it (resumeReplication).
 		o.markReplStopped(true)
-		if err := o.d.MySQL.StopReplication(ctx); err != nil {
+		err := o.d.MySQL.StopReplication(ctx)
+		o.mu.Lock()
+		o.replStopTried = time.Now()
+		o.mu.Unlock()
+		if err != nil {
 			o.log.Warn("stop replication from the previous owner", zap.String("previous", prev), zap.Error(err))
-			o.markReplStopped(false)
 			res.Retry = waitUntil(ctx, retryEvery)
 			return res, data
 		}

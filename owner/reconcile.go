@@ -229,7 +229,12 @@ func (o *Owner) resumeReplication(ctx context.Context, s fsm.State) {
 	}
 	o.mu.Lock()
 	r, up, phase, ours := o.health.Replica, o.health.Up, o.m.Phase, o.stoppedRepl
+	settled := o.health.CheckedAt.After(o.replStopTried.Add(stopSettle))
 	o.mu.Unlock()
+	if ours && phase == Standby && up && settled && r.IORunning && r.SQLRunning {
+		o.markReplStopped(false) // the stop it records failed, or someone restarted it
+		return
+	}
 	if !ours || phase != Standby || !up || !r.Configured || r.IORunning || r.SQLRunning || r.LastError != "" {
 		return
 	}
@@ -246,7 +251,16 @@ func (o *Owner) openWrites(ctx context.Context, epoch uint64) {
 	if !o.stillOwner(epoch) || !o.mayWrite(o.d.Node.State()) {
 		return
 	}
+	// Under wdMu from the arm to writesOpen: a concurrent fence's disarm cannot slip
+	// between them and leave open writes without a watchdog.
+	o.wdMu.Lock()
+	if err := o.armLocked(true); err != nil {
+		o.wdMu.Unlock()
+		o.log.Error("not opening writes: the fence watchdog cannot be armed", zap.Error(err))
+		return
+	}
 	if err := o.d.MySQL.Promote(ctx); err != nil {
+		o.wdMu.Unlock()
 		o.log.Error("open writes (read_only=0)", zap.Error(err))
 		return
 	}
@@ -254,6 +268,7 @@ func (o *Owner) openWrites(ctx context.Context, epoch uint64) {
 	o.writesOpen, o.openedAt = true, time.Now()
 	o.health.ReadOnly = false
 	o.mu.Unlock()
+	o.wdMu.Unlock()
 	o.log.Info("writes open", zap.Uint64("epoch", epoch))
 	o.poke()
 }
@@ -276,6 +291,7 @@ func (o *Owner) fence(ctx context.Context, why string) (gtid string, ok bool) {
 	o.fencedAt = time.Now()
 	o.health.ReadOnly = true
 	o.mu.Unlock()
+	o.disarmWatchdog()
 	o.metrics.readOnly.Set(1)
 	if was {
 		o.log.Info("mysql fenced (read_only=1)", zap.String("reason", why), zap.String("gtid", g))
@@ -429,5 +445,56 @@ func (o *Owner) shutdown() {
 		rctx, rcancel := context.WithTimeout(ctx, lastReleaseTimeout)
 		o.release(rctx, s.Epoch, "keepraftd stopping, no successor")
 		rcancel()
+	}
+}
+
+// armWatchdog sends the watchdog the current lease's expiry while writes are open (after
+// every renewal). Without a watchdog it does nothing.
+func (o *Owner) armWatchdog() error {
+	o.wdMu.Lock()
+	defer o.wdMu.Unlock()
+	return o.armLocked(false)
+}
+
+// armLocked arms the watchdog with the lease's expiry, when writes are open or force
+// (right before they open). The caller holds wdMu.
+func (o *Owner) armLocked(force bool) error {
+	if o.d.Watchdog == nil {
+		return nil
+	}
+	o.mu.Lock()
+	lease, open := o.lease, o.writesOpen
+	var expiry time.Duration
+	if lease != nil {
+		expiry = lease.Expiry()
+	}
+	o.mu.Unlock()
+	if lease == nil || (!open && !force) {
+		return nil
+	}
+	if err := o.d.Watchdog.Arm(expiry); err != nil {
+		o.metrics.watchdogErrors.Inc()
+		return err
+	}
+	return nil
+}
+
+// disarmWatchdog tells the watchdog the server is fenced, unless writes were opened
+// again meanwhile.
+func (o *Owner) disarmWatchdog() {
+	if o.d.Watchdog == nil {
+		return
+	}
+	o.wdMu.Lock()
+	defer o.wdMu.Unlock()
+	o.mu.Lock()
+	open := o.writesOpen
+	o.mu.Unlock()
+	if open {
+		return
+	}
+	if err := o.d.Watchdog.Disarm(); err != nil {
+		o.metrics.watchdogErrors.Inc()
+		o.log.Warn("disarm the fence watchdog", zap.Error(err))
 	}
 }

@@ -721,22 +721,115 @@ func TestStoppedChannelRecordedBeforeStop(t *testing.T) {
 	}
 }
 
-// TestFailedStopClearsRecord: STOP REPLICA that fails leaves no record behind, so a channel
-// an operator stops later is not restarted by mistake.
-func TestFailedStopClearsRecord(t *testing.T) {
-	dir := t.TempDir()
-	r := newRig(t, func(c *Config) { c.StateDir = dir })
-	r.db.stopErr = errors.New("Lock wait timeout exceeded")
-	assign(t, r.node, "db2", true)
-	r.node.apply(t, ev(t, r.node.State(), fsm.OwnerRevoked, "witness", fsm.RevokeData{Owner: "db2"}))
-	assign(t, r.node, "db1", false)
-	r.healthy(true)
-	r.o.reconcile(context.Background())
-	r.o.bg.Wait()
-	if r.tr.index("mysql stop replication") < 0 {
-		t.Fatalf("setup: the promotion did not try to stop replication; trace:\n%s", r.tr)
+// TestFailedStopKeepsRecord: a STOP REPLICA that returns an error (its context was
+// cancelled by a SIGTERM mid-promotion) may still have stopped the channel: the record
+// stays and the standby resumes the channel; a standby that sees it running (in a probe
+// taken well after the stop) clears the record, so an operator's later STOP is respected.
+// Seen in the restart drill: SIGTERM right after a switchover's OwnerAssigned.
+func TestFailedStopKeepsRecord(t *testing.T) {
+	for _, stopped := range []bool{true, false} {
+		t.Run(fmt.Sprintf("channel stopped anyway=%v", stopped), func(t *testing.T) {
+			dir := t.TempDir()
+			r := newRig(t, func(c *Config) { c.StateDir = dir })
+			r.db.stopErr = context.Canceled
+			r.db.stopAnyway = stopped
+			assign(t, r.node, "db2", true)
+			r.node.apply(t, ev(t, r.node.State(), fsm.OwnerRevoked, "witness", fsm.RevokeData{Owner: "db2"}))
+			assign(t, r.node, "db1", false)
+			r.healthy(true)
+			r.o.reconcile(context.Background())
+			r.o.bg.Wait()
+			if r.tr.index("mysql stop replication") < 0 {
+				t.Fatalf("setup: the promotion did not try to stop replication; trace:\n%s", r.tr)
+			}
+			// Deposed while promoting: db2 serves again.
+			r.node.apply(t, ev(t, r.node.State(), fsm.OwnerRevoked, "witness", fsm.RevokeData{Owner: "db1"}))
+			r.node.apply(t, ev(t, r.node.State(), fsm.OwnerReleased, "db1", fsm.ReleaseData{Owner: "db1"}))
+			assign(t, r.node, "db2", true)
+			r.settle(t)
+			r.o.mu.Lock()
+			r.o.replStopTried = time.Now().Add(-2 * stopSettle) // the stop is long over
+			r.o.mu.Unlock()
+			r.healthy(true)
+			r.o.sweep(context.Background())
+			if !r.db.replica {
+				t.Fatalf("standby left the channel a cancelled STOP REPLICA stopped; trace:\n%s", r.tr)
+			}
+			r.healthy(true)
+			r.o.sweep(context.Background())
+			if _, err := os.Stat(filepath.Join(dir, replStoppedFile)); err == nil {
+				t.Fatal("record left behind while the channel runs: an operator's later STOP would be undone")
+			}
+		})
 	}
-	if _, err := os.Stat(filepath.Join(dir, replStoppedFile)); err == nil {
-		t.Fatal("a failed STOP REPLICA left the record that this runtime stopped the channel")
-	}
+}
+
+// TestWatchdogArmedBeforeWritesOpen: the watchdog holds the lease's expiry before
+// read_only=0, is disarmed once the server is fenced, and an owner whose watchdog cannot
+// be armed does not open writes (a frozen keepraftd would leave them open for good).
+func TestWatchdogArmedBeforeWritesOpen(t *testing.T) {
+	t.Run("armed first, disarmed after the fence", func(t *testing.T) {
+		r := newRig(t)
+		r.serve(t)
+		before(t, r.tr, "watchdog arm", "mysql read_only=0")
+		armed, ds := r.wd.state()
+		r.o.mu.Lock()
+		exp := r.o.lease.Expiry()
+		r.o.mu.Unlock()
+		if !armed || len(ds) == 0 || ds[len(ds)-1] != exp {
+			t.Fatalf("watchdog armed=%v deadlines=%v, want armed at the lease's expiry %v", armed, ds, exp)
+		}
+		r.clock.advance(r.o.cfg.Lease + time.Millisecond) // cut off: the lease lapses
+		r.o.reconcile(context.Background())
+		before(t, r.tr, "mysql fence", "watchdog disarm")
+		if armed, _ := r.wd.state(); armed {
+			t.Fatalf("watchdog still armed after the fence; trace:\n%s", r.tr)
+		}
+	})
+	t.Run("arm fails: writes stay closed", func(t *testing.T) {
+		r := newRig(t)
+		r.wd.err = errors.New("watchdog: not running")
+		assign(t, r.node, "db1", false)
+		r.healthy(true)
+		r.grantLease(r.node.State().Epoch)
+		r.settle(t)
+		r.o.reconcile(context.Background())
+		if !r.db.isReadOnly() || r.tr.index("mysql read_only=0") >= 0 {
+			t.Fatalf("writes opened without an armed watchdog; trace:\n%s", r.tr)
+		}
+	})
+}
+
+// TestWatchdogFollowsRenewals: every renewal while writes are open moves the watchdog's
+// deadline with the lease, never backwards.
+func TestWatchdogFollowsRenewals(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t)
+		start := time.Now()
+		r.o.now = func() time.Duration { return time.Hour + time.Since(start) }
+		r.clock.t = time.Hour
+		r.serve(t)
+		_, before := r.wd.state()
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- r.o.renewLoop(ctx) }()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		_, ds := r.wd.state()
+		if len(ds) < len(before)+5 {
+			t.Fatalf("watchdog armed %d times in 1 s of renewals (6 rounds), want at least 5 more than %d", len(ds), len(before))
+		}
+		for i := 1; i < len(ds); i++ {
+			if ds[i] < ds[i-1] {
+				t.Fatalf("deadline moved backwards: %v", ds)
+			}
+		}
+		if last := ds[len(ds)-1]; last < r.o.now() {
+			t.Fatalf("last deadline %v already past at %v", last, r.o.now())
+		}
+	})
 }

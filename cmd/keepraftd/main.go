@@ -60,7 +60,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			defer func() { _ = log.Sync() }()
 			log = log.With(zap.String("node_id", cfg.Node.ID))
-			n, err := node.New(cfg, log, node.Options{NoVIP: opts.noVIP})
+			n, err := node.New(cfg, log, node.Options{NoVIP: opts.noVIP, Watchdog: watchdogCommand(opts.config)})
 			if err != nil {
 				log.Error("start", zap.Error(err))
 				return err
