@@ -71,7 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root.Flags().StringVarP(&opts.config, "config", "c", "", "path of the YAML config file")
 	root.Flags().BoolVar(&opts.noVIP, "no-vip", false, "never touch addresses or send VRRP (Raft-only testing)")
 	_ = root.Flags().MarkHidden("no-vip")
-	root.AddCommand(checkConfigCmd(stdout), importKeepalivedCmd(stdout, stderr), genCertsCmd(stdout))
+	root.AddCommand(checkConfigCmd(stdout), importKeepalivedCmd(stdout, stderr), genCertsCmd(stdout), watchdogCmd(stderr))
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)

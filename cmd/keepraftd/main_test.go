@@ -76,3 +76,18 @@ func TestImportKeepalivedSeed(t *testing.T) {
 		t.Errorf("no warnings printed for unmapped settings: %q", errOut.String())
 	}
 }
+
+// TestWatchdogCommandIsKnown: the command line keepraftd starts its fence watchdog with is
+// one this binary accepts (a daemon that spawns an unknown subcommand never opens writes).
+func TestWatchdogCommandIsKnown(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing.yaml")
+	cmd := watchdogCommand(missing)()
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), cmd.Args[1:], &out, &errOut)
+	if err == nil || strings.Contains(err.Error(), "unknown command") || !strings.Contains(err.Error(), missing) {
+		t.Fatalf("run %v = %v, want the config file's error (the subcommand exists)", cmd.Args[1:], err)
+	}
+	if cmd.SysProcAttr == nil || !cmd.SysProcAttr.Setpgid {
+		t.Error("the watchdog must run in its own process group: a SIGSTOP of keepraftd's group would stop it too")
+	}
+}
