@@ -91,7 +91,18 @@ type VIP struct {
 	GARPRepeat   int
 	GARPInterval time.Duration
 	KernelLease  time.Duration
+	// Fence is the millisecond kernel lease of the VIPs' traffic: "auto" (nftables when
+	// the kernel has the netdev egress hook, otherwise valid_lft only, with a warning),
+	// "nftables" (required) or "off".
+	Fence string
 }
+
+// The vip.fence values.
+const (
+	FenceAuto     = "auto"
+	FenceNftables = "nftables"
+	FenceOff      = "off"
+)
 
 // VRRP is the vrrp section.
 type VRRP struct {
@@ -238,6 +249,7 @@ type rawVIP struct {
 	GARPRepeat   *int     `yaml:"garp_repeat"`
 	GARPInterval string   `yaml:"garp_interval"`
 	KernelLease  string   `yaml:"kernel_lease"`
+	Fence        string   `yaml:"fence"`
 }
 
 type rawVRRP struct {
@@ -283,7 +295,7 @@ func Default() Config {
 			JournalRetain:      10000,
 		}},
 		MySQL: MySQL{Port: 3306, Flavor: "mariadb", Interval: 100 * time.Millisecond, Timeout: 200 * time.Millisecond, Rise: 2, Fall: 2},
-		VIP:   VIP{GARPRepeat: 3, GARPInterval: 20 * time.Millisecond, KernelLease: time.Second},
+		VIP:   VIP{GARPRepeat: 3, GARPInterval: 20 * time.Millisecond, KernelLease: time.Second, Fence: FenceAuto},
 		VRRP:  VRRP{Enabled: false, Version: 2, VirtualRouterID: 51, Priority: 100, AdvertInt: time.Second},
 		Failover: Failover{
 			Nopreempt: true, Lease: 500 * time.Millisecond, CatchupTimeout: 5 * time.Second,
@@ -599,6 +611,9 @@ func buildVIP(c *checker, v *VIP, rv rawVIP) {
 	setInt(&v.GARPRepeat, rv.GARPRepeat)
 	c.dur("vip.garp_interval", rv.GARPInterval, &v.GARPInterval)
 	c.dur("vip.kernel_lease", rv.KernelLease, &v.KernelLease)
+	if rv.Fence != "" {
+		v.Fence = rv.Fence
+	}
 	for i, a := range rv.Addresses {
 		p, err := netip.ParsePrefix(a)
 		if err != nil {
@@ -636,6 +651,11 @@ func checkVIP(c *checker, v *VIP, listed int, database bool) {
 	}
 	if v.KernelLease%time.Second != 0 || v.KernelLease < time.Second {
 		c.add("vip.kernel_lease", "must be whole seconds ≥ 1s (the kernel's valid_lft unit), got %s", v.KernelLease)
+	}
+	switch v.Fence {
+	case FenceAuto, FenceNftables, FenceOff:
+	default:
+		c.add("vip.fence", "must be auto, nftables or off, got %q", v.Fence)
 	}
 }
 

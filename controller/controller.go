@@ -324,9 +324,13 @@ func (c *Controller) View(s fsm.State, now, inPhase time.Duration) fsm.View {
 	return v
 }
 
-// HandoverWait is how long after the last promise to an owner a new owner may be
-// assigned without its release.
-func (c *Controller) HandoverWait() time.Duration {
+// HandoverWait is how long after the last promise to owner a new owner may be assigned
+// without its release: the lease (plus a jiffy) when the journal says owner's VIPs are
+// behind a kernel fence, otherwise also the kernel lifetime of its VIP.
+func (c *Controller) HandoverWait(s fsm.State, owner string) time.Duration {
+	if m := s.Members[owner]; m != nil && m.KernelFence {
+		return fsm.FencedHandoverWait(c.cfg.Lease, fsm.DefaultRho)
+	}
 	return fsm.HandoverWait(c.cfg.Lease, fsm.DefaultRho, c.cfg.Lease/3, c.cfg.KernelLease, KernelSlack)
 }
 
@@ -334,7 +338,7 @@ func (c *Controller) HandoverWait() time.Duration {
 // applied the revoke and their last promise to it, plus the kernel lifetime of its VIP,
 // is over. A voter that restarted recently counts as having promised at its boot.
 func (c *Controller) promisesExpired(s fsm.State, reps map[string]report, now time.Duration) bool {
-	wait := c.HandoverWait()
+	wait := c.HandoverWait(s, s.Owner)
 	ok := 0
 	for id, r := range reps {
 		if id == s.Owner || r.r.Applied < s.PhaseIndex {

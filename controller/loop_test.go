@@ -172,7 +172,7 @@ func TestLeaderLoop(t *testing.T) {
 		n.peers[id] = p
 	}
 	n.mu.Unlock()
-	advance(c.HandoverWait() + time.Millisecond)
+	advance(c.HandoverWait(n.State(), n.State().Owner) + time.Millisecond)
 	n.mu.Lock()
 	for id, p := range n.peers {
 		p.At = now()

@@ -23,8 +23,22 @@ type fault string
 
 const (
 	faultMysqldKill fault = "mysqld SIGKILL"
+	faultMysqldStop fault = "mysqld shutdown"
 	faultLinkCut    fault = "owner link cut"
+	faultDaemonKill fault = "daemon SIGKILL"
 )
+
+var benchFaults = []fault{faultMysqldKill, faultMysqldStop, faultLinkCut, faultDaemonKill}
+
+// The sides measured in one run: keepraft with its defaults, and keepalived in the seed
+// config with advert_int 1 s and 5 s.
+const (
+	sideKeepraft    = "keepraft"
+	sideKeepalived1 = "keepalived/1s"
+	sideKeepalived5 = "keepalived/5s"
+)
+
+var benchSides = []string{sideKeepraft, sideKeepalived1, sideKeepalived5}
 
 func benchTrials() int {
 	if n, err := strconv.Atoi(os.Getenv("KEEPRAFT_BENCH_TRIALS")); err == nil && n > 0 {
@@ -33,6 +47,9 @@ func benchTrials() int {
 	return 5
 }
 
+// benchReport collects the sections of bench/results.md, written by the last benchmark.
+var benchReport = map[string]string{}
+
 func TestBenchFailover(t *testing.T) {
 	if os.Getenv("KEEPRAFT_BENCH") == "" {
 		t.Skip("set KEEPRAFT_BENCH=1 (make bench) to run the failover benchmark")
@@ -40,32 +57,63 @@ func TestBenchFailover(t *testing.T) {
 	testenv.Require(t)
 	n := benchTrials()
 	results := map[string][]time.Duration{}
-	for _, f := range []fault{faultMysqldKill, faultLinkCut} {
+	for _, f := range benchFaults {
 		for i := range n {
-			name := fmt.Sprintf("%s_trial%d", strings.ReplaceAll(string(f), " ", "_"), i+1)
-			d, overlap := keepraftTrial(t, "keepraft_"+name, f)
-			t.Logf("keepraft   %-15s trial %d: %v (max holders %d)", f, i+1, d, overlap)
-			if overlap > 1 {
-				t.Errorf("keepraft trial had %d VIP holders at once", overlap)
+			for _, side := range benchSides {
+				name := fmt.Sprintf("%s_%s_trial%d", strings.ReplaceAll(side, "/", "_"), strings.ReplaceAll(string(f), " ", "_"), i+1)
+				var d time.Duration
+				var holders int
+				if side == sideKeepraft {
+					d, holders = keepraftTrial(t, name, f)
+				} else {
+					d, holders = keepalivedTrial(t, name, f, map[string]time.Duration{sideKeepalived1: time.Second, sideKeepalived5: 5 * time.Second}[side])
+				}
+				t.Logf("%-14s %-16s trial %d: %v (max holders %d)", side, f, i+1, d, holders)
+				if side == sideKeepraft && holders > 1 {
+					t.Errorf("keepraft trial had %d VIP holders at once", holders)
+				}
+				results[side+"|"+string(f)] = append(results[side+"|"+string(f)], d)
 			}
-			results["keepraft/"+string(f)] = append(results["keepraft/"+string(f)], d)
-			d, overlap = keepalivedTrial(t, "keepalived_"+name, f)
-			t.Logf("keepalived %-15s trial %d: %v (max holders %d)", f, i+1, d, overlap)
-			results["keepalived/"+string(f)] = append(results["keepalived/"+string(f)], d)
 		}
 	}
 	if t.Failed() {
 		t.Fatal("some trials failed; no summary")
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nfailover: fault → first client answer through the VIP from the other host (%d trials each)\n", n)
-	fmt.Fprintf(&b, "%-16s %-11s %9s %9s   %-11s %9s %9s   %s\n", "fault", "keepraft", "p50", "p99", "keepalived", "p50", "p99", "ratio p50 (p99)")
-	for _, f := range []fault{faultMysqldKill, faultLinkCut} {
-		kr, ka := results["keepraft/"+string(f)], results["keepalived/"+string(f)]
-		fmt.Fprintf(&b, "%-16s %-11s %9s %9s   %-11s %9s %9s   %.2f (%.2f)\n", f, "", pct(kr, 50), pct(kr, 99), "", pct(ka, 50), pct(ka, 99),
-			float64(pct(kr, 50))/float64(pct(ka, 50)), float64(pct(kr, 99))/float64(pct(ka, 99)))
+	fmt.Fprintf(&b, "fault → first client answer through the VIP from the other database host, %d trials each; ratio = keepraft ÷ keepalived\n\n", n)
+	fmt.Fprintf(&b, "| fault | keepraft p50 / p99 | keepalived 1s p50 / p99 | ratio p50 (p99) | keepalived 5s p50 / p99 | ratio p50 (p99) |\n|---|---|---|---|---|---|\n")
+	for _, f := range benchFaults {
+		kr, k1, k5 := results[sideKeepraft+"|"+string(f)], results[sideKeepalived1+"|"+string(f)], results[sideKeepalived5+"|"+string(f)]
+		fmt.Fprintf(&b, "| %s | %s / %s | %s / %s | %.2f (%.2f) | %s / %s | %.2f (%.2f) |\n", f,
+			sec(pct(kr, 50)), sec(pct(kr, 99)), sec(pct(k1, 50)), sec(pct(k1, 99)), ratio(kr, k1, 50), ratio(kr, k1, 99),
+			sec(pct(k5, 50)), sec(pct(k5, 99)), ratio(kr, k5, 50), ratio(kr, k5, 99))
 	}
-	t.Log(b.String())
+	b.WriteString("\nraw samples (s):\n\n")
+	for _, f := range benchFaults {
+		for _, side := range benchSides {
+			fmt.Fprintf(&b, "- %s, %s: %s\n", f, side, secs(results[side+"|"+string(f)]))
+		}
+	}
+	t.Log("\n" + b.String())
+	benchReport["1 failover"] = "## Failover\n\n" + b.String()
+	writeBenchReport(t)
+}
+
+func sec(d time.Duration) string { return fmt.Sprintf("%.3f s", d.Seconds()) }
+
+func secs(ds []time.Duration) string {
+	var out []string
+	for _, d := range ds {
+		out = append(out, fmt.Sprintf("%.3f", d.Seconds()))
+	}
+	return strings.Join(out, ", ")
+}
+
+func ratio(a, b []time.Duration, p int) float64 {
+	if pct(b, p) == 0 {
+		return 0
+	}
+	return float64(pct(a, p)) / float64(pct(b, p))
 }
 
 // pct is the nearest-rank percentile.
@@ -79,14 +127,23 @@ func pct(ds []time.Duration, p int) time.Duration {
 	return s[max(0, min(len(s)-1, i-1))].Round(time.Millisecond)
 }
 
-func inject(t *testing.T, lab *testenv.Lab, f fault, owner string) {
+// inject applies f to owner; daemon is the owner's failover daemon (keepraftd or keepalived).
+func inject(t *testing.T, lab *testenv.Lab, f fault, owner string, daemon *testenv.Proc) {
 	t.Helper()
 	var err error
 	switch f {
 	case faultMysqldKill:
 		err = lab.MariaDB(owner).Kill()
+	case faultMysqldStop:
+		go func() { // a clean shutdown takes a moment; the clock runs from its start
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			_ = lab.MariaDB(owner).Stop(ctx)
+		}()
 	case faultLinkCut:
 		err = lab.CutLink(lab.Host(owner))
+	case faultDaemonKill:
+		err = daemon.Kill()
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +162,7 @@ func keepraftTrial(t *testing.T, name string, f fault) (time.Duration, int) {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		inject(t, c.lab, f, owner)
+		inject(t, c.lab, f, owner, c.procs[owner])
 		at, err := c.firstAnswerFrom(other(owner), 20*time.Second)
 		if err != nil {
 			t.Fatal(err)
@@ -115,18 +172,18 @@ func keepraftTrial(t *testing.T, name string, f fault) (time.Duration, int) {
 	return d, holders
 }
 
-func keepalivedTrial(t *testing.T, name string, f fault) (time.Duration, int) {
+func keepalivedTrial(t *testing.T, name string, f fault, advert time.Duration) (time.Duration, int) {
 	var d time.Duration
 	var holders int
 	t.Run(name, func(t *testing.T) {
-		c, tr, owner := keepalivedPair(t)
+		c, tr, owner, procs := keepalivedPair(t, advert)
 		lab := c.lab
 		if _, err := c.firstAnswerFrom(owner, 5*time.Second); err != nil {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		inject(t, lab, f, owner)
-		at, err := c.firstAnswerFrom(other(owner), 30*time.Second)
+		inject(t, lab, f, owner, procs[owner])
+		at, err := c.firstAnswerFrom(other(owner), 40*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -157,7 +214,7 @@ func TestBenchSplitBrain(t *testing.T) {
 			kr = append(kr, c.tracker.MaxConcurrent())
 		})
 		t.Run(fmt.Sprintf("keepalived_partition_trial%d", i+1), func(t *testing.T) {
-			c, tr, _ := keepalivedPair(t)
+			c, tr, _, _ := keepalivedPair(t, time.Second)
 			lab := c.lab
 			if err := lab.Partition(lab.Host("db1"), lab.Host("db2")); err != nil {
 				t.Fatal(err)
@@ -167,6 +224,8 @@ func TestBenchSplitBrain(t *testing.T) {
 		})
 	}
 	t.Logf("db1↔db2 partition for 8 s, most simultaneous VIP holders per trial: keepraft %v, keepalived %v", kr, ka)
+	benchReport["3 partition"] = fmt.Sprintf("## Partition\n\nOnly db1↔db2 cut for 8 s; the most hosts holding the VIP at once per trial (fence-aware tracker): keepraft %v, keepalived (advert_int 1) %v.\n", kr, ka)
+	writeBenchReport(t)
 	for _, m := range kr {
 		if m > 1 {
 			t.Errorf("keepraft had %d holders during a db1↔db2 partition", m)
@@ -175,8 +234,9 @@ func TestBenchSplitBrain(t *testing.T) {
 }
 
 // keepalivedPair starts the baseline: a lab with MariaDB dual masters and keepalived on
-// db1 and db2 in the seed config, and waits until one of them holds the VIP.
-func keepalivedPair(t *testing.T) (*cluster, *testenv.Tracker, string) {
+// db1 and db2 in the seed config with advert_int advert, and waits until one of them holds
+// the VIP. It returns the keepalived processes by host.
+func keepalivedPair(t *testing.T, advert time.Duration) (*cluster, *testenv.Tracker, string, map[string]*testenv.Proc) {
 	t.Helper()
 	testenv.Require(t)
 	lab := testenv.NewT(t, testenv.Options{MariaDB: true})
@@ -190,15 +250,18 @@ func keepalivedPair(t *testing.T) (*cluster, *testenv.Tracker, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = tr.Close() })
+	procs := map[string]*testenv.Proc{}
 	for i, h := range []string{"db1", "db2"} {
-		cfg := testenv.KeepalivedConfig{Interface: "eth0", VRID: 51, Priority: 100 - 10*i, AdvertInt: time.Second, AuthPass: "1111",
+		cfg := testenv.KeepalivedConfig{Interface: "eth0", VRID: 51, Priority: 100 - 10*i, AdvertInt: advert, AuthPass: "1111",
 			VIPs: []netip.Prefix{lab.VIP}, Nopreempt: true, State: "BACKUP", CheckCmd: lab.MariaDB(h).CheckCmd()}
-		if _, err := lab.StartKeepalived(ctx, lab.Host(h), cfg); err != nil {
+		p, err := lab.StartKeepalived(ctx, lab.Host(h), cfg)
+		if err != nil {
 			t.Fatal(err)
 		}
+		procs[h] = p
 	}
 	var owner string
-	waitFor(t, "keepalived master with the VIP", 30*time.Second, func() (bool, string) {
+	waitFor(t, "keepalived master with the VIP", 30*time.Second+4*advert, func() (bool, string) {
 		h := tr.Holders()
 		if len(h) == 1 {
 			owner = h[0]
@@ -207,5 +270,5 @@ func keepalivedPair(t *testing.T) (*cluster, *testenv.Tracker, string) {
 		return false, fmt.Sprint(h)
 	})
 	time.Sleep(time.Second)
-	return c, tr, owner
+	return c, tr, owner, procs
 }

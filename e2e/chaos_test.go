@@ -115,7 +115,10 @@ func newChaosCluster(t *testing.T, mode string) (*cluster, map[string]*testenv.S
 					errs[i] = err
 					return
 				}
-				_, err = f.WriteString("rpl_semi_sync_master_enabled = ON\nrpl_semi_sync_slave_enabled = ON\nrpl_semi_sync_master_wait_point = AFTER_SYNC\nrpl_semi_sync_master_timeout = 1000\n")
+				// The zero-loss configuration: no fallback to async (the timeout is the
+				// maximum, ~49 days), so a commit waits while the peer is away instead of
+				// being acknowledged unprotected. Every acknowledged write must survive.
+				_, err = f.WriteString("rpl_semi_sync_master_enabled = ON\nrpl_semi_sync_slave_enabled = ON\nrpl_semi_sync_master_wait_point = AFTER_SYNC\nrpl_semi_sync_master_timeout = 4294967295\n")
 				f.Close()
 				if err != nil {
 					errs[i] = err

@@ -70,6 +70,8 @@ type clusterOpts struct {
 	extra string
 	// plaintext runs the control plane without cluster.tls (TLS is on by default).
 	plaintext bool
+	// kernelLease sets vip.kernel_lease.
+	kernelLease time.Duration
 }
 
 func newCluster(t *testing.T, o clusterOpts) *cluster {
@@ -81,7 +83,7 @@ func newCluster(t *testing.T, o clusterOpts) *cluster {
 	c.dialer = fmt.Sprintf("lab%d", dialerSeq.Add(1))
 	registerDialer(c)
 	extra := "log: {level: debug}\n" + o.extra
-	nodes, err := lab.WriteKeepraftdConfigs(testenv.KeepraftdOptions{VRRP: o.vrrp, Extra: extra, Plaintext: o.plaintext})
+	nodes, err := lab.WriteKeepraftdConfigs(testenv.KeepraftdOptions{VRRP: o.vrrp, Extra: extra, Plaintext: o.plaintext, KernelLease: o.kernelLease})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -106,6 +106,10 @@ type Member struct {
 	Priority int    `json:"priority,omitempty"`
 	// Versions lists the event schema versions the member's build understands.
 	Versions []int `json:"versions,omitempty"`
+	// KernelFence: the member's VIPs are behind a millisecond kernel fence (nftables),
+	// so a handover from it waits for the lease only, not for the address's valid_lft.
+	// A member holds the VIP only while this is not claimed beyond what it has.
+	KernelFence bool `json:"kernel_fence,omitempty"`
 }
 
 // Role is a node's part in the cluster.

@@ -102,3 +102,14 @@ func (p Promise) Grant(s State, owner string, epoch uint64, now, lease time.Dura
 func HandoverWait(lease time.Duration, rho float64, delta, kernelLease, slack time.Duration) time.Duration {
 	return max(time.Duration(float64(lease)*(1+rho)), delta+kernelLease+slack)
 }
+
+// FenceSlack is how late an nftables fence element may stop matching after its timeout
+// (one jiffy at HZ=100) plus a margin.
+const FenceSlack = 20 * time.Millisecond
+
+// FencedHandoverWait is HandoverWait for an old owner whose VIPs are behind a kernel
+// fence opened only for what remained of its lease: the address may outlive the lease,
+// but no traffic to or from it passes once the fence's element times out.
+func FencedHandoverWait(lease time.Duration, rho float64) time.Duration {
+	return time.Duration(float64(lease)*(1+rho)) + FenceSlack
+}

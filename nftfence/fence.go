@@ -256,6 +256,23 @@ func (f *Fence) OpenUntil(deadline time.Time) error {
 	}
 }
 
+// Reinstall puts the table back (closed), in one transaction, after someone removed or
+// altered it (Watch reported the loss). Open it again only after the VIPs were dropped
+// and a fresh quorum renewed the lease.
+func (f *Fence) Reinstall() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.removed {
+		return ErrRemoved
+	}
+	if err := f.install(); err != nil {
+		f.redial()
+		return err
+	}
+	f.log.Info("VIP fence reinstalled, closed")
+	return nil
+}
+
 // Shut closes the fence (flushes the lease set): traffic for the VIPs is dropped at once.
 func (f *Fence) Shut() error {
 	f.mu.Lock()

@@ -609,6 +609,16 @@ func TestIntegWatch(t *testing.T) {
 					t.Errorf("Open = %v, want ErrGone", err)
 				}
 			}
+			// Reinstall puts the table back, closed; Check and Open work again.
+			if err := f.Reinstall(); err != nil {
+				t.Fatalf("Reinstall: %v", err)
+			}
+			if err := f.Check(); err != nil {
+				t.Errorf("Check after Reinstall = %v", err)
+			}
+			if err := f.Open(300 * time.Millisecond); err != nil {
+				t.Errorf("Open after Reinstall = %v", err)
+			}
 		})
 	}
 }

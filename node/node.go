@@ -30,6 +30,7 @@ import (
 	"github.com/keepraft/keepraft/fsm"
 	"github.com/keepraft/keepraft/internal/boottime"
 	"github.com/keepraft/keepraft/mtls"
+	"github.com/keepraft/keepraft/nftfence"
 	"github.com/keepraft/keepraft/owner"
 	"github.com/keepraft/keepraft/probe"
 	"github.com/keepraft/keepraft/store"
@@ -91,6 +92,9 @@ type Node struct {
 	promiser *owner.Promiser
 	owner    *owner.Owner      // nil on a witness
 	watchdog *watchdog.Process // nil without one
+	// kernelFence: this node's VIPs are behind an nftables fence (announced to the
+	// controller, which then waits only for the lease on a handover).
+	kernelFence bool
 
 	closeTrans func() error
 	closers    []func() error
@@ -222,6 +226,15 @@ func (n *Node) newOwner(opts Options) error {
 		}
 		n.closers = append(n.closers, m.Close)
 		deps.VIP = m
+		f, err := openFence(cfg, n.log)
+		if err != nil {
+			return err
+		}
+		if f != nil {
+			n.closers = append(n.closers, f.Remove)
+			deps.Fence = f
+			n.kernelFence = true
+		}
 		if cfg.VRRP.Enabled {
 			c, err := n.openVRRP()
 			if err != nil {
@@ -252,6 +265,25 @@ func (n *Node) newOwner(opts Options) error {
 		}
 	}
 	return nil
+}
+
+// openFence installs the VIP fence as vip.fence says: nil for "off", and for "auto" on a
+// kernel without the netdev egress hook (with a warning).
+func openFence(cfg *config.Config, log *zap.Logger) (*nftfence.Fence, error) {
+	if cfg.VIP.Fence == config.FenceOff {
+		log.Warn("vip.fence is off: a frozen owner keeps answering for the VIP until its valid_lft runs out, and handovers wait for it")
+		return nil, nil
+	}
+	f, err := nftfence.New(nftfence.Options{Interface: cfg.VIP.Interface, VIPs: cfg.VIP.Addresses}, log)
+	switch {
+	case err == nil:
+		return f, nil
+	case cfg.VIP.Fence == config.FenceAuto && errors.Is(err, nftfence.ErrNoEgress):
+		log.Warn("no VIP fence: handovers wait for the VIP's valid_lft (set vip.fence: off to silence this)", zap.Error(err))
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("vip.fence %s: %w", cfg.VIP.Fence, err)
+	}
 }
 
 // openVRRP opens the VRRP socket on vip.interface.
@@ -353,12 +385,13 @@ func (n *Node) announce(ctx context.Context) error {
 	me := fsm.Member{ID: n.cfg.Node.ID, Role: fsm.Role(n.cfg.Node.Role), RaftAddr: n.cfg.Cluster.RaftAddr, APIAddr: n.cfg.Cluster.APIAddr, Versions: fsm.Versions}
 	if n.cfg.IsDatabase() {
 		me.Priority = n.cfg.VRRP.Priority
+		me.KernelFence = n.kernelFence
 	}
 	t := time.NewTicker(announceEvery)
 	defer t.Stop()
 	for {
 		s := n.fsm.State()
-		if m, ok := s.Members[me.ID]; s.Bootstrapped && ok && m.Role == me.Role && m.Priority == me.Priority && m.APIAddr == me.APIAddr && slices.Equal(m.Versions, me.Versions) {
+		if m, ok := s.Members[me.ID]; s.Bootstrapped && ok && m.Role == me.Role && m.Priority == me.Priority && m.APIAddr == me.APIAddr && slices.Equal(m.Versions, me.Versions) && m.KernelFence == me.KernelFence {
 			return nil
 		}
 		if s.Bootstrapped && n.leader() != "" {

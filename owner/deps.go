@@ -72,6 +72,21 @@ type Renewer interface {
 	Renew(ctx context.Context, peer string, req api.RenewRequest) (api.RenewResponse, error)
 }
 
+// Fence is the millisecond kernel lease of the VIPs' traffic (package nftfence): traffic
+// to and from the VIPs passes only while it is open, and it closes by itself when the
+// time given to Open runs out, whatever this process does meanwhile.
+type Fence interface {
+	// Open lets the VIPs' traffic through for d from the call (a stall while opening
+	// does not lengthen it).
+	Open(d time.Duration) error
+	// Shut drops the VIPs' traffic at once.
+	Shut() error
+	// Watch calls gone when the fence stops holding (its table was removed), until ctx ends.
+	Watch(ctx context.Context, gone func(reason string)) error
+	// Reinstall puts a lost fence back, closed.
+	Reinstall() error
+}
+
 // Watchdog fences the local server at the lease's expiry when this process cannot: it
 // runs apart from keepraftd (package watchdog). Deadlines are on the runtime's clock
 // (CLOCK_BOOTTIME). Arm returns once the deadline is delivered.

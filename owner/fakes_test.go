@@ -461,8 +461,72 @@ type rig struct {
 	vip    *fakeVIP
 	renew  *fakeRenewer
 	wd     *fakeWatchdog
+	fence  *fakeFence
 	clock  *clock
 	o      *Owner
+}
+
+// fakeFence is the VIP fence: open for the last duration given, until shut.
+type fakeFence struct {
+	tr        *trace
+	mu        sync.Mutex
+	open      bool
+	last      time.Duration
+	openErr   error
+	reinstall int           // Reinstall calls
+	gone      chan string   // Watch reports each value sent here as a loss
+	watching  chan struct{} // closed once Watch runs
+}
+
+func newFakeFence(tr *trace) *fakeFence {
+	return &fakeFence{tr: tr, gone: make(chan string), watching: make(chan struct{})}
+}
+
+func (f *fakeFence) Open(d time.Duration) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.openErr != nil {
+		f.tr.add("fence open failed")
+		return f.openErr
+	}
+	f.tr.add("fence open")
+	f.open, f.last = true, d
+	return nil
+}
+
+func (f *fakeFence) Shut() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.tr.add("fence shut")
+	f.open = false
+	return nil
+}
+
+func (f *fakeFence) Watch(ctx context.Context, gone func(string)) error {
+	close(f.watching)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case r := <-f.gone:
+			gone(r)
+		}
+	}
+}
+
+func (f *fakeFence) Reinstall() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.tr.add("fence reinstall")
+	f.reinstall++
+	f.open = false
+	return nil
+}
+
+func (f *fakeFence) state() (open bool, last time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.open, f.last
 }
 
 // fakeWatchdog records the deadlines it is armed with.
@@ -505,14 +569,14 @@ func newRig(t *testing.T, opts ...func(*Config)) *rig {
 	t.Helper()
 	tr := &trace{}
 	r := &rig{tr: tr, node: newFakeNode(tr, cluster(t)), db: newFakeMySQL(tr), remote: &fakeRemote{tr: tr, gtids: []string{"0-2-5"}},
-		vip: &fakeVIP{tr: tr}, renew: &fakeRenewer{tr: tr}, wd: &fakeWatchdog{tr: tr}, clock: &clock{t: time.Hour}}
+		vip: &fakeVIP{tr: tr}, renew: &fakeRenewer{tr: tr}, wd: &fakeWatchdog{tr: tr}, fence: newFakeFence(tr), clock: &clock{t: time.Hour}}
 	cfg := Config{Node: "db1", Peers: []string{"db2", "witness"}, Voters: 3, Lease: 500 * time.Millisecond, CatchupTimeout: time.Second,
 		OnCatchupTimeout: "promote", FenceReadOnly: true, Flavor: probe.FlavorMariaDB, VIPs: []netip.Prefix{netip.MustParsePrefix("198.18.0.100/32")},
 		Interval: 100 * time.Millisecond, Timeout: 200 * time.Millisecond, Rise: 2, Fall: 2, Now: r.clock.now}
 	for _, opt := range opts {
 		opt(&cfg)
 	}
-	o, err := New(cfg, Deps{Node: r.node, MySQL: r.db, Remote: r.remote, VIP: r.vip, Renewer: r.renew, Watchdog: r.wd}, zaptest.NewLogger(t))
+	o, err := New(cfg, Deps{Node: r.node, MySQL: r.db, Remote: r.remote, VIP: r.vip, Renewer: r.renew, Watchdog: r.wd, Fence: r.fence}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

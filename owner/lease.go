@@ -132,6 +132,25 @@ func (o *Owner) acquireOrRenew(ctx context.Context, sent time.Duration) {
 		o.log.Debug("renewal too late for the kernel lifetime", zap.Duration("since_request", late))
 		return
 	}
+	if o.d.Fence != nil {
+		// The fence opens for what remains of the lease (less a guard), before the
+		// address is added or renewed: traffic stops when the lease ends even if this
+		// process never runs again.
+		o.mu.Lock()
+		left := o.lease.Expiry() - o.now() - fenceGuard
+		o.mu.Unlock()
+		if left < minFenceOpen {
+			o.vipMu.Unlock()
+			o.log.Debug("too little lease left to open the VIP fence", zap.Duration("left", left))
+			return
+		}
+		if err := o.d.Fence.Open(left); err != nil {
+			o.vipMu.Unlock()
+			o.log.Error("open the VIP fence; dropping the VIP", zap.Error(err))
+			_ = o.dropVIP(ctx, "VIP fence renewal failed")
+			return
+		}
+	}
 	sctx, cancel := context.WithTimeout(ctx, vipTimeout)
 	res, err := o.d.VIP.Set(sctx, o.cfg.VIPs)
 	cancel()

@@ -38,6 +38,13 @@ const (
 	retryEvery = 300 * time.Millisecond
 	// proposeTimeout bounds one proposal.
 	proposeTimeout = 3 * time.Second
+	// fenceGuard is taken off what remains of the lease when the VIP fence is opened: the
+	// fence closes that much before the owner's lease ends.
+	fenceGuard = 20 * time.Millisecond
+	// minFenceOpen is the shortest opening worth a renewal; less lets the fence close.
+	minFenceOpen = 20 * time.Millisecond
+	// fenceRepairEvery spaces attempts to reinstall a lost VIP fence.
+	fenceRepairEvery = time.Second
 	// vipTimeout bounds one add, renew or removal of the VIPs.
 	vipTimeout = time.Second
 	// fenceTimeout bounds fencing one server; fenceRetry spaces the attempts on a
@@ -103,6 +110,9 @@ type Deps struct {
 	VIP      VIP
 	Renewer  Renewer
 	Resigner Resigner
+	// Fence, when set, is opened for what remains of the lease on every acquisition and
+	// renewal of the VIPs and shut before they are removed.
+	Fence Fence
 	// Watchdog, when set, must be armed with the lease before writes open; without it
 	// a frozen keepraftd leaves its server writable until it runs again.
 	Watchdog Watchdog
@@ -158,6 +168,8 @@ type Owner struct {
 	// fencedAt is when the last local fence finished (wall clock, as Health.CheckedAt).
 	fencedAt time.Time
 	held     bool // the VIP is on the interface
+	// fenceLost: the VIP fence's table is gone (until it is reinstalled); no VIP meanwhile.
+	fenceLost bool
 	// promotion bookkeeping for the machine's epoch.
 	promo        *promotion
 	promoCancel  context.CancelFunc
@@ -286,6 +298,9 @@ func (o *Owner) Run(ctx context.Context, extra ...func(context.Context) error) e
 	g.Go(func() error { return o.reconcileLoop(gctx) })
 	g.Go(func() error { return o.remoteLoop(gctx) })
 	g.Go(func() error { return o.exitLoop(gctx) })
+	if o.d.Fence != nil {
+		g.Go(func() error { return o.fenceLoop(gctx) })
+	}
 	err := g.Wait()
 	o.shutdown()
 	o.bg.Wait()
@@ -330,11 +345,20 @@ func (o *Owner) mayWriteLocked(s fsm.State) bool {
 		o.lease != nil && o.lease.Epoch == s.Epoch && o.lease.Valid(o.now()) && o.known && o.ok
 }
 
-// mayHold is the conjunction for the VIP: mayWrite and writes actually open.
+// mayHold is the conjunction for the VIP: mayWrite, writes actually open and, with a
+// kernel fence, the fence in place.
 func (o *Owner) mayHold(s fsm.State) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return o.mayWriteLocked(s) && o.writesOpen
+	return o.mayWriteLocked(s) && o.writesOpen && !o.fenceLost && !o.fenceClaimedWithout(s)
+}
+
+// fenceClaimedWithout reports whether the journal says this node's VIPs are fenced while
+// they are not (a restart with vip.fence off, before its MemberJoined commits): the
+// controller would then wait too little on a handover from here.
+func (o *Owner) fenceClaimedWithout(s fsm.State) bool {
+	me := s.Members[o.cfg.Node]
+	return me != nil && me.KernelFence && o.d.Fence == nil
 }
 
 // event builds an event stamped by this node.

@@ -307,6 +307,11 @@ func (o *Owner) dropVIP(ctx context.Context, why string) error {
 	}
 	o.vipMu.Lock()
 	defer o.vipMu.Unlock()
+	if o.d.Fence != nil {
+		if err := o.d.Fence.Shut(); err != nil {
+			o.log.Warn("shut the VIP fence", zap.Error(err))
+		}
+	}
 	sctx, cancel := context.WithTimeout(ctx, vipTimeout)
 	res, err := o.d.VIP.Set(sctx, nil)
 	cancel()

@@ -833,3 +833,113 @@ func TestWatchdogFollowsRenewals(t *testing.T) {
 		}
 	})
 }
+
+// TestVIPFence: the fence opens before the address is added, for what remains of the
+// lease less the guard; it is shut before the address is removed; an opening that fails
+// drops the VIP; too little lease left renews nothing.
+func TestVIPFence(t *testing.T) {
+	t.Run("open before add, for the rest of the lease", func(t *testing.T) {
+		r := newRig(t)
+		r.serve(t)
+		before(t, r.tr, "fence open", "vip add")
+		open, d := r.fence.state()
+		r.o.mu.Lock()
+		want := r.o.lease.Expiry() - r.o.now() - fenceGuard
+		r.o.mu.Unlock()
+		if !open || d != want {
+			t.Fatalf("fence open=%v for %v, want open for %v (lease left less the guard)", open, d, want)
+		}
+	})
+	t.Run("shut before the address goes", func(t *testing.T) {
+		r := newRig(t)
+		r.serve(t)
+		r.tr.reset()
+		if err := r.o.dropVIP(context.Background(), "test"); err != nil {
+			t.Fatal(err)
+		}
+		before(t, r.tr, "fence shut", "vip drop")
+		if open, _ := r.fence.state(); open {
+			t.Fatal("fence still open after the drop")
+		}
+	})
+	t.Run("open fails: VIP dropped", func(t *testing.T) {
+		r := newRig(t)
+		r.serve(t)
+		r.fence.mu.Lock()
+		r.fence.openErr = errors.New("VIP fence table gone")
+		r.fence.mu.Unlock()
+		r.grantLease(r.node.State().Epoch)
+		r.o.acquireOrRenew(context.Background(), r.clock.now())
+		if r.vip.isHeld() {
+			t.Fatalf("VIP kept after the fence could not be opened; trace:\n%s", r.tr)
+		}
+	})
+	t.Run("journal claims a fence this node lacks: no VIP", func(t *testing.T) {
+		r := newRig(t)
+		r.o.d.Fence = nil // restarted with vip.fence off; the old MemberJoined still says fenced
+		r.node.apply(t, ev(t, r.node.State(), fsm.MemberJoined, "db1", fsm.MemberData{Member: fsm.Member{ID: "db1", Role: fsm.RoleDatabase, Priority: 100, KernelFence: true}}))
+		assign(t, r.node, "db1", false)
+		r.healthy(true)
+		r.grantLease(r.node.State().Epoch)
+		r.settle(t)
+		r.o.acquireOrRenew(context.Background(), r.clock.now())
+		if r.vip.isHeld() {
+			t.Fatalf("VIP taken while the journal claims a fence this node does not have; trace:\n%s", r.tr)
+		}
+	})
+	t.Run("too little lease left: nothing renewed", func(t *testing.T) {
+		r := newRig(t)
+		r.serve(t)
+		r.tr.reset()
+		sent := r.clock.now()
+		r.clock.advance(r.o.cfg.Lease - fenceGuard - minFenceOpen + time.Millisecond)
+		r.o.acquireOrRenew(context.Background(), sent)
+		if r.tr.index("fence open") >= 0 || r.tr.index("vip renew") >= 0 {
+			t.Fatalf("renewed with %v of lease left; trace:\n%s", r.o.cfg.Lease-(r.clock.now()-sent), r.tr)
+		}
+	})
+}
+
+// TestVIPFenceLost: when the fence's table disappears the VIP is dropped at once and not
+// taken again until the table is reinstalled.
+func TestVIPFenceLost(t *testing.T) {
+	r := newRig(t)
+	r.serve(t)
+	r.fence.mu.Lock()
+	r.fence.reinstall = 0
+	r.fence.mu.Unlock()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.o.fenceLoop(ctx) }()
+	<-r.fence.watching
+	r.fence.gone <- "table netdev keepraft_eth0 deleted"
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r.fence.mu.Lock()
+		n := r.fence.reinstall
+		r.fence.mu.Unlock()
+		if n > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	before(t, r.tr, "vip drop", "fence reinstall")
+	if r.vip.isHeld() {
+		t.Fatalf("VIP held after its fence was lost; trace:\n%s", r.tr)
+	}
+	r.o.mu.Lock()
+	lost := r.o.fenceLost
+	r.o.mu.Unlock()
+	if lost {
+		t.Fatal("fence still marked lost after the reinstall")
+	}
+	r.grantLease(r.node.State().Epoch)
+	r.o.acquireOrRenew(context.Background(), r.clock.now())
+	if !r.vip.isHeld() {
+		t.Fatalf("VIP not taken again after the fence was reinstalled; trace:\n%s", r.tr)
+	}
+}

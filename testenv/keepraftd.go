@@ -38,6 +38,8 @@ type KeepraftdOptions struct {
 	// Plaintext leaves cluster.tls out: Raft and the API run without mutual TLS. By
 	// default the lab makes a CA and certificates (see [Lab.TLSDir]) and turns TLS on.
 	Plaintext bool
+	// KernelLease, when set, is vip.kernel_lease (the address's valid_lft).
+	KernelLease time.Duration
 }
 
 // KeepraftdNode is one node's generated files.
@@ -80,6 +82,9 @@ mysql:
 vip:
   interface: eth0
   addresses: [{{.VIP}}]
+{{- if .KernelLease}}
+  kernel_lease: {{.KernelLease}}
+{{- end}}
 vrrp:
   enabled: {{.VRRP}}
   version: 2
@@ -151,7 +156,7 @@ func (l *Lab) WriteKeepraftdConfigs(opts KeepraftdOptions) ([]KeepraftdNode, err
 		if err := keepraftdTmpl.Execute(&b, map[string]any{
 			"Node": node, "Raft": peers[i].Raft, "API": peers[i].API, "TokenFile": tokenFile, "Peers": peers,
 			"Host": h.Addr, "User": DaemonUser, "PasswordFile": passFile, "VIP": l.VIP, "VRRP": opts.VRRP,
-			"Priority": prio, "AuthPass": opts.AuthPass, "Extra": opts.Extra, "TLSDir": tlsDir,
+			"Priority": prio, "AuthPass": opts.AuthPass, "Extra": opts.Extra, "TLSDir": tlsDir, "KernelLease": kernelLease(opts.KernelLease),
 		}); err != nil {
 			return nil, fmt.Errorf("render keepraftd config for %s: %w", n, err)
 		}
@@ -205,4 +210,12 @@ func (l *Lab) StartKeepraftd(ctx context.Context, bin string, node KeepraftdNode
 		return nil, fmt.Errorf("start keepraftd %s: %w", node.Name, err)
 	}
 	return l.Spawn(h, "keepraftd-"+node.Name, []string{abs, "--config", node.ConfigPath}, nil)
+}
+
+// kernelLease renders vip.kernel_lease ("" when unset).
+func kernelLease(d time.Duration) string {
+	if d <= 0 {
+		return ""
+	}
+	return d.String()
 }

@@ -61,7 +61,9 @@ type Tracker struct {
 	start time.Time
 
 	mu       sync.Mutex
-	holding  map[string]map[int]bool // host -> link indices with the vip
+	addrs    map[string]map[int]bool // host -> link indices with the vip
+	fences   map[string]fenceState   // host -> its keepraftd VIP fence, as last read
+	held     map[string]bool         // host -> holds: the address, and no closed fence
 	since    map[string]time.Time    // host -> when it began holding
 	noneAt   map[string]time.Time    // host -> when it stopped holding
 	events   []AddrEvent
@@ -83,7 +85,9 @@ func (l *Lab) TrackHolders(ctx context.Context, vip netip.Addr) (*Tracker, error
 		vip:     vip,
 		log:     l.log.Named("tracker"),
 		start:   time.Now(),
-		holding: map[string]map[int]bool{},
+		addrs:   map[string]map[int]bool{},
+		fences:  map[string]fenceState{},
+		held:    map[string]bool{},
 		since:   map[string]time.Time{},
 		noneAt:  map[string]time.Time{},
 		changed: make(chan struct{}),
@@ -124,7 +128,11 @@ func (l *Lab) TrackHolders(ctx context.Context, vip netip.Addr) (*Tracker, error
 		if err := t.seed(s.h); err != nil {
 			return nil, errors.Join(err, t.Close())
 		}
+		if err := t.watchFence(s.h); err != nil {
+			return nil, errors.Join(err, t.Close())
+		}
 	}
+	t.wg.Go(t.expireLoop)
 	for _, s := range subs {
 		t.wg.Add(1)
 		go func() {
@@ -176,25 +184,39 @@ func (t *Tracker) apply(host string, u netlink.AddrUpdate, at time.Time, seed ..
 		Host: host, Added: u.NewAddr, At: at, LinkIndex: u.LinkIndex,
 		Prefix: netip.PrefixFrom(ip.Unmap(), ones), ValidLft: u.ValidLft, Seed: len(seed) > 0 && seed[0],
 	})
-	set := t.holding[host]
+	set := t.addrs[host]
 	if set == nil {
 		set = map[int]bool{}
-		t.holding[host] = set
+		t.addrs[host] = set
 	}
-	before := len(set) > 0
 	if u.NewAddr {
 		set[u.LinkIndex] = true
 	} else {
 		delete(set, u.LinkIndex)
 	}
-	after := len(set) > 0
-	if before == after {
-		return
+	t.recomputeLocked(at)
+}
+
+// recomputeLocked derives who holds the vip at `at` — the address is on one of the host's
+// links and no keepraftd fence on the host drops its traffic — and records every change:
+// since/noneAt, the peak, overlaps, the log line and the change broadcast.
+func (t *Tracker) recomputeLocked(at time.Time) {
+	changed := false
+	for host, set := range t.addrs {
+		h := len(set) > 0 && t.fences[host].passes(at)
+		if h == t.held[host] {
+			continue
+		}
+		changed = true
+		t.held[host] = h
+		if h {
+			t.since[host] = at
+		} else {
+			t.noneAt[host] = at
+		}
 	}
-	if after {
-		t.since[host] = at
-	} else {
-		t.noneAt[host] = at
+	if !changed {
+		return
 	}
 	holders := t.holdersLocked()
 	n := len(holders)
@@ -223,8 +245,8 @@ func (t *Tracker) apply(host string, u netlink.AddrUpdate, at time.Time, seed ..
 
 func (t *Tracker) holdersLocked() []string {
 	var hs []string
-	for h, set := range t.holding {
-		if len(set) > 0 {
+	for h, held := range t.held {
+		if held {
 			hs = append(hs, h)
 		}
 	}
@@ -289,7 +311,7 @@ func (t *Tracker) WaitNone(ctx context.Context, host string) (time.Time, error) 
 func (t *Tracker) wait(ctx context.Context, host string, hold bool) (time.Time, error) {
 	for {
 		t.mu.Lock()
-		holds := len(t.holding[host]) > 0
+		holds := t.held[host]
 		if holds == hold {
 			at := t.since[host]
 			if !hold {

@@ -14,14 +14,14 @@ import (
 )
 
 func newTestTracker(vip netip.Addr) *Tracker {
-	return &Tracker{vip: vip, log: zap.NewNop(), start: time.Now(), holding: map[string]map[int]bool{},
+	return &Tracker{vip: vip, log: zap.NewNop(), start: time.Now(), addrs: map[string]map[int]bool{}, fences: map[string]fenceState{}, held: map[string]bool{},
 		since: map[string]time.Time{}, noneAt: map[string]time.Time{}, changed: make(chan struct{}), done: make(chan struct{})}
 }
 
 type step struct {
 	host  string
 	add   bool
-	addr  string
+	addr  string // "fence" sets host's fence instead (open for link ms; link -1: closed); "tick" re-evaluates
 	link  int
 	after time.Duration // since the tracker's base time
 }
@@ -52,12 +52,39 @@ func TestTrackerApply(t *testing.T) {
 		{name: "two links on one host", give: []step{
 			{"db1", true, "198.18.0.100", 2, 0}, {"db1", true, "198.18.0.100", 3, 1}, {"db1", false, "198.18.0.100", 2, 2},
 		}, wantHolders: []string{"db1"}, wantMax: 1},
+		{name: "a fenced address does not hold: no overlap", give: []step{
+			{"db1", true, "fence", 100, 0}, {"db1", true, "198.18.0.100", 2, 0}, {"db2", true, "198.18.0.100", 2, 150},
+		}, wantHolders: []string{"db2"}, wantMax: 1},
+		{name: "fence still open: overlap until it times out", give: []step{
+			{"db1", true, "fence", 300, 0}, {"db1", true, "198.18.0.100", 2, 0}, {"db2", true, "198.18.0.100", 2, 150}, {"", true, "tick", 0, 310},
+		}, wantHolders: []string{"db2"}, wantMax: 2, wantOverlaps: []string{"[db1 db2] 150-310"}},
+		{name: "a fence reopened later holds again", give: []step{
+			{"db1", true, "fence", -1, 0}, {"db1", true, "198.18.0.100", 2, 0}, {"db2", true, "198.18.0.100", 2, 10}, {"db1", true, "fence", 500, 20},
+		}, wantHolders: []string{"db1", "db2"}, wantMax: 2, wantOverlaps: []string{"[db1 db2] 20--1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tr := newTestTracker(vipAddr)
 			base := time.Now()
 			for _, s := range tt.give {
+				at := base.Add(s.after * time.Millisecond)
+				switch s.addr {
+				case "fence":
+					st := fenceState{table: true}
+					if s.link >= 0 {
+						st.openUntil = at.Add(time.Duration(s.link) * time.Millisecond)
+					}
+					tr.mu.Lock()
+					tr.fences[s.host] = st
+					tr.recomputeLocked(at)
+					tr.mu.Unlock()
+					continue
+				case "tick":
+					tr.mu.Lock()
+					tr.recomputeLocked(at)
+					tr.mu.Unlock()
+					continue
+				}
 				u := netlink.AddrUpdate{LinkAddress: net.IPNet{IP: net.ParseIP(s.addr).To4(), Mask: net.CIDRMask(32, 32)},
 					LinkIndex: s.link, NewAddr: s.add}
 				tr.apply(s.host, u, base.Add(s.after*time.Millisecond))

@@ -1,0 +1,339 @@
+package e2e
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/keepraft/keepraft/testenv"
+)
+
+// TestBenchSwitchover measures a planned move of the writer under a steady writer through
+// the VIP: keepraft's switchover, and for keepalived the usual planned move, stopping
+// keepalived on the master (it sends a priority-0 advert). The write gap is the longest time
+// between two acknowledged writes; lost counts acknowledged writes missing on the new
+// writer once replication caught up.
+func TestBenchSwitchover(t *testing.T) {
+	if os.Getenv("KEEPRAFT_BENCH") == "" {
+		t.Skip("set KEEPRAFT_BENCH=1 (make bench) to run the benchmark")
+	}
+	testenv.Require(t)
+	n := benchTrials()
+	var krGap, kaGap []time.Duration
+	var krLost, kaLost []int
+	for i := range n {
+		t.Run(fmt.Sprintf("keepraft_switchover_trial%d", i+1), func(t *testing.T) {
+			c := newCluster(t, clusterOpts{})
+			owner := c.waitOwner(30 * time.Second)
+			target := other(owner)
+			time.Sleep(time.Second)
+			w := startBenchWriter(t, c, "bench-switchover")
+			time.Sleep(time.Second)
+			if err := c.post("/v1/switchover", fmt.Sprintf(`{"to":%q}`, target)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.firstAnswerFrom(target, 15*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Second)
+			gap, lost := w.finish(t, c, target)
+			krGap, krLost = append(krGap, gap), append(krLost, lost)
+			t.Logf("keepraft switchover trial %d: write gap %v, acknowledged writes lost %d of %d", i+1, gap, lost, w.count())
+		})
+		t.Run(fmt.Sprintf("keepalived_stop_trial%d", i+1), func(t *testing.T) {
+			c, _, owner, procs := keepalivedPair(t, time.Second)
+			target := other(owner)
+			w := startBenchWriter(t, c, "bench-switchover")
+			time.Sleep(time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := procs[owner].Stop(ctx)
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.firstAnswerFrom(target, 15*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Second)
+			gap, lost := w.finish(t, c, target)
+			kaGap, kaLost = append(kaGap, gap), append(kaLost, lost)
+			t.Logf("keepalived stop trial %d: write gap %v, acknowledged writes lost %d of %d", i+1, gap, lost, w.count())
+		})
+	}
+	if t.Failed() {
+		t.Fatal("some trials failed; no summary")
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "A steady writer through the VIP (autocommit inserts, one every ~5 ms); %d trials each.\n\n", n)
+	fmt.Fprintf(&b, "| planned move | write gap p50 / p99 | acknowledged writes lost per trial |\n|---|---|---|\n")
+	fmt.Fprintf(&b, "| keepraft switchover | %s / %s | %v |\n", sec(pct(krGap, 50)), sec(pct(krGap, 99)), krLost)
+	fmt.Fprintf(&b, "| keepalived stopped on the master (advert_int 1) | %s / %s | %v |\n", sec(pct(kaGap, 50)), sec(pct(kaGap, 99)), kaLost)
+	fmt.Fprintf(&b, "\nratio keepraft ÷ keepalived: p50 %.2f, p99 %.2f\n\nraw write gaps (s): keepraft %s; keepalived %s\n",
+		ratio(krGap, kaGap, 50), ratio(krGap, kaGap, 99), secs(krGap), secs(kaGap))
+	t.Log("\n" + b.String())
+	benchReport["2 switchover"] = "## Planned switchover\n\n" + b.String()
+	writeBenchReport(t)
+	for i, l := range krLost {
+		if l != 0 {
+			t.Errorf("keepraft switchover trial %d lost %d acknowledged writes", i+1, l)
+		}
+	}
+}
+
+// benchWriter inserts through the VIP and records every acknowledged sequence number with
+// its time.
+type benchWriter struct {
+	origin string
+	stop   chan struct{}
+	done   chan struct{}
+	mu     sync.Mutex
+	seqs   []int64
+	at     []time.Time
+}
+
+func startBenchWriter(t *testing.T, c *cluster, origin string) *benchWriter {
+	t.Helper()
+	w := &benchWriter{origin: origin, stop: make(chan struct{}), done: make(chan struct{})}
+	dsn := fmt.Sprintf("%s:%s@%s(%s:3306)/%s?timeout=200ms&readTimeout=500ms&writeTimeout=500ms", testenv.AppUser, testenv.AppPass, c.dialer, c.vip, testenv.AppSchema)
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetConnMaxLifetime(time.Second)
+	go func() {
+		defer close(w.done)
+		defer db.Close()
+		for seq := int64(1); ; seq++ {
+			select {
+			case <-w.stop:
+				return
+			default:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			res, err := db.ExecContext(ctx, "INSERT INTO writes (origin, seq) VALUES (?, ?)", w.origin, seq)
+			cancel()
+			if err == nil {
+				if n, _ := res.RowsAffected(); n == 1 {
+					w.mu.Lock()
+					w.seqs, w.at = append(w.seqs, seq), append(w.at, time.Now())
+					w.mu.Unlock()
+				}
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-w.stop:
+		default:
+			close(w.stop)
+		}
+		<-w.done
+	})
+	return w
+}
+
+func (w *benchWriter) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.seqs)
+}
+
+// finish stops the writer and returns the longest gap between acknowledgements and how
+// many acknowledged writes the new writer lacks once replication had 5 s to catch up.
+func (w *benchWriter) finish(t *testing.T, c *cluster, target string) (time.Duration, int) {
+	t.Helper()
+	close(w.stop)
+	<-w.done
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.at) < 50 {
+		t.Fatalf("only %d writes acknowledged", len(w.at))
+	}
+	var gap time.Duration
+	for i := 1; i < len(w.at); i++ {
+		gap = max(gap, w.at[i].Sub(w.at[i-1]))
+	}
+	m := c.lab.MariaDB(target)
+	lost := 0
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		rows, err := m.QueryString(context.Background(), fmt.Sprintf("SELECT COUNT(DISTINCT seq) FROM kr.writes WHERE origin='%s'", w.origin))
+		if err != nil {
+			t.Fatal(err)
+		}
+		have, _ := strconv.Atoi(rows)
+		lost = max(0, len(w.seqs)-have)
+		if lost == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return gap, lost
+}
+
+// TestBenchIdle measures the steady-state cost of each node: CPU (user+system, from
+// /proc/PID/stat) over 30 s idle and resident memory, for keepraftd (its fence watchdog
+// included) and for keepalived (all its processes), in the same run.
+func TestBenchIdle(t *testing.T) {
+	if os.Getenv("KEEPRAFT_BENCH") == "" {
+		t.Skip("set KEEPRAFT_BENCH=1 (make bench) to run the benchmark")
+	}
+	testenv.Require(t)
+	const window = 30 * time.Second
+	var rows []string
+	t.Run("keepraft", func(t *testing.T) {
+		c := newCluster(t, clusterOpts{})
+		c.waitOwner(30 * time.Second)
+		time.Sleep(5 * time.Second)
+		for _, name := range []string{"db1", "db2", "witness"} {
+			rows = append(rows, idleRow(t, "keepraftd "+name, c.procs[name].PID, window)...)
+		}
+	})
+	t.Run("keepalived", func(t *testing.T) {
+		_, _, _, procs := keepalivedPair(t, time.Second)
+		time.Sleep(5 * time.Second)
+		for _, name := range []string{"db1", "db2"} {
+			rows = append(rows, idleRow(t, "keepalived "+name+" (advert_int 1)", procs[name].PID, window)...)
+		}
+	})
+	if t.Failed() {
+		t.Fatal("no summary")
+	}
+	b := fmt.Sprintf("CPU over %s idle (user+system, %% of one core) and resident memory, each process tree (keepraftd with its fence watchdog; keepalived with its VRRP child).\n\n| node | CPU | RSS |\n|---|---|---|\n%s", window, strings.Join(rows, ""))
+	t.Log("\n" + b)
+	benchReport["4 idle"] = "## Idle cost\n\n" + b
+	writeBenchReport(t)
+}
+
+// idleRow measures the process tree rooted at pid over window. The windows run one after
+// the other, so each node is measured alone.
+func idleRow(t *testing.T, name string, pid int, window time.Duration) []string {
+	t.Helper()
+	tree := processTree(pid)
+	before := map[int]uint64{}
+	for _, p := range tree {
+		before[p] = cpuTicks(p)
+	}
+	time.Sleep(window)
+	var ticks uint64
+	var rss int
+	for _, p := range tree {
+		ticks += cpuTicks(p) - before[p]
+		rss += rssKB(p)
+	}
+	cpu := float64(ticks) / 100 / window.Seconds() * 100 // USER_HZ is 100 on Linux
+	return []string{fmt.Sprintf("| %s | %.2f %% | %.1f MB |\n", name, cpu, float64(rss)/1024)}
+}
+
+// processTree returns pid and its descendants.
+func processTree(pid int) []int {
+	out := []int{pid}
+	ents, _ := os.ReadDir("/proc")
+	children := map[int][]int{}
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+		if len(f) > 1 {
+			pp, _ := strconv.Atoi(f[1])
+			children[pp] = append(children[pp], p)
+		}
+	}
+	for i := 0; i < len(out); i++ {
+		out = append(out, children[out[i]]...)
+	}
+	return out
+}
+
+func cpuTicks(pid int) uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseUint(f[11], 10, 64)
+	s, _ := strconv.ParseUint(f[12], 10, 64)
+	return u + s
+}
+
+func rssKB(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for l := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			return kb
+		}
+	}
+	return 0
+}
+
+// writeBenchReport writes bench/results.md with the sections measured so far in this
+// run, the machine and the versions.
+func writeBenchReport(t *testing.T) {
+	t.Helper()
+	var uts syscall.Utsname
+	_ = syscall.Uname(&uts)
+	release := utsString(uts.Release[:])
+	version := func(argv ...string) string {
+		out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+		if err != nil {
+			return "unknown"
+		}
+		return strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# keepraft benchmark results\n\nWritten by `make bench` on %s. Every trial starts a fresh three-host lab in network namespaces (MariaDB dual masters, a witness, a client host); keepraft and keepalived run in the same run on the same machine.\n\n", time.Now().UTC().Format(time.RFC3339))
+	fmt.Fprintf(&b, "- machine: Linux %s, %d CPUs, %s\n- MariaDB: %s\n- keepalived: %s\n", release, runtime.NumCPU(), runtime.Version(), version("mariadbd", "--version"), version("keepalived", "--version"))
+	b.WriteString("- keepraft: defaults (failover.lease 500ms, mysql.interval 100ms fall 2, vip.fence auto, vip.kernel_lease 1s), control plane over mutual TLS\n")
+	b.WriteString("- keepalived: the seed config — BACKUP, nopreempt, priority 100/90, VRRPv2, track_script `mysqladmin ping` every 1 s with fall 2, advert_int as stated\n\n")
+	keys := make([]string, 0, len(benchReport))
+	for k := range benchReport {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		b.WriteString(benchReport[k] + "\n")
+	}
+	dir := filepath.Join("..", "bench")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.md"), []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func utsString(b []int8) string {
+	var s []byte
+	for _, c := range b {
+		if c == 0 {
+			break
+		}
+		s = append(s, byte(c))
+	}
+	return string(s)
+}
