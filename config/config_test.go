@@ -59,7 +59,7 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"priority 255", [2]string{"priority: 100", "priority: 255"}, "vrrp.priority: must be 1..254"},
 		{"v2 fractional advert", [2]string{"advert_int: 1s", "advert_int: 1500ms"}, "vrrp.advert_int: VRRPv2 needs whole seconds"},
 		{"kernel lease fraction", [2]string{"kernel_lease: 1s", "kernel_lease: 1500ms"}, "vip.kernel_lease: must be whole seconds"},
-		{"bad fence", [2]string{"kernel_lease: 1s", "kernel_lease: 1s\n  fence: iptables"}, `vip.fence: must be auto, nftables or off, got "iptables"`},
+		{"bad fence", [2]string{"fence: auto", "fence: iptables"}, `vip.fence: must be auto, nftables or off, got "iptables"`},
 		{"lease too short", [2]string{"lease: 500ms", "lease: 50ms"}, "failover.lease: (50ms) must be ≥ 150ms"},
 		{"raft inequality", [2]string{"leader_lease_timeout: 200ms", "leader_lease_timeout: 900ms"}, "cluster.raft.leader_lease_timeout: (900ms) cannot be larger than heartbeat_timeout (400ms)"},
 		{"probe slower than fall", [2]string{"\n  timeout: 200ms", "\n  timeout: 2s"}, "mysql.timeout: (2s) must not exceed"},
