@@ -186,8 +186,12 @@ func TestChaosCheckerSelfTest(t *testing.T) {
 		return len(ch.acks) >= 20, fmt.Sprintf("%d acks", len(ch.acks))
 	})
 
-	// 1. The VIP added by hand on the non-owner's host: two holders.
+	// 1. The VIP added by hand on the non-owner's host, with its fence opened by hand too
+	// (a fenced address serves nothing and is rightly not counted): two holders.
 	h := c.lab.Host(peer)
+	if out, err := h.Run(ctx, "nft", "add", "element", "netdev", testenv.FenceTablePrefix+"eth0", testenv.FenceLeaseSet, "{", c.vip, "timeout", "10s", "}"); err != nil {
+		t.Fatalf("open the peer's fence by hand: %v: %s", err, out)
+	}
 	if _, err := h.Run(ctx, "ip", "addr", "add", c.vip+"/32", "dev", "eth0"); err != nil {
 		t.Fatal(err)
 	}

@@ -373,12 +373,16 @@ type fakeRenewer struct {
 	mu     sync.Mutex
 	refuse bool
 	calls  int
+	slow   func() // called inside Renew (a late answer advances the clock)
 }
 
 func (r *fakeRenewer) Renew(_ context.Context, peer string, req api.RenewRequest) (api.RenewResponse, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.calls++
+	if r.slow != nil {
+		r.slow()
+	}
 	return api.RenewResponse{Node: peer, Promised: !r.refuse}, nil
 }
 

@@ -72,27 +72,76 @@ func (o *Owner) renewOne(ctx context.Context, peer string, epoch uint64, sent ti
 	if err != nil || !resp.Promised {
 		return false
 	}
-	quorum, open := o.grant(peer, epoch, sent, arrived, answer == "promised")
+	quorum, open, grew := o.grant(peer, epoch, sent, arrived, answer == "promised")
 	if open {
 		// Writes are open: the watchdog's deadline moves with the lease.
 		if err := o.armWatchdog(); err != nil {
 			o.log.Warn("renew the fence watchdog's deadline", zap.Error(err))
 		}
 	}
+	if grew && open && !quorum {
+		// A promise that extended the lease without completing a timely quorum (a late
+		// answer, or the second one of a round) renews no valid_lft, but the fence follows
+		// the lease itself: its opening is computed from the lease's expiry, not from now.
+		o.renewFence(ctx)
+	}
 	return quorum
 }
 
+// renewFence opens the VIP fence for the rest of the lease while the VIP is held.
+func (o *Owner) renewFence(ctx context.Context) {
+	if o.d.Fence == nil {
+		return
+	}
+	o.vipMu.Lock()
+	o.mu.Lock()
+	held := o.held
+	o.mu.Unlock()
+	if !held || !o.mayHold(o.d.Node.State()) {
+		o.vipMu.Unlock()
+		return
+	}
+	_, err := o.openFenceLocked()
+	o.vipMu.Unlock()
+	if err != nil {
+		o.log.Error("open the VIP fence; dropping the VIP", zap.Error(err))
+		_ = o.dropVIP(ctx, "VIP fence renewal failed")
+	}
+}
+
+// openFenceLocked opens the fence until the lease's expiry less fenceGuard. It reports
+// false without an error when too little lease is left to bother (the fence then closes
+// on its own), and true when there is no fence. The caller holds vipMu.
+func (o *Owner) openFenceLocked() (bool, error) {
+	if o.d.Fence == nil {
+		return true, nil
+	}
+	o.mu.Lock()
+	left := time.Duration(-1)
+	if o.lease != nil {
+		left = o.lease.Expiry() - o.now() - fenceGuard
+	}
+	o.mu.Unlock()
+	if left < minFenceOpen {
+		o.log.Debug("too little lease left to open the VIP fence", zap.Duration("left", left))
+		return false, nil
+	}
+	return true, o.d.Fence.Open(left)
+}
+
 // grant records peer's promise for the lease of epoch. It reports whether the promise
-// completed a quorum within δ of sent (inDelta) while the lease is valid, and whether
-// the lease is valid with writes open.
-func (o *Owner) grant(peer string, epoch uint64, sent, arrived time.Duration, inDelta bool) (quorum, open bool) {
+// completed a quorum within δ of sent (inDelta) while the lease is valid, whether the
+// lease is valid with writes open, and whether the promise moved the lease's expiry.
+func (o *Owner) grant(peer string, epoch uint64, sent, arrived time.Duration, inDelta bool) (quorum, open, grew bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.lease == nil || o.lease.Epoch != epoch {
-		return false, false
+		return false, false, false
 	}
 	wasValid := o.lease.Valid(arrived)
+	before := o.lease.Expiry()
 	o.lease.Granted(peer, sent)
+	grew = o.lease.Expiry() > before
 	valid := o.lease.Valid(o.now())
 	o.metrics.leaseValid.Set(b2f(valid))
 	if valid && !wasValid {
@@ -101,7 +150,7 @@ func (o *Owner) grant(peer string, epoch uint64, sent, arrived time.Duration, in
 		default:
 		}
 	}
-	return inDelta && valid && o.lease.LastQuorum() == sent, valid && o.writesOpen
+	return inDelta && valid && o.lease.LastQuorum() == sent, valid && o.writesOpen, grew
 }
 
 // acquireOrRenew adds the VIP (or renews its kernel lifetime) if holding is allowed now.
@@ -132,24 +181,17 @@ func (o *Owner) acquireOrRenew(ctx context.Context, sent time.Duration) {
 		o.log.Debug("renewal too late for the kernel lifetime", zap.Duration("since_request", late))
 		return
 	}
-	if o.d.Fence != nil {
-		// The fence opens for what remains of the lease (less a guard), before the
-		// address is added or renewed: traffic stops when the lease ends even if this
-		// process never runs again.
-		o.mu.Lock()
-		left := o.lease.Expiry() - o.now() - fenceGuard
-		o.mu.Unlock()
-		if left < minFenceOpen {
-			o.vipMu.Unlock()
-			o.log.Debug("too little lease left to open the VIP fence", zap.Duration("left", left))
-			return
-		}
-		if err := o.d.Fence.Open(left); err != nil {
-			o.vipMu.Unlock()
-			o.log.Error("open the VIP fence; dropping the VIP", zap.Error(err))
-			_ = o.dropVIP(ctx, "VIP fence renewal failed")
-			return
-		}
+	// The fence opens for what remains of the lease (less a guard), before the address
+	// is added or renewed: traffic stops when the lease ends even if this process never
+	// runs again.
+	if opened, err := o.openFenceLocked(); err != nil {
+		o.vipMu.Unlock()
+		o.log.Error("open the VIP fence; dropping the VIP", zap.Error(err))
+		_ = o.dropVIP(ctx, "VIP fence renewal failed")
+		return
+	} else if !opened {
+		o.vipMu.Unlock()
+		return
 	}
 	sctx, cancel := context.WithTimeout(ctx, vipTimeout)
 	res, err := o.d.VIP.Set(sctx, o.cfg.VIPs)

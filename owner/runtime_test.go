@@ -887,6 +887,28 @@ func TestVIPFence(t *testing.T) {
 			t.Fatalf("VIP taken while the journal claims a fence this node does not have; trace:\n%s", r.tr)
 		}
 	})
+	t.Run("a late promise still moves the fence with the lease", func(t *testing.T) {
+		r := newRig(t)
+		r.serve(t)
+		_, before := r.fence.state()
+		r.tr.reset()
+		r.clock.advance(100 * time.Millisecond)
+		sent := r.clock.now()
+		r.renew.slow = func() { r.clock.advance(r.o.delta + 10*time.Millisecond) } // later than δ
+		if r.o.renewOne(context.Background(), "db2", r.node.State().Epoch, sent) {
+			t.Fatal("a late answer reported a timely quorum")
+		}
+		if r.tr.index("vip renew") >= 0 {
+			t.Fatalf("valid_lft renewed on a late answer; trace:\n%s", r.tr)
+		}
+		open, d := r.fence.state()
+		r.o.mu.Lock()
+		want := r.o.lease.Expiry() - r.o.now() - fenceGuard
+		r.o.mu.Unlock()
+		if r.tr.index("fence open") < 0 || !open || d != want {
+			t.Fatalf("fence open=%v for %v (before %v), want reopened for %v; trace:\n%s", open, d, before, want, r.tr)
+		}
+	})
 	t.Run("too little lease left: nothing renewed", func(t *testing.T) {
 		r := newRig(t)
 		r.serve(t)

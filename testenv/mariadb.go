@@ -101,6 +101,7 @@ server_id = {{.ServerID}}
 gtid_domain_id = {{.DomainID}}
 log_bin = mariadb-bin
 relay_log = relay-bin
+relay_log_recovery = ON
 log_slave_updates = ON
 gtid_strict_mode = ON
 binlog_format = ROW
