@@ -167,9 +167,10 @@ type fakeMySQL struct {
 	process    int           // what Process reports
 	catchUp    probe.CatchUp
 	relay      probe.RelayCatchUp
-	onStop     func() // called inside STOP REPLICA, before it returns
-	stopErr    error  // STOP REPLICA fails with it
-	stopAnyway bool   // ... after stopping the channel (a cancelled statement the server finished)
+	replErr    probe.ReplicaStatus // LastError and LastSQLError reported with the channel
+	onStop     func()              // called inside STOP REPLICA, before it returns
+	stopErr    error               // STOP REPLICA fails with it
+	stopAnyway bool                // ... after stopping the channel (a cancelled statement the server finished)
 }
 
 func newFakeMySQL(tr *trace) *fakeMySQL {
@@ -182,7 +183,7 @@ func (m *fakeMySQL) Check(context.Context) (probe.Health, error) {
 	if !m.up {
 		return probe.Health{Err: "connection refused"}, errors.New("connection refused")
 	}
-	return probe.Health{Up: true, ReadOnly: m.readOnly, GTIDExecuted: m.gtid, CheckedAt: time.Now(), Replica: probe.ReplicaStatus{Configured: true, IORunning: m.replica, SQLRunning: m.replica}}, nil
+	return probe.Health{Up: true, ReadOnly: m.readOnly, GTIDExecuted: m.gtid, CheckedAt: time.Now(), Replica: probe.ReplicaStatus{Configured: true, IORunning: m.replica, SQLRunning: m.replica, LastError: m.replErr.LastError, LastSQLError: m.replErr.LastSQLError}}, nil
 }
 
 func (m *fakeMySQL) Fence(context.Context) (string, error) {

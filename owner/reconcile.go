@@ -219,8 +219,8 @@ func (o *Owner) sweep(ctx context.Context) {
 // without an error while another node serves an active epoch. A promotion that ended
 // without this node becoming the serving owner (it was deposed, or stopped, while
 // promoting) leaves it stopped, and the standby would miss every write of the real owner.
-// A channel an operator stopped, one stopped with an error, or a node in maintenance is
-// left for the operator. Transactions this node may hold of its own never flow to the owner: the
+// A channel an operator stopped, one stopped with an SQL error, or a node in maintenance
+// is left for the operator. Transactions this node may hold of its own never flow to the owner: the
 // owner's rejoin check guards its channel from here.
 func (o *Owner) resumeReplication(ctx context.Context, s fsm.State) {
 	me := s.Members[o.cfg.Node]
@@ -235,7 +235,10 @@ func (o *Owner) resumeReplication(ctx context.Context, s fsm.State) {
 		o.markReplStopped(false) // the stop it records failed, or someone restarted it
 		return
 	}
-	if !ours || phase != Standby || !up || !r.Configured || r.IORunning || r.SQLRunning || r.LastError != "" {
+	// An IO error (the owner was unreachable when the channel last ran) does not block
+	// the restart: it was a channel this runtime stopped, and START SLAVE reconnects. An
+	// SQL error does: applying failed, and that is for the operator.
+	if !ours || phase != Standby || !up || !r.Configured || r.IORunning || r.SQLRunning || r.LastSQLError != "" {
 		return
 	}
 	if err := o.d.MySQL.StartReplication(ctx); err != nil {

@@ -486,7 +486,25 @@ func TestServerBackReadOnlyIsReopened(t *testing.T) {
 // TestStandbyResumesReplication: db1 was assigned, stopped replication while promoting,
 // and lost the epoch before serving; once db2 serves, db1's channel from it runs again.
 func TestStandbyResumesReplication(t *testing.T) {
+	tests := []struct {
+		name   string
+		err    probe.ReplicaStatus
+		resume bool
+	}{
+		{"no error", probe.ReplicaStatus{}, true},
+		// Seen in the chaos run: the channel's last IO error (the owner's mysqld was down
+		// when it last ran) kept a standby's channel stopped for good.
+		{"stale IO error", probe.ReplicaStatus{LastError: "error reconnecting to master: Connection refused"}, true},
+		{"SQL error", probe.ReplicaStatus{LastError: "Duplicate entry", LastSQLError: "Duplicate entry"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { testStandbyResumes(t, tt.err, tt.resume) })
+	}
+}
+
+func testStandbyResumes(t *testing.T, replErr probe.ReplicaStatus, resume bool) {
 	r := newRig(t)
+	r.db.replErr = replErr
 	assign(t, r.node, "db2", true)
 	r.node.apply(t, ev(t, r.node.State(), fsm.OwnerRevoked, "witness", fsm.RevokeData{Owner: "db2"}))
 	assign(t, r.node, "db1", false)
@@ -501,8 +519,8 @@ func TestStandbyResumesReplication(t *testing.T) {
 	r.settle(t)
 	r.healthy(true)
 	r.o.sweep(context.Background())
-	if !r.db.replica {
-		t.Fatalf("standby's channel from the serving owner left stopped; trace:\n%s", r.tr)
+	if r.db.replica != resume {
+		t.Fatalf("channel running=%v after the sweep, want %v; trace:\n%s", r.db.replica, resume, r.tr)
 	}
 }
 

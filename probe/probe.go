@@ -87,6 +87,9 @@ type ReplicaStatus struct {
 	LagSeconds int64
 	// LastError is the last SQL error, else the last IO error.
 	LastError string
+	// LastSQLError is the SQL thread's last error alone: applying failed. An IO error
+	// (the source was unreachable) clears itself on a later connect.
+	LastSQLError string
 	// MasterHost is the configured source host.
 	MasterHost string
 	// GTIDIOPos is the GTID position the IO thread has received (MariaDB Gtid_IO_Pos, MySQL
@@ -360,7 +363,7 @@ func replicaStatus(ctx context.Context, q queryer, f Flavor) (ReplicaStatus, err
 	}
 	rs.MasterHost, _ = get("Master_Host", "Source_Host")
 	if e, _ := get("Last_SQL_Error"); e != "" {
-		rs.LastError = e
+		rs.LastError, rs.LastSQLError = e, e
 	} else if e, _ := get("Last_IO_Error"); e != "" {
 		rs.LastError = e
 	}
