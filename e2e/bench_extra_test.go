@@ -54,6 +54,13 @@ func TestBenchSwitchover(t *testing.T) {
 		t.Run(fmt.Sprintf("keepalived_stop_trial%d", i+1), func(t *testing.T) {
 			c, _, owner, procs := keepalivedPair(t, time.Second)
 			target := other(owner)
+			// keepalived does not manage read_only: the seed's dual masters are both
+			// writable, and the VIP alone decides where writes go.
+			for _, h := range []string{"db1", "db2"} {
+				if err := c.lab.MariaDB(h).Exec(context.Background(), "SET GLOBAL read_only=0"); err != nil {
+					t.Fatal(err)
+				}
+			}
 			w := startBenchWriter(t, c, "bench-switchover")
 			time.Sleep(time.Second)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

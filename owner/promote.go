@@ -22,6 +22,12 @@ func (o *Owner) startPromotion(ctx context.Context, epoch uint64, s fsm.State) {
 	o.promoCancel = cancel
 	o.promo = nil
 	o.mu.Unlock()
+	// Ask for the lease now, not at the renew loop's next tick (up to lease/3 away): it is
+	// gathered while the promotion catches up, so writes open as soon as it is done.
+	select {
+	case o.renewKick <- struct{}{}:
+	default:
+	}
 	o.spawn(func() {
 		defer cancel()
 		res, data := o.promote(pctx, epoch, s)

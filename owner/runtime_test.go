@@ -983,3 +983,27 @@ func TestVIPFenceLost(t *testing.T) {
 		t.Fatalf("VIP not taken again after the fence was reinstalled; trace:\n%s", r.tr)
 	}
 }
+
+// TestPromotionAsksForTheLeaseAtOnce: starting a promotion wakes the renew loop, so the
+// lease is gathered during the catch-up instead of at the next tick (lease/3 later).
+func TestPromotionAsksForTheLeaseAtOnce(t *testing.T) {
+	r := newRig(t)
+	r.node.apply(t, ev(t, r.node.State(), fsm.OwnerAssigned, "witness", fsm.AssignData{Owner: "db1", Reason: "test", CatchupTarget: "1-1-10"}))
+	r.healthy(true)
+	woken := false
+	r.db.onCatchUp = func() { // inside the promotion, before it finishes
+		select {
+		case <-r.o.renewKick:
+			woken = true
+		default:
+		}
+	}
+	r.o.reconcile(context.Background())
+	r.o.bg.Wait()
+	if r.tr.index("mysql catch-up") < 0 {
+		t.Fatalf("setup: no catch-up; trace:\n%s", r.tr)
+	}
+	if !woken {
+		t.Fatal("the promotion did not wake the renew loop before it finished")
+	}
+}
