@@ -491,12 +491,23 @@ func (l *Lab) Close() error {
 			_ = p.signalGroup(syscall.SIGCONT)
 		}
 	}
-	deadline := time.After(l.stopTimeout)
+	// One bound for all of them: once it has passed, every process still running is
+	// killed at once (a time.After channel fires only once, so a second stubborn process
+	// used to be waited for forever).
+	bound := time.NewTimer(l.stopTimeout)
+	defer bound.Stop()
+	expired := false
 	for _, p := range procs {
-		select {
-		case <-p.Done():
+		if !expired {
+			select {
+			case <-p.Done():
+				continue
+			case <-bound.C:
+				expired = true
+			}
+		}
+		if p.Exited() {
 			continue
-		case <-deadline:
 		}
 		l.log.Warn("process ignored SIGTERM, killing", zap.String("proc", p.Name), zap.Int("pid", p.PID))
 		if err := p.Kill(); err != nil {

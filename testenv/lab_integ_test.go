@@ -84,19 +84,31 @@ func TestCloseLeavesNothing(t *testing.T) {
 		}
 		procs = append(procs, p)
 	}
-	// One that ignores SIGTERM and is frozen, and one forked child left behind in a namespace.
+	// Two that ignore SIGTERM (the second was once waited for forever: the bound fired only
+	// for the first), one of them frozen, and a forked child left behind in a namespace.
 	stubborn, err := l.Spawn(l.Host("a"), "stubborn", []string{"sh", "-c", "trap '' TERM; sleep 600 & wait"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	procs = append(procs, stubborn)
+	stubborn2, err := l.Spawn(l.Host("b"), "stubborn2", []string{"sh", "-c", "trap '' TERM; sleep 600 & wait"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	procs = append(procs, stubborn, stubborn2)
 	time.Sleep(100 * time.Millisecond) // let sh install the trap (bounded: Close kills anyway)
 	if err := stubborn.Freeze(); err != nil {
 		t.Fatal(err)
 	}
 	l.stopTimeout = time.Second
-	if err := l.Close(); err != nil {
-		t.Fatalf("close: %v", err)
+	closed := make(chan error, 1)
+	go func() { closed <- l.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("close: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close did not return within 30 s with two processes ignoring SIGTERM")
 	}
 	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
 	if err != nil {
