@@ -209,8 +209,8 @@ func TestOpenCorrectsSlowBatches(t *testing.T) {
 		{name: "negative closes", until: -ms, takes: []time.Duration{0}, want: []time.Duration{0}},
 		{name: "stalled once", until: 300 * ms, takes: []time.Duration{120 * ms, 0}, want: []time.Duration{300 * ms, 180 * ms}},
 		{name: "stalled past the lease", until: 300 * ms, takes: []time.Duration{295 * ms, 0}, want: []time.Duration{300 * ms, 0}, wantErr: ErrSlow},
-		{name: "stalled three times", until: 300 * ms, takes: []time.Duration{15 * ms, 15 * ms, 15 * ms, 0}, want: []time.Duration{300 * ms, 285 * ms, 270 * ms, 0}, wantErr: ErrSlow},
-		{name: "a loaded host's 5 ms batch is not slow", until: 300 * ms, takes: []time.Duration{5 * ms}, want: []time.Duration{300 * ms}},
+		{name: "stalled three times", until: 300 * ms, takes: []time.Duration{60 * ms, 60 * ms, 60 * ms, 0}, want: []time.Duration{300 * ms, 240 * ms, 180 * ms, 0}, wantErr: ErrSlow},
+		{name: "a loaded host's 16 ms batch is not slow", until: 300 * ms, takes: []time.Duration{16 * ms}, want: []time.Duration{300 * ms}},
 		{name: "kernel error", until: 300 * ms, takes: []time.Duration{0}, failAt: 1, want: []time.Duration{300 * ms}, wantErr: errKernel},
 	}
 	for _, tt := range tests {

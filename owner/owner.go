@@ -40,8 +40,9 @@ const (
 	proposeTimeout = 3 * time.Second
 	// fenceGuard is taken off what remains of the lease when the VIP fence is opened: the
 	// fence closes that much before the owner's lease ends. It covers the fence's own
-	// tolerance for a slow batch (10 ms: the kernel counts from when it applies the batch).
-	fenceGuard = 20 * time.Millisecond
+	// tolerance for a slow batch (50 ms: the kernel counts from when it applies the batch),
+	// so the element still ends before the lease does.
+	fenceGuard = 60 * time.Millisecond
 	// minFenceOpen is the shortest opening worth a renewal; less lets the fence close.
 	minFenceOpen = 20 * time.Millisecond
 	// fenceRepairEvery spaces attempts to reinstall a lost VIP fence.
