@@ -1007,3 +1007,14 @@ func TestPromotionAsksForTheLeaseAtOnce(t *testing.T) {
 		t.Fatal("the promotion did not wake the renew loop before it finished")
 	}
 }
+
+// TestWatchdogNotDisarmedWhileWritesOpen: a disarm from a fence that lost the race with a
+// reopening must not leave open writes without a watchdog.
+func TestWatchdogNotDisarmedWhileWritesOpen(t *testing.T) {
+	r := newRig(t)
+	r.serve(t)
+	r.o.disarmWatchdog() // a late disarm, writes open again
+	if armed, _ := r.wd.state(); !armed {
+		t.Fatalf("watchdog disarmed while writes are open; trace:\n%s", r.tr)
+	}
+}

@@ -73,7 +73,7 @@ func decode(line string) (message, error) {
 	return message{}, fmt.Errorf("unknown message %q", line)
 }
 
-// Serve runs the watchdog until in closes (and a pending deadline is served) or ctx ends.
+// Serve runs the watchdog until in closes (an armed watchdog then fences at once) or ctx ends.
 // now is CLOCK_BOOTTIME. A malformed message is treated as the worst case: the watchdog
 // fences at once, since it can no longer know the lease.
 func Serve(ctx context.Context, in io.ReadCloser, f Fencer, now func() time.Duration, log *zap.Logger) error {
@@ -175,31 +175,18 @@ func fenceOnce(ctx context.Context, f Fencer, log *zap.Logger, why string) bool 
 	return true
 }
 
-// fenceUntil retries fenceOnce until it works, ctx ends or the clock passes until.
+// fenceUntil retries fenceOnce every retryEvery until it works, ctx ends or the clock
+// passes until.
 func fenceUntil(ctx context.Context, f Fencer, until time.Duration, now func() time.Duration, log *zap.Logger, why string) bool {
-	for {
-		if fenceOnce(ctx, f, log, why) {
-			return true
-		}
-		if now() >= until || !sleepUntil(ctx, now()+retryEvery, now) {
+	for !fenceOnce(ctx, f, log, why) {
+		if now() >= until || ctx.Err() != nil {
 			log.Error("gave up fencing the server", zap.String("reason", why))
 			return false
 		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(retryEvery):
+		}
 	}
-}
-
-// sleepUntil sleeps until the clock reaches t; false when ctx ended first.
-func sleepUntil(ctx context.Context, t time.Duration, now func() time.Duration) bool {
-	d := t - now()
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-timer.C:
-		return true
-	}
+	return true
 }
