@@ -1,6 +1,8 @@
 package api
 
 import (
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/keepraft/keepraft/fsm"
@@ -26,6 +28,12 @@ type Status struct {
 	// ControlPlane is "mutual TLS" or "plaintext" (no cluster.tls).
 	ControlPlane string `json:"control_plane"`
 	StaleEvents  uint64 `json:"stale_events"`
+	// NoWriterSince is set while no owner is promoted (phase none, revoked, released or
+	// assigned): when the last promoted owner's ownership ended, from the journal (the
+	// phase's start when the journal no longer reaches back that far).
+	NoWriterSince time.Time `json:"no_writer_since,omitzero"`
+	// Paused is true while the cluster's automatic decisions are paused by an operator.
+	Paused bool `json:"paused"`
 }
 
 // MemberStatus is one member's line in [Status] and the body of GET /v1/members.
@@ -50,21 +58,58 @@ type MemberStatus struct {
 	// PeerView is the second opinion of the other database nodes' remote probes of this
 	// member's MySQL ("db2: up"). It annotates only; failover follows the member's own probe.
 	PeerView string `json:"peer_view,omitempty"`
+
+	// The typed fields below are for machines; LastContact and Replication above are
+	// their display forms.
+
+	// LastContactMS is how long ago the answering node last heard this member's report (0
+	// for the answering node itself, null when never).
+	LastContactMS *int64 `json:"last_contact_ms"`
+	// Stale is true when the member's polled values (applied index, read_only, GTID,
+	// replication) are from its last good report, not a current one: it is unreachable.
+	Stale bool `json:"stale"`
+	// ReadOnly is the member's MySQL read_only from its last good probe (null: unknown or
+	// a witness).
+	ReadOnly *bool `json:"read_only,omitempty"`
+	// GTID is the member's gtid_executed from its last good probe.
+	GTID string `json:"gtid,omitempty"`
+	// Replica is the member's replication channel, typed.
+	Replica *Replica `json:"replica,omitempty"`
+	// RejoinBlocked is the journal's verdict that the member came back with transactions
+	// the owner lacks (RejoinExtra); its channel stays stopped until an operator decides.
+	RejoinBlocked bool   `json:"rejoin_blocked"`
+	RejoinExtra   string `json:"rejoin_extra,omitempty"`
+}
+
+// Replica is a replication channel's state as numbers and booleans.
+type Replica struct {
+	// Configured is false when the server has no default replication channel.
+	Configured bool   `json:"configured"`
+	Source     string `json:"source,omitempty"`
+	IORunning  bool   `json:"io_running"`
+	SQLRunning bool   `json:"sql_running"`
+	// LagSeconds is Seconds_Behind_Master (null when unknown).
+	LagSeconds *int64 `json:"lag_seconds"`
+	LastError  string `json:"last_error,omitempty"`
+	// Held says why keepraft holds the channel stopped after a rejoin check.
+	Held string `json:"held,omitempty"`
 }
 
 // LocalStatus is what a node knows only about itself.
 type LocalStatus struct {
-	Holding      bool     `json:"holding_vip"`
-	LeaseValid   bool     `json:"lease_valid"`
-	LeaseLeftMS  int64    `json:"lease_left_ms"`
-	Promoted     bool     `json:"promoted"`
-	MySQLHealthy *bool    `json:"mysql_healthy,omitempty"`
-	MySQLDetail  string   `json:"mysql_detail,omitempty"`
-	ReadOnly     *bool    `json:"read_only,omitempty"`
-	GTID         string   `json:"gtid,omitempty"`
-	Replication  string   `json:"replication,omitempty"`
-	VIPs         []string `json:"vips,omitempty"`
-	UptimeMS     int64    `json:"uptime_ms"`
+	Holding      bool   `json:"holding_vip"`
+	LeaseValid   bool   `json:"lease_valid"`
+	LeaseLeftMS  int64  `json:"lease_left_ms"`
+	Promoted     bool   `json:"promoted"`
+	MySQLHealthy *bool  `json:"mysql_healthy,omitempty"`
+	MySQLDetail  string `json:"mysql_detail,omitempty"`
+	ReadOnly     *bool  `json:"read_only,omitempty"`
+	GTID         string `json:"gtid,omitempty"`
+	Replication  string `json:"replication,omitempty"`
+	// Replica is Replication, typed.
+	Replica  *Replica `json:"replica,omitempty"`
+	VIPs     []string `json:"vips,omitempty"`
+	UptimeMS int64    `json:"uptime_ms"`
 	// Runtime is the database node's own phase and epoch ("serving@3").
 	Runtime string `json:"runtime,omitempty"`
 }
@@ -102,7 +147,9 @@ type NodeReport struct {
 	Healthy     *bool  `json:"healthy,omitempty"`
 	Detail      string `json:"detail,omitempty"`
 	Replication string `json:"replication,omitempty"`
-	GTID        string `json:"gtid,omitempty"`
+	// Replica is Replication, typed (set by builds that fill it; see [ParseReplication]).
+	Replica *Replica `json:"replica,omitempty"`
+	GTID    string   `json:"gtid,omitempty"`
 	// Domain is the node's own gtid_domain_id (MariaDB).
 	Domain uint32 `json:"domain,omitempty"`
 	// Stopping is true once the node began a graceful shutdown.
@@ -161,4 +208,47 @@ type Peer struct {
 	Err string
 	// Left is true when the peer said goodbye (a graceful stop) and was not heard since.
 	Left bool
+}
+
+// ParseReplication reads the display form of a replication channel ("not configured", or
+// "from HOST io=yes sql=no lag=3s error=TEXT", optionally followed by " (channel from X
+// held: WHY)") into a [Replica]. It returns nil for an empty or unrecognised string.
+func ParseReplication(s string) *Replica {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil
+	}
+	held := ""
+	if i := strings.Index(s, " (channel from "); i >= 0 && strings.HasSuffix(s, ")") {
+		s, held = s[:i], s[i+2:len(s)-1]
+	}
+	if strings.HasPrefix(s, "not configured") {
+		return &Replica{Held: held}
+	}
+	rest, ok := strings.CutPrefix(s, "from ")
+	if !ok {
+		return nil
+	}
+	r := &Replica{Configured: true, Held: held}
+	if before, after, ok := strings.Cut(rest, " error="); ok {
+		rest, r.LastError = before, after
+	}
+	for _, f := range strings.Fields(rest) {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok {
+			r.Source = f
+			continue
+		}
+		switch k {
+		case "io":
+			r.IORunning = v == "yes"
+		case "sql":
+			r.SQLRunning = v == "yes"
+		case "lag":
+			if n, err := strconv.ParseInt(strings.TrimSuffix(v, "s"), 10, 64); err == nil {
+				r.LagSeconds = &n
+			}
+		}
+	}
+	return r
 }

@@ -4,18 +4,21 @@ package config
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
-	"regexp"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/keepraft/keepraft/cmdline"
 )
 
 // Config is a validated node configuration.
@@ -81,6 +84,10 @@ type MySQL struct {
 	WriteCheck   bool
 	CheckScript  string
 	AppUsers     []string
+	// SemiSync (mysql.semi_sync) lets keepraft keep the semi-sync master side on the
+	// owner only: on before it opens writes, off on a fenced standby, whose SQL thread
+	// would otherwise wait for acknowledgements of what it applies.
+	SemiSync bool
 }
 
 // VIP is the vip section.
@@ -124,8 +131,28 @@ type Failover struct {
 	Damping          time.Duration
 }
 
-// Notify holds keepalived-compatible hook scripts.
-type Notify struct{ Master, Backup, Fault string }
+// Notify holds the keepalived-compatible hook scripts and how they are called.
+type Notify struct {
+	// Master, Backup and Fault run when this node enters that state, like keepalived's
+	// notify_master, notify_backup and notify_fault: with their own arguments only.
+	Master, Backup, Fault string
+	// Any runs on every state change after the state's own hook, like keepalived's
+	// notify: with INSTANCE <Instance> <MASTER|BACKUP|FAULT> <priority> appended.
+	Any string
+	// Instance is the instance name passed to Any (keepalived's vrrp_instance name).
+	Instance string
+	// Convention is NotifyKeepalived (split the command line, no shell) or NotifyShell
+	// (/bin/sh -c, keepraft's calling convention before keepalived's became the default).
+	Convention string
+	// Timeout bounds one hook run; the hook's process group is killed when it expires.
+	Timeout time.Duration
+}
+
+// The notify.convention values.
+const (
+	NotifyKeepalived = "keepalived"
+	NotifyShell      = "shell"
+)
 
 // Log is the log section.
 type Log struct {
@@ -240,6 +267,7 @@ type rawMySQL struct {
 	WriteCheck   *bool    `yaml:"write_check"`
 	CheckScript  string   `yaml:"check_script"`
 	AppUsers     []string `yaml:"app_users"`
+	SemiSync     *bool    `yaml:"semi_sync"`
 }
 
 type rawVIP struct {
@@ -271,9 +299,13 @@ type rawFailover struct {
 }
 
 type rawNotify struct {
-	Master string `yaml:"master"`
-	Backup string `yaml:"backup"`
-	Fault  string `yaml:"fault"`
+	Master     string `yaml:"master"`
+	Backup     string `yaml:"backup"`
+	Fault      string `yaml:"fault"`
+	Any        string `yaml:"any"`
+	Instance   string `yaml:"instance"`
+	Convention string `yaml:"convention"`
+	Timeout    string `yaml:"timeout"`
 }
 
 type rawLog struct {
@@ -301,58 +333,69 @@ func Default() Config {
 			Nopreempt: true, Lease: 500 * time.Millisecond, CatchupTimeout: 5 * time.Second,
 			OnCatchupTimeout: "promote", FenceReadOnly: true, Damping: 30 * time.Second,
 		},
-		Log: Log{Level: "info", Format: "json"},
+		Notify: Notify{Instance: "keepraft", Convention: NotifyKeepalived, Timeout: 10 * time.Second},
+		Log:    Log{Level: "info", Format: "json"},
 	}
 }
 
+// Option changes what [Load] and [Parse] check.
+type Option func(*options)
+
+type options struct {
+	offline     bool
+	singleVoter bool
+}
+
+// Offline skips every check that reads the host rather than the file: the secret files
+// (cluster.token_file, cluster.tls.key_file, mysql.password_file) are neither read nor
+// stat'ed, and the programs of mysql.check_script and notify.* are not looked up. That
+// lets `keepraftd check-config --offline` validate a config while building a package, on
+// a machine that holds no secrets. Keys that must be set are still required.
+func Offline() Option { return func(o *options) { o.offline = true } }
+
+// AllowSingleVoter accepts a cluster.peers list of one voter, which is otherwise an error:
+// a single voter has no failover and no second opinion. It is for tests that need a
+// Raft leader at once; no production command sets it.
+func AllowSingleVoter() Option { return func(o *options) { o.singleVoter = true } }
+
 // Load reads and validates the file at path.
-func Load(path string) (*Config, error) {
+func Load(path string, opts ...Option) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return Parse(bytes.NewReader(b))
+	return Parse(bytes.NewReader(b), opts...)
 }
 
-var unknownField = regexp.MustCompile(`line (\d+): field (\S+) not found in type config\.raw(\w*)`)
-
-var sections = map[string]string{
-	"": "", "Node": "node", "Cluster": "cluster", "Peer": "cluster.peers[]", "Raft": "cluster.raft",
-	"MySQL": "mysql", "VIP": "vip", "VRRP": "vrrp", "Failover": "failover", "Notify": "notify", "Log": "log",
-}
-
-// Parse decodes a config strictly (unknown keys are errors) and validates it. The error
-// joins every problem found, each prefixed with its key path.
-func Parse(r io.Reader) (*Config, error) {
-	var rw raw
-	dec := yaml.NewDecoder(r)
-	dec.KnownFields(true)
-	if err := dec.Decode(&rw); err != nil {
+// Parse decodes a config strictly and validates it. Unknown keys, keys given twice and
+// values of the wrong type are errors naming the key path and line. The error joins
+// every problem found, each prefixed with its key path.
+func Parse(r io.Reader, opts ...Option) (*Config, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	var doc yaml.Node
+	if err := yaml.NewDecoder(r).Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, errors.New("config is empty")
 		}
-		var te *yaml.TypeError
-		if errors.As(err, &te) {
-			var errs []error
-			for _, m := range te.Errors {
-				if s := unknownField.FindStringSubmatch(m); s != nil {
-					key := s[2]
-					if sec := sections[s[3]]; sec != "" {
-						key = sec + "." + key
-					}
-					errs = append(errs, fmt.Errorf("%s: unknown key (line %s)", key, s[1]))
-					continue
-				}
-				errs = append(errs, errors.New(m))
-			}
-			return nil, errors.Join(errs...)
-		}
 		return nil, fmt.Errorf("parse config: %w", err)
 	}
-	return build(rw)
+	if errs := checkTree(&doc, reflect.TypeFor[raw](), ""); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	var rw raw
+	if err := doc.Decode(&rw); err != nil {
+		return nil, fmt.Errorf("parse config: %w", err)
+	}
+	return build(rw, o)
 }
 
-type checker struct{ errs []error }
+type checker struct {
+	errs []error
+	opts options
+}
 
 func (c *checker) add(key, format string, args ...any) {
 	c.errs = append(c.errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
@@ -401,20 +444,20 @@ func setBool(dst *bool, src *bool) {
 // build turns the decoded file into a validated Config, starting from Default. Every
 // problem is collected with its key; the sections are checked in file order, except
 // that the role-dependent mysql and vip checks run only once both sections are decoded.
-func build(rw raw) (*Config, error) {
+func build(rw raw, opts options) (*Config, error) {
 	cfg := Default()
-	c := &checker{}
+	c := &checker{opts: opts}
 	buildNode(c, &cfg.Node, rw.Node)
 	buildCluster(c, &cfg.Cluster, rw.Cluster, cfg.Node.ID)
 	buildMySQL(c, &cfg.MySQL, rw.MySQL)
-	buildVIP(c, &cfg.VIP, rw.VIP)
+	buildVIP(c, &cfg.VIP, rw.VIP, cfg.Cluster.Peers)
 	if cfg.IsDatabase() {
 		checkDatabaseMySQL(c, &cfg.MySQL)
 	}
 	checkVIP(c, &cfg.VIP, len(rw.VIP.Addresses), cfg.IsDatabase())
 	buildVRRP(c, &cfg.VRRP, rw.VRRP)
 	buildFailover(c, &cfg.Failover, rw.Failover, &cfg.VIP)
-	cfg.Notify = buildNotify(rw.Notify)
+	buildNotify(c, &cfg.Notify, rw.Notify)
 	buildLog(c, &cfg.Log, rw.Log)
 	if err := errors.Join(c.errs...); err != nil {
 		return nil, err
@@ -447,6 +490,8 @@ func buildCluster(c *checker, cl *Cluster, rc rawCluster, nodeID string) {
 	c.hostPort("cluster.api_addr", rc.APIAddr)
 	if rc.TokenFile == "" {
 		c.add("cluster.token_file", "must be set")
+	} else if c.opts.offline {
+		// not read: see Offline
 	} else if _, err := readSecret("cluster.token_file", rc.TokenFile); err != nil {
 		c.errs = append(c.errs, err)
 	} else if err := privateFile("cluster.token_file", rc.TokenFile); err != nil {
@@ -462,7 +507,7 @@ func buildCluster(c *checker, cl *Cluster, rc rawCluster, nodeID string) {
 				c.add(key, "must be set when cluster.tls is given")
 			}
 		}
-		if t.KeyFile != "" {
+		if t.KeyFile != "" && !c.opts.offline {
 			if err := privateFile("cluster.tls.key_file", t.KeyFile); err != nil {
 				c.errs = append(c.errs, err)
 			}
@@ -512,6 +557,8 @@ func buildPeers(c *checker, rc rawCluster, nodeID string) []Peer {
 	switch {
 	case len(rc.Peers) == 0:
 		c.add("cluster.peers", "must list every voter, this node included")
+	case len(rc.Peers) == 1 && !c.opts.singleVoter:
+		c.add("cluster.peers", "lists a single voter (%q): it can neither fail over nor outvote anything; list two database nodes and a witness", rc.Peers[0].ID)
 	case len(rc.Peers)%2 == 0:
 		c.add("cluster.peers", "needs an odd number of voters (two database nodes and a witness), got %d", len(rc.Peers))
 	case !self && nodeID != "":
@@ -562,6 +609,7 @@ func buildMySQL(c *checker, m *MySQL, rm rawMySQL) {
 	setInt(&m.Rise, rm.Rise)
 	setInt(&m.Fall, rm.Fall)
 	setBool(&m.WriteCheck, rm.WriteCheck)
+	setBool(&m.SemiSync, rm.SemiSync)
 	if rm.Flavor != "" {
 		m.Flavor = rm.Flavor
 	}
@@ -582,7 +630,7 @@ func checkDatabaseMySQL(c *checker, m *MySQL) {
 	if m.DSN == "" && m.User == "" {
 		c.add("mysql.user", "must be set on a database node")
 	}
-	if m.PasswordFile != "" {
+	if m.PasswordFile != "" && !c.opts.offline {
 		if _, err := readSecret("mysql.password_file", m.PasswordFile); err != nil {
 			c.errs = append(c.errs, err)
 		}
@@ -602,11 +650,15 @@ func checkDatabaseMySQL(c *checker, m *MySQL) {
 	if m.Fall >= 1 && m.Timeout > m.Interval*time.Duration(m.Fall) {
 		c.add("mysql.timeout", "(%s) must not exceed mysql.interval × mysql.fall (%s), or a hung server is detected late", m.Timeout, m.Interval*time.Duration(m.Fall))
 	}
+	if m.CheckScript != "" {
+		c.program("mysql.check_script", m.CheckScript, true)
+	}
 }
 
 // buildVIP fills the vip section, checking its durations and parsing each address (a
-// bare IPv4 address counts as a /32). Invalid addresses are reported and left out.
-func buildVIP(c *checker, v *VIP, rv rawVIP) {
+// bare IPv4 address counts as a /32). Invalid addresses are reported and left out; see
+// checkVIPAddress for what a valid one must not be. peers is cluster.peers.
+func buildVIP(c *checker, v *VIP, rv rawVIP, peers []Peer) {
 	v.Interface, v.Label = rv.Interface, rv.Label
 	setInt(&v.GARPRepeat, rv.GARPRepeat)
 	c.dur("vip.garp_interval", rv.GARPInterval, &v.GARPInterval)
@@ -614,6 +666,7 @@ func buildVIP(c *checker, v *VIP, rv rawVIP) {
 	if rv.Fence != "" {
 		v.Fence = rv.Fence
 	}
+	seen := map[netip.Addr]int{} // address → its index in vip.addresses
 	for i, a := range rv.Addresses {
 		p, err := netip.ParsePrefix(a)
 		if err != nil {
@@ -628,8 +681,52 @@ func buildVIP(c *checker, v *VIP, rv rawVIP) {
 			c.add(fmt.Sprintf("vip.addresses[%d]", i), "%s: only IPv4 VIPs are supported", p)
 			continue
 		}
+		if !checkVIPAddress(c, i, p, seen, peers) {
+			continue
+		}
+		seen[p.Addr()] = i
 		v.Addresses = append(v.Addresses, p)
 	}
+}
+
+// checkVIPAddress checks vip.addresses[i] (p): it must not repeat an earlier address
+// (seen maps the valid ones to their index), must not be the network or broadcast
+// address of its own prefix (a /31 or /32 has neither), and must not be the address of a
+// cluster peer. It reports whether p is fine.
+func checkVIPAddress(c *checker, i int, p netip.Prefix, seen map[netip.Addr]int, peers []Peer) bool {
+	key := fmt.Sprintf("vip.addresses[%d]", i)
+	if j, dup := seen[p.Addr()]; dup {
+		c.add(key, "%s repeats the address of vip.addresses[%d]", p, j)
+		return false
+	}
+	if p.Bits() < 31 {
+		network := p.Masked().Addr()
+		b := network.As4()
+		host := uint32(1)<<(32-p.Bits()) - 1
+		u := binary.BigEndian.Uint32(b[:]) | host
+		binary.BigEndian.PutUint32(b[:], u)
+		switch p.Addr() {
+		case network:
+			c.add(key, "%s is the network address of %s; give the VIP a host address", p, p.Masked())
+			return false
+		case netip.AddrFrom4(b):
+			c.add(key, "%s is the broadcast address of %s; give the VIP a host address", p, p.Masked())
+			return false
+		}
+	}
+	for j, peer := range peers {
+		for _, a := range []struct{ field, addr string }{{"raft_addr", peer.RaftAddr}, {"api_addr", peer.APIAddr}} {
+			host, _, err := net.SplitHostPort(a.addr)
+			if err != nil {
+				continue
+			}
+			if ad, err := netip.ParseAddr(host); err == nil && ad == p.Addr() {
+				c.add(key, "%s is the address of cluster.peers[%d].%s (%s): a VIP must be an address no host owns", p, j, a.field, a.addr)
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // checkVIP checks the vip section against the node's role (database reports whether it
@@ -724,9 +821,67 @@ func checkCrossTimings(c *checker, f *Failover, v *VIP) {
 	}
 }
 
-// buildNotify copies the notify hook scripts; they are not validated.
-func buildNotify(rn rawNotify) Notify {
-	return Notify(rn)
+// buildNotify fills the notify section and checks each hook's command line as the
+// calling convention will run it.
+func buildNotify(c *checker, n *Notify, rn rawNotify) {
+	n.Master, n.Backup, n.Fault, n.Any = rn.Master, rn.Backup, rn.Fault, rn.Any
+	if rn.Instance != "" {
+		n.Instance = rn.Instance
+	}
+	if rn.Convention != "" {
+		n.Convention = rn.Convention
+	}
+	c.dur("notify.timeout", rn.Timeout, &n.Timeout)
+	if n.Timeout > 10*time.Minute {
+		c.add("notify.timeout", "(%s) must not exceed 10m", n.Timeout)
+	}
+	if strings.ContainsAny(n.Instance, "\x00\n") {
+		c.add("notify.instance", "%q must be one line", n.Instance)
+	}
+	shell := false
+	switch n.Convention {
+	case NotifyKeepalived:
+	case NotifyShell:
+		shell = true
+	default:
+		c.add("notify.convention", "must be keepalived or shell, got %q", n.Convention)
+		return
+	}
+	for _, h := range []struct{ key, cmd string }{
+		{"notify.master", n.Master}, {"notify.backup", n.Backup}, {"notify.fault", n.Fault}, {"notify.any", n.Any},
+	} {
+		if h.cmd != "" {
+			c.program(h.key, h.cmd, shell)
+		}
+	}
+}
+
+// program checks the command line cmd of the hook or script at key. shell says it runs
+// with /bin/sh -c; otherwise it is split as keepalived splits it ([cmdline.Split]) and
+// run without a shell. Whether its program exists and is executable is not checked
+// offline.
+func (c *checker) program(key, cmd string, shell bool) {
+	prog := ""
+	if shell {
+		prog = shellProgram(cmd)
+	} else {
+		words, meta, err := cmdline.SplitMeta(cmd)
+		if err != nil {
+			c.add(key, "%v", err)
+			return
+		}
+		if meta != 0 {
+			c.add(key, "%q uses shell syntax (%c) but runs without a shell under notify.convention keepalived: move it into a script, quote the character, or set notify.convention: shell", cmd, meta)
+			return
+		}
+		prog = words[0]
+	}
+	if prog == "" || c.opts.offline {
+		return
+	}
+	if err := checkProgram(prog); err != nil {
+		c.add(key, "%v", err)
+	}
 }
 
 // buildLog fills the log section and checks the level and format names.

@@ -42,13 +42,18 @@ func TestMaintenanceOnOwnerHandsOver(t *testing.T) {
 	c.assertNeverTwoHolders()
 }
 
-// TestNotifyHooks: the keepalived-compatible hooks run on acquiring and dropping the VIP.
+// TestNotifyHooks: the keepalived-compatible hooks run on acquiring and dropping the VIP,
+// called as keepalived calls them: notify_master/backup/fault style hooks with their own
+// arguments, and notify.any with INSTANCE <name> <STATE> <priority> appended; no shell.
 func TestNotifyHooks(t *testing.T) {
-	out := filepath.Join(t.TempDir(), "notify.log")
-	hook := func(state string) string {
-		return fmt.Sprintf(`"echo %s $KEEPRAFT_NODE $KEEPRAFT_STATE >> %s"`, state, out)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "notify.log")
+	script := filepath.Join(dir, "notify.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho \"$*\" \"$KEEPRAFT_NODE\" \"$KEEPRAFT_STATE\" >> "+out+"\n"), 0o755); err != nil {
+		t.Fatal(err)
 	}
-	c := newCluster(t, clusterOpts{extra: fmt.Sprintf("notify: {master: %s, backup: %s, fault: %s}\n", hook("master"), hook("backup"), hook("fault"))})
+	hook := func(state string) string { return fmt.Sprintf("%q", script+" "+state) }
+	c := newCluster(t, clusterOpts{extra: fmt.Sprintf("notify: {master: %s, backup: %s, fault: %s, any: %s, instance: VI_DB}\n", hook("master"), hook("backup"), hook("fault"), hook("any"))})
 	owner := c.waitOwner(30 * time.Second)
 	if err := c.lab.MariaDB(owner).Kill(); err != nil {
 		t.Fatal(err)
@@ -58,6 +63,8 @@ func TestNotifyHooks(t *testing.T) {
 		"fault " + owner + " FAULT",
 		"backup " + owner + " BACKUP",
 		"master " + other(owner) + " MASTER",
+		"any INSTANCE VI_DB MASTER ",
+		"any INSTANCE VI_DB FAULT ",
 	}
 	waitFor(t, "every hook ran", 15*time.Second, func() (bool, string) {
 		b, _ := os.ReadFile(out)

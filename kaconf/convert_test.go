@@ -58,7 +58,7 @@ func validates(t *testing.T, doc []byte) *config.Config {
 	}
 	s := strings.ReplaceAll(string(doc), "/etc/keepraft/token", token)
 	s = strings.ReplaceAll(s, "/etc/keepraft/mysql.pass", pass)
-	c, err := config.Parse(strings.NewReader(s))
+	c, err := config.Parse(strings.NewReader(s), config.Offline())
 	if err != nil {
 		t.Fatalf("converted YAML is not a valid keepraftd config: %v\n%s", err, s)
 	}

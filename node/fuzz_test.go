@@ -37,7 +37,7 @@ cluster:
     - {id: witness, raft_addr: %q, api_addr: %q}
   raft: {heartbeat_timeout: 300ms, election_timeout: 300ms, leader_lease_timeout: 150ms}
 `, filepath.Join(dir, "data"), l[0], l[1], token, l[0], l[1])
-	cfg, err := config.Parse(strings.NewReader(yaml))
+	cfg, err := config.Parse(strings.NewReader(yaml), config.AllowSingleVoter())
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -70,6 +70,8 @@ type Options struct {
 	// Watchdog builds the command of the fence watchdog process (keepraftd
 	// fence-watchdog); nil runs none. It is used only with the real local server.
 	Watchdog func() *exec.Cmd
+	// Version names the build in keepraft_build_info ("" reads the binary's build info).
+	Version string
 }
 
 // Node is one keepraftd.
@@ -144,6 +146,10 @@ func New(cfg *config.Config, log *zap.Logger, opts Options) (*Node, error) {
 		if err := n.newOwner(opts); err != nil {
 			return nil, errors.Join(err, n.close())
 		}
+	}
+	n.metrics.setVersion(opts.Version)
+	if err := n.registerClusterMetrics(); err != nil {
+		return nil, errors.Join(err, n.close())
 	}
 	return n, nil
 }
@@ -252,7 +258,9 @@ func (n *Node) newOwner(opts Options) error {
 	ocfg := owner.Config{Node: cfg.Node.ID, Peers: peers, Voters: cfg.Voters(), Lease: cfg.Failover.Lease, CatchupTimeout: cfg.Failover.CatchupTimeout,
 		OnCatchupTimeout: cfg.Failover.OnCatchupTimeout, FenceReadOnly: cfg.Failover.FenceReadOnly, Flavor: flavor, VIPs: cfg.VIP.Addresses,
 		Interval: cfg.MySQL.Interval, Timeout: cfg.MySQL.Timeout, Rise: cfg.MySQL.Rise, Fall: cfg.MySQL.Fall,
-		NotifyMaster: cfg.Notify.Master, NotifyBackup: cfg.Notify.Backup, NotifyFault: cfg.Notify.Fault, Now: n.now, StateDir: cfg.Node.DataDir}
+		Hooks: owner.Hooks{Master: cfg.Notify.Master, Backup: cfg.Notify.Backup, Fault: cfg.Notify.Fault, Any: cfg.Notify.Any,
+			Convention: cfg.Notify.Convention, Instance: cfg.Notify.Instance, Priority: cfg.VRRP.Priority, Timeout: cfg.Notify.Timeout},
+		SemiSync: cfg.MySQL.SemiSync, Now: n.now, StateDir: cfg.Node.DataDir}
 	o, err := owner.New(ocfg, deps, n.log)
 	if err != nil {
 		return err
@@ -332,6 +340,9 @@ func (n *Node) startVRRP(conn *vrrp.Conn) error {
 		}
 	}
 	listen := vrrp.NewListener(conn, vc, self, n.owner.OnForeign, n.log)
+	if err := n.registerVRRPMetrics(speak, listen); err != nil {
+		return err
+	}
 	n.vrrpTasks = []func(context.Context) error{speak.Run, listen.Run}
 	return nil
 }
@@ -422,7 +433,7 @@ func (n *Node) observe(ctx context.Context) error {
 		ch := n.fsm.Watch()
 		for _, r := range n.fsm.Journal(last) {
 			last = r.Index
-			n.metrics.events.WithLabelValues(string(r.Event.Type), string(r.Result)).Inc()
+			n.metrics.record(r)
 			fields := []zap.Field{zap.Uint64("index", r.Index), zap.String("type", string(r.Event.Type)), zap.String("by", r.Event.By), zap.Uint64("epoch", r.Event.Epoch), zap.String("result", string(r.Result))}
 			if r.Error != "" {
 				fields = append(fields, zap.String("reason", r.Error))

@@ -218,11 +218,103 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 }
 
 func (a *server) status(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, a.n.Status())
+	writeJSON(w, http.StatusOK, a.statusView())
 }
 
 func (a *server) members(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, a.n.Status().Members)
+	writeJSON(w, http.StatusOK, a.statusView().Members)
+}
+
+// statusView is the node's status with the typed fields for machines filled in: each
+// member's last contact in ms, whether its polled values are stale, its read_only, GTID
+// and replication channel, a blocked rejoin, and since when the cluster has no writer.
+func (a *server) statusView() api.Status {
+	st := a.n.Status()
+	s := a.n.fsm.State()
+	views := a.n.poll.snapshot()
+	now := a.n.now()
+	st.Paused = clusterPaused(s)
+	if st.Local.Replica == nil {
+		st.Local.Replica = api.ParseReplication(st.Local.Replication)
+	}
+	for i := range st.Members {
+		m := &st.Members[i]
+		if m.ID == st.Node {
+			zero := int64(0)
+			m.LastContactMS, m.ReadOnly, m.GTID, m.Replica = &zero, st.Local.ReadOnly, st.Local.GTID, st.Local.Replica
+		} else if v, ok := views[m.ID]; ok {
+			fillPolled(m, v, now)
+		}
+		if ns, ok := s.Members[m.ID]; ok {
+			m.RejoinBlocked, m.RejoinExtra = ns.RejoinBlocked, ns.RejoinExtra
+		}
+	}
+	if s.Phase != fsm.PhaseActive {
+		st.NoWriterSince = noWriterSince(a.n.fsm, s)
+	}
+	return st
+}
+
+// fillPolled sets a peer member's typed fields from the last poll of its report; the
+// values are stale when that poll failed.
+func fillPolled(m *api.MemberStatus, v api.Peer, now time.Duration) {
+	m.Stale = !v.OK
+	if v.At == 0 {
+		return // never answered: nothing to show
+	}
+	ago := (now - v.At).Milliseconds()
+	m.LastContactMS = &ago
+	r := v.Report
+	m.ReadOnly, m.GTID, m.Replica = r.ReadOnly, r.GTID, r.Replica
+	if m.Replica == nil {
+		m.Replica = api.ParseReplication(r.Replication)
+	}
+}
+
+// clusterPaused is the hook for a paused cluster: fsm.State has no paused flag yet.
+// Return it here once it does; raftctl status already reports api.Status.Paused.
+func clusterPaused(fsm.State) bool { return false }
+
+// noWriterSince returns when the cluster lost its writer: the first ownership event
+// after the last OwnerPromoted in the retained journal. It reads the journal backwards in
+// growing windows from the current phase, so a status call copies only the tail. When
+// the retained journal does not reach back to a promotion (or the start), it returns the
+// current phase's start.
+func noWriterSince(f *fsm.FSM, s fsm.State) time.Time {
+	for window := uint64(64); ; window *= 8 {
+		since := s.PhaseIndex - min(s.PhaseIndex, window)
+		recs := f.Journal(since)
+		if t, ok := writerLostAt(recs, since == 0); ok {
+			return t
+		}
+		if since == 0 {
+			return s.PhaseSince
+		}
+	}
+}
+
+// writerLostAt finds, in recs (ascending), the time the last promoted owner's
+// ownership ended: the first applied OwnerRevoked or OwnerReleased after the last applied
+// OwnerPromoted. Without any promotion in recs it answers only when complete (recs start
+// at the journal's beginning): the cluster never had a writer, since its first record.
+func writerLostAt(recs []fsm.Record, complete bool) (time.Time, bool) {
+	var end time.Time
+	for i := len(recs) - 1; i >= 0; i-- {
+		r := recs[i]
+		if r.Result != fsm.ResultApplied {
+			continue
+		}
+		switch r.Event.Type {
+		case fsm.OwnerPromoted:
+			return end, !end.IsZero()
+		case fsm.OwnerRevoked, fsm.OwnerReleased:
+			end = r.Event.At
+		}
+	}
+	if complete && len(recs) > 0 && recs[0].Event.Type == fsm.Bootstrapped {
+		return recs[0].Event.At, true
+	}
+	return time.Time{}, false
 }
 
 func (a *server) node(w http.ResponseWriter, _ *http.Request) {

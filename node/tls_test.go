@@ -56,7 +56,7 @@ cluster:
   peers:
 %s  raft: {heartbeat_timeout: 300ms, election_timeout: 300ms, leader_lease_timeout: 150ms}
 `, id, filepath.Join(dir, "data"), addrs[id], addrs[id+"/api"], token, certs, certs, id, certs, id, b.String())
-	cfg, err := config.Parse(strings.NewReader(yaml))
+	cfg, err := config.Parse(strings.NewReader(yaml), config.AllowSingleVoter())
 	if err != nil {
 		t.Fatal(err)
 	}

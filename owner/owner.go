@@ -91,8 +91,11 @@ type Config struct {
 	// Probe pacing: interval, timeout and the rise/fall counts.
 	Interval, Timeout time.Duration
 	Rise, Fall        int
-	// Notify holds the keepalived-compatible hook scripts by state.
-	NotifyMaster, NotifyBackup, NotifyFault string
+	// Hooks are the keepalived-compatible notify hooks.
+	Hooks Hooks
+	// SemiSync is mysql.semi_sync: the semi-sync master side is switched on on this
+	// server before it opens writes and off while it is a fenced standby.
+	SemiSync bool
 	// Now reads the lease clock; nil means CLOCK_BOOTTIME.
 	Now func() time.Duration
 	// StateDir (node.data_dir) keeps the runtime's few facts that must survive a restart:
