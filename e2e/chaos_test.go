@@ -118,7 +118,10 @@ func newChaosCluster(t *testing.T, mode string) (*cluster, map[string]*testenv.S
 				// The zero-loss configuration: no fallback to async (the timeout is the
 				// maximum, ~49 days), so a commit waits while the peer is away instead of
 				// being acknowledged unprotected. Every acknowledged write must survive.
-				_, err = f.WriteString("rpl_semi_sync_master_enabled = ON\nrpl_semi_sync_slave_enabled = ON\nrpl_semi_sync_master_wait_point = AFTER_SYNC\nrpl_semi_sync_master_timeout = 4294967295\n")
+				// The master side starts off: keepraft (mysql.semi_sync) switches it on on
+				// the owner only, since a standby that is a semi-sync master stalls its
+				// SQL thread waiting for acknowledgements (32 acknowledged writes lost).
+				_, err = f.WriteString("rpl_semi_sync_master_enabled = OFF\nrpl_semi_sync_slave_enabled = ON\nrpl_semi_sync_master_wait_point = AFTER_SYNC\nrpl_semi_sync_master_timeout = 4294967295\n")
 				f.Close()
 				if err != nil {
 					errs[i] = err
@@ -151,7 +154,7 @@ func newChaosCluster(t *testing.T, mode string) (*cluster, map[string]*testenv.S
 	if mode == "semisync" {
 		for _, n := range dbNames {
 			v, err := lab.MariaDB(n).QueryString(ctx, "SELECT CONCAT(@@rpl_semi_sync_master_enabled, @@rpl_semi_sync_slave_enabled, @@rpl_semi_sync_master_wait_point)")
-			if err != nil || v != "ONONAFTER_SYNC" {
+			if err != nil || v != "OFFONAFTER_SYNC" {
 				t.Fatalf("semi-sync on %s: %q %v", n, v, err)
 			}
 		}
@@ -162,7 +165,7 @@ func newChaosCluster(t *testing.T, mode string) (*cluster, map[string]*testenv.S
 	c.http = newLabHTTP(client)
 	c.dialer = fmt.Sprintf("lab%d", dialerSeq.Add(1))
 	registerDialer(c)
-	nodes, err := lab.WriteKeepraftdConfigs(testenv.KeepraftdOptions{Extra: "log: {level: info}\n"})
+	nodes, err := lab.WriteKeepraftdConfigs(testenv.KeepraftdOptions{Extra: "log: {level: info}\n", SemiSync: mode == "semisync"})
 	if err != nil {
 		t.Fatal(err)
 	}

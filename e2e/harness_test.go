@@ -72,6 +72,9 @@ type clusterOpts struct {
 	plaintext bool
 	// kernelLease sets vip.kernel_lease.
 	kernelLease time.Duration
+	// semiSync sets mysql.semi_sync: keepraft keeps the semi-sync master side on the
+	// owner only.
+	semiSync bool
 }
 
 func newCluster(t *testing.T, o clusterOpts) *cluster {
@@ -83,7 +86,7 @@ func newCluster(t *testing.T, o clusterOpts) *cluster {
 	c.dialer = fmt.Sprintf("lab%d", dialerSeq.Add(1))
 	registerDialer(c)
 	extra := "log: {level: debug}\n" + o.extra
-	nodes, err := lab.WriteKeepraftdConfigs(testenv.KeepraftdOptions{VRRP: o.vrrp, Extra: extra, Plaintext: o.plaintext, KernelLease: o.kernelLease})
+	nodes, err := lab.WriteKeepraftdConfigs(testenv.KeepraftdOptions{VRRP: o.vrrp, Extra: extra, Plaintext: o.plaintext, KernelLease: o.kernelLease, SemiSync: o.semiSync})
 	if err != nil {
 		t.Fatal(err)
 	}

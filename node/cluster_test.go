@@ -104,8 +104,9 @@ func (m worldMySQL) WaitExit(ctx context.Context) error {
 	return ctx.Err()
 }
 
-func (m worldMySQL) StopReplication(context.Context) error  { return nil }
-func (m worldMySQL) StartReplication(context.Context) error { return nil }
+func (m worldMySQL) SemiSyncMaster(context.Context, bool) (bool, error) { return false, nil }
+func (m worldMySQL) StopReplication(context.Context) error              { return nil }
+func (m worldMySQL) StartReplication(context.Context) error             { return nil }
 func (m worldMySQL) WaitCatchUp(_ context.Context, target string, _ uint32, _ time.Duration) (probe.CatchUp, error) {
 	return probe.CatchUp{Reached: true, Target: target}, nil
 }

@@ -37,6 +37,11 @@ func (l *LocalMySQL) Fence(ctx context.Context) (string, error) {
 // Promote sets read_only=0.
 func (l *LocalMySQL) Promote(ctx context.Context) error { return probe.Promote(ctx, l.DB, l.Flavor) }
 
+// SemiSyncMaster switches the semi-sync master side (see probe.SetSemiSyncMaster).
+func (l *LocalMySQL) SemiSyncMaster(ctx context.Context, on bool) (bool, error) {
+	return probe.SetSemiSyncMaster(ctx, l.DB, on)
+}
+
 // StopReplication stops the replication channel.
 func (l *LocalMySQL) StopReplication(ctx context.Context) error {
 	return probe.StopReplication(ctx, l.DB)

@@ -34,6 +34,10 @@ type MySQL interface {
 	Fence(ctx context.Context) (string, error)
 	// Promote sets read_only=0.
 	Promote(ctx context.Context) error
+	// SemiSyncMaster switches the server's semi-sync master side and reports whether it
+	// changed; switching it off first kills client commits waiting for an acknowledgement
+	// (probe.SetSemiSyncMaster).
+	SemiSyncMaster(ctx context.Context, on bool) (changed bool, err error)
 	StopReplication(ctx context.Context) error
 	StartReplication(ctx context.Context) error
 	WaitCatchUp(ctx context.Context, target string, domain uint32, timeout time.Duration) (probe.CatchUp, error)

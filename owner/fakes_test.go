@@ -171,6 +171,8 @@ type fakeMySQL struct {
 	onStop     func()              // called inside STOP REPLICA, before it returns
 	stopErr    error               // STOP REPLICA fails with it
 	stopAnyway bool                // ... after stopping the channel (a cancelled statement the server finished)
+	semiSync   bool                // the semi-sync master side is on
+	semiErr    error               // switching the semi-sync master side fails with it
 }
 
 func newFakeMySQL(tr *trace) *fakeMySQL {
@@ -203,6 +205,20 @@ func (m *fakeMySQL) Promote(context.Context) error {
 	m.tr.add("mysql read_only=0")
 	m.readOnly = false
 	return nil
+}
+
+func (m *fakeMySQL) SemiSyncMaster(_ context.Context, on bool) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.semiErr != nil {
+		return false, m.semiErr
+	}
+	if m.semiSync == on {
+		return false, nil
+	}
+	m.tr.add("mysql semi-sync master on=%v", on)
+	m.semiSync = on
+	return true, nil
 }
 
 func (m *fakeMySQL) StopReplication(context.Context) error {

@@ -198,6 +198,7 @@ func (o *Owner) sweep(ctx context.Context) {
 		return
 	}
 	o.resumeReplication(ctx, s)
+	o.standbySemiSync(ctx)
 	if o.d.VIP == nil {
 		return
 	}
@@ -211,6 +212,33 @@ func (o *Owner) sweep(ctx context.Context) {
 	if len(held) > 0 {
 		o.log.Warn("a managed VIP is on the interface of a node that may not hold it", zap.Stringers("vips", held))
 		o.dropVIP(ctx, "managed VIP present on a non-owner")
+	}
+}
+
+// standbySemiSync switches the semi-sync master side off on a fenced server that may not
+// write (mysql.semi_sync): as a semi-sync master its SQL thread would wait, after each
+// transaction it applies from the owner, for an acknowledgement from the owner's channel,
+// and while that channel is down the writes the owner acknowledged stay unapplied in the
+// relay log. Only a server whose probe, taken after our last fence, says read-only is
+// switched: client commits still waiting on it are killed first (probe.SetSemiSyncMaster).
+func (o *Owner) standbySemiSync(ctx context.Context) {
+	if !o.cfg.SemiSync {
+		return
+	}
+	o.mu.Lock()
+	fenced := !o.writesOpen && o.health.Up && o.health.ReadOnly
+	o.mu.Unlock()
+	if !fenced {
+		return
+	}
+	sctx, cancel := context.WithTimeout(ctx, fenceTimeout)
+	changed, err := o.d.MySQL.SemiSyncMaster(sctx, false)
+	cancel()
+	switch {
+	case err != nil:
+		o.log.Warn("switch the semi-sync master side off on the standby", zap.Error(err))
+	case changed:
+		o.log.Info("semi-sync master side switched off on the standby: its SQL thread must not wait for acknowledgements")
 	}
 }
 
@@ -261,6 +289,20 @@ func (o *Owner) openWrites(ctx context.Context, epoch uint64) {
 		o.wdMu.Unlock()
 		o.log.Error("not opening writes: the fence watchdog cannot be armed", zap.Error(err))
 		return
+	}
+	if o.cfg.SemiSync {
+		// Before read_only=0: a write acknowledged without semi-sync could be lost.
+		sctx, cancel := context.WithTimeout(ctx, fenceTimeout)
+		changed, err := o.d.MySQL.SemiSyncMaster(sctx, true)
+		cancel()
+		if err != nil {
+			o.wdMu.Unlock()
+			o.log.Error("not opening writes: cannot switch the semi-sync master side on (mysql.semi_sync)", zap.Error(err))
+			return
+		}
+		if changed {
+			o.log.Info("semi-sync master side switched on for the owner")
+		}
 	}
 	if err := o.d.MySQL.Promote(ctx); err != nil {
 		o.wdMu.Unlock()

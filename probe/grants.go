@@ -22,6 +22,8 @@ import (
 //   - SLAVE MONITOR (alias REPLICA MONITOR): SHOW REPLICA STATUS (Check, WaitCatchUp,
 //     WaitRelayApplied).
 //   - REPLICATION SLAVE ADMIN: STOP/START REPLICA (StopReplication, StartReplication).
+//   - REPLICATION MASTER ADMIN: SET GLOBAL rpl_semi_sync_master_enabled (SetSemiSyncMaster,
+//     used with mysql.semi_sync).
 //   - SELECT on mysql.global_priv and mysql.roles_mapping: find the accounts holding READ ONLY
 //     ADMIN directly or through roles (Check flags them, Fence kills their connections). Note:
 //     global_priv also holds password hashes; no narrower source exists
@@ -35,7 +37,8 @@ import (
 //
 // MySQL 8 (not verified here; no MySQL server in the lab):
 //   - PROCESS, CONNECTION_ADMIN: see and kill other accounts' connections.
-//   - SYSTEM_VARIABLES_ADMIN: SET GLOBAL super_read_only / read_only.
+//   - SYSTEM_VARIABLES_ADMIN: SET GLOBAL super_read_only / read_only, and the semi-sync
+//     source switch (SetSemiSyncMaster).
 //   - REPLICATION CLIENT: SHOW REPLICA STATUS.
 //   - REPLICATION_SLAVE_ADMIN: STOP/START REPLICA.
 //   - CREATE, SELECT, INSERT, UPDATE on keepraft.*: the write check.
@@ -52,7 +55,7 @@ func Grants(f Flavor, user, host string) []string {
 		}
 	}
 	return []string{
-		"GRANT PROCESS, CONNECTION ADMIN, READ_ONLY ADMIN, SLAVE MONITOR, REPLICATION SLAVE ADMIN ON *.*" + to,
+		"GRANT PROCESS, CONNECTION ADMIN, READ_ONLY ADMIN, SLAVE MONITOR, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN ON *.*" + to,
 		"GRANT SELECT ON mysql.global_priv" + to,
 		"GRANT SELECT ON mysql.roles_mapping" + to,
 		"GRANT CREATE, SELECT, INSERT, UPDATE ON keepraft.*" + to,

@@ -580,6 +580,11 @@ func TestIntegGrantsLeastPrivilege(t *testing.T) {
 	if _, err := probe.New(adb, probe.Config{Flavor: f, Timeout: 2 * time.Second, WriteCheck: true}, log).Fence(ctxT(t, 5*time.Second)); err != nil {
 		t.Fatalf("Prober.Fence: %v", err)
 	}
+	for _, on := range []bool{true, false} {
+		if changed, err := probe.SetSemiSyncMaster(t.Context(), adb, on); err != nil || !changed {
+			t.Fatalf("SetSemiSyncMaster(%v): changed=%v, %v", on, changed, err)
+		}
+	}
 	if err := probe.StopReplication(t.Context(), bdb); err != nil {
 		t.Fatalf("StopReplication: %v", err)
 	}
@@ -611,6 +616,13 @@ func TestIntegGrantsLeastPrivilege(t *testing.T) {
 			return err
 		},
 		"stop replication": func(db *sql.DB) error { return probe.StopReplication(t.Context(), db) },
+		"semi-sync": func(db *sql.DB) error {
+			_, err := probe.SetSemiSyncMaster(t.Context(), db, true)
+			if err == nil {
+				_, err = probe.SetSemiSyncMaster(t.Context(), db, false)
+			}
+			return err
+		},
 	}
 	tests := []struct {
 		drop    string // privilege, or "PRIV ON object"
@@ -626,6 +638,7 @@ func TestIntegGrantsLeastPrivilege(t *testing.T) {
 		{drop: "SLAVE MONITOR", op: "relay wait", wantErr: []uint16{1227}},
 		{drop: "SELECT ON mysql.global_priv", op: "fence", wantErr: []uint16{1142}},
 		{drop: "REPLICATION SLAVE ADMIN", op: "stop replication", wantErr: []uint16{1227}},
+		{drop: "REPLICATION MASTER ADMIN", op: "semi-sync", wantErr: []uint16{1227}},
 		{drop: "SELECT ON mysql.global_priv", op: "check", wantErr: []uint16{1142}},
 		{drop: "SELECT ON mysql.roles_mapping", op: "check", wantErr: []uint16{1142}},
 		{drop: "INSERT ON keepraft.*", op: "write check", wantErr: []uint16{1142}},

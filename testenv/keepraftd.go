@@ -40,6 +40,8 @@ type KeepraftdOptions struct {
 	Plaintext bool
 	// KernelLease, when set, is vip.kernel_lease (the address's valid_lft).
 	KernelLease time.Duration
+	// SemiSync sets mysql.semi_sync on the database nodes.
+	SemiSync bool
 }
 
 // KeepraftdNode is one node's generated files.
@@ -79,6 +81,9 @@ mysql:
   user: {{.User}}
   password_file: {{.PasswordFile}}
   flavor: mariadb
+{{- if .SemiSync}}
+  semi_sync: true
+{{- end}}
 vip:
   interface: eth0
   addresses: [{{.VIP}}]
@@ -156,7 +161,7 @@ func (l *Lab) WriteKeepraftdConfigs(opts KeepraftdOptions) ([]KeepraftdNode, err
 		if err := keepraftdTmpl.Execute(&b, map[string]any{
 			"Node": node, "Raft": peers[i].Raft, "API": peers[i].API, "TokenFile": tokenFile, "Peers": peers,
 			"Host": h.Addr, "User": DaemonUser, "PasswordFile": passFile, "VIP": l.VIP, "VRRP": opts.VRRP,
-			"Priority": prio, "AuthPass": opts.AuthPass, "Extra": opts.Extra, "TLSDir": tlsDir, "KernelLease": kernelLease(opts.KernelLease),
+			"Priority": prio, "AuthPass": opts.AuthPass, "Extra": opts.Extra, "TLSDir": tlsDir, "KernelLease": kernelLease(opts.KernelLease), "SemiSync": opts.SemiSync,
 		}); err != nil {
 			return nil, fmt.Errorf("render keepraftd config for %s: %w", n, err)
 		}
