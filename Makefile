@@ -6,10 +6,10 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 BIN := bin
 # Debian packages the lab and the namespace tests need: binary:package.
-DEPS := mariadbd:mariadb-server mariadb-install-db:mariadb-server keepalived:keepalived ip:iproute2 nft:nftables tcpdump:tcpdump
+DEPS := mariadbd:mariadb-server mariadb-install-db:mariadb-server keepalived:keepalived ip:iproute2 nft:nftables tcpdump:tcpdump debootstrap:debootstrap promtool:prometheus
 export PATH := $(PATH):/usr/local/go/bin:/usr/sbin:/sbin
 
-.PHONY: help build deps test test-unit test-integ fuzz bench campaign chaos lint demo demo-down clean
+.PHONY: help build deps test test-unit test-integ fuzz bench campaign chaos lint demo demo-down clean install package man
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -70,4 +70,46 @@ demo-down: ## tear the demo lab down (processes by PID, namespaces)
 	./$(BIN)/keepraft-lab down || $(GO) run ./cmd/keepraft-lab down
 
 clean: ## remove build output
-	rm -rf $(BIN) bench.out campaign.out chaos.out
+	rm -rf $(BIN) $(DIST) bench.out campaign.out chaos.out
+
+# Installation paths (FHS). DESTDIR stages an install: make install DESTDIR=/tmp/root.
+PREFIX ?= /usr
+SBINDIR ?= $(PREFIX)/sbin
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+LOCALSTATEDIR ?= /var
+UNITDIR ?= /lib/systemd/system
+MAN := $(BIN)/man
+DIST := dist
+NFPM ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
+# Man pages and packages carry the last commit's date, not the build's.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
+
+man: build ## man pages generated from the commands into bin/man
+	@rm -rf $(MAN)
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) ./packaging/gen-man.sh $(MAN) $(BIN)
+
+install: build man ## install binaries, unit, man pages, example config, /var/lib/keepraft (PREFIX, DESTDIR)
+	install -D -m 0755 $(BIN)/keepraftd $(DESTDIR)$(SBINDIR)/keepraftd
+	install -D -m 0755 $(BIN)/raftctl $(DESTDIR)$(BINDIR)/raftctl
+	install -d -m 0750 $(DESTDIR)$(SYSCONFDIR)/keepraft
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/keepraft/keepraft.yaml ]; then \
+	  echo "install: keeping the existing $(DESTDIR)$(SYSCONFDIR)/keepraft/keepraft.yaml"; \
+	else install -m 0640 examples/keepraft.yaml $(DESTDIR)$(SYSCONFDIR)/keepraft/keepraft.yaml; fi
+	install -d -m 0700 $(DESTDIR)$(LOCALSTATEDIR)/lib/keepraft
+	install -d -m 0755 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man1
+	sed -e 's|/usr/sbin/keepraftd|$(SBINDIR)/keepraftd|g' -e 's|/etc/keepraft/|$(SYSCONFDIR)/keepraft/|g' \
+	  packaging/keepraftd.service > $(DESTDIR)$(UNITDIR)/keepraftd.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/keepraftd.service
+	install -m 0644 $(MAN)/*.1 $(DESTDIR)$(MANDIR)/man1/
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+
+package: ## build the .deb into dist/ with nfpm (static binaries, unit, man pages, example config)
+	@rm -rf $(DIST)/stage $(DIST)/keepraft_*.deb && mkdir -p $(DIST)/stage/man
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS) -s -w" -o $(DIST)/stage/keepraftd ./cmd/keepraftd
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS) -s -w" -o $(DIST)/stage/raftctl ./cmd/raftctl
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) ./packaging/gen-man.sh $(DIST)/stage/man $(DIST)/stage
+	gzip -9n $(DIST)/stage/man/*.1
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) GOARCH=$$($(GO) env GOARCH) \
+	  KEEPRAFT_PKG_VERSION=$$(./packaging/version.sh) $(NFPM) package --config packaging/nfpm.yaml --packager deb --target $(DIST)/

@@ -1,7 +1,8 @@
 // Command keepraft-lab builds and manages the network-namespace lab of package testenv from
 // the shell: `up` makes the default lab (db1, db2, witness, client) with MariaDB dual master
-// and optionally keepraftd on every node, `down` removes it, `status` shows it, `exec` runs a
-// command in a host namespace and `mysqld` kills, stops or starts a lab MariaDB server. The
+// and optionally keepraftd on every node, `down` removes it, `status` shows it and who holds
+// the VIP, `exec` runs a command in a host namespace, `mysqld` kills, stops or starts a lab
+// MariaDB server and `keepraftd` kills, stops, starts, freezes or thaws a lab keepraftd. The
 // lab's state lives in a state file (default /run/keepraft-lab/state.json), so every command
 // works on a lab made by an earlier invocation; processes are ended by PID, never by name.
 package main
@@ -77,6 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root.AddCommand(statusCmd(ctx, &statePath, newLog, stdout))
 	root.AddCommand(execCmd(ctx, &statePath, newLog, stdout, stderr))
 	root.AddCommand(mysqldCmd(ctx, &statePath, newLog, stdout))
+	root.AddCommand(keepraftdCmd(ctx, &statePath, newLog, stdout))
 	return root.ExecuteContext(ctx)
 }
 
@@ -201,7 +203,7 @@ func downCmd(ctx context.Context, statePath *string, newLog func() *zap.Logger, 
 func statusCmd(ctx context.Context, statePath *string, newLog func() *zap.Logger, out io.Writer) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
-		Short: "Show hosts, namespaces, processes and MariaDB replication",
+		Short: "Show hosts, namespaces, processes, MariaDB replication and the VIP holder",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			l, err := testenv.Attach(newLog(), *statePath)
@@ -210,6 +212,12 @@ func statusCmd(ctx context.Context, statePath *string, newLog func() *zap.Logger
 			}
 			fmt.Fprintf(out, "lab %s, dir %s\n", l.Prefix, l.Dir)
 			printLab(ctx, out, l)
+			holders, withAddr, err := vipHolders(ctx, l)
+			if err != nil {
+				fmt.Fprintf(out, "\nVIP %s: holder unknown: %v\n", l.VIP.Addr(), err)
+				return nil
+			}
+			fmt.Fprintf(out, "\n%s\n", vipLine(l.VIP, holders, withAddr))
 			return nil
 		},
 	}

@@ -14,13 +14,27 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/keepraft/keepraft/config"
+	"github.com/keepraft/keepraft/internal/mancmd"
 	"github.com/keepraft/keepraft/node"
 )
 
 // version is set with -ldflags "-X main.version=...".
 var version = "dev"
+
+// rootLong is keepraftd's description in --help and in its man page.
+const rootLong = `keepraftd runs one keepraft node: a Raft voter that decides, journals and enforces which
+database host owns the MySQL/MariaDB VIP. Two database nodes and a witness form a cluster.
+
+The config file (YAML, conventionally /etc/keepraft/keepraft.yaml) is validated at start;
+"keepraftd check-config FILE" prints every error with its key. SIGTERM or SIGINT stops the
+node gracefully: an owner gives the VIP up and fences its server first.
+
+Under systemd (Type=notify) keepraftd sends READY=1 once the node runs, a watchdog ping
+every half WatchdogSec, and STOPPING=1 when it shuts down. It needs CAP_NET_ADMIN and
+CAP_NET_RAW on a database node (addresses, ARP, VRRP, nftables).`
 
 type options struct {
 	config string
@@ -42,6 +56,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root := &cobra.Command{
 		Use:           "keepraftd --config FILE",
 		Short:         "keepraft node: consensus-backed VIP failover for MySQL dual masters",
+		Long:          rootLong,
 		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -60,31 +75,50 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			defer func() { _ = log.Sync() }()
 			log = log.With(zap.String("node_id", cfg.Node.ID))
+			log.Info("keepraftd starting", zap.String("version", version), zap.String("config", opts.config), zap.String("role", cfg.Node.Role))
 			n, err := node.New(cfg, log, node.Options{NoVIP: opts.noVIP, Watchdog: watchdogCommand(opts.config)})
 			if err != nil {
 				log.Error("start", zap.Error(err))
 				return err
 			}
-			return n.Run(cmd.Context())
+			return runNode(cmd.Context(), n, newNotifier(log))
 		},
 	}
 	root.Flags().StringVarP(&opts.config, "config", "c", "", "path of the YAML config file")
 	root.Flags().BoolVar(&opts.noVIP, "no-vip", false, "never touch addresses or send VRRP (Raft-only testing)")
 	_ = root.Flags().MarkHidden("no-vip")
-	root.AddCommand(checkConfigCmd(stdout), importKeepalivedCmd(stdout, stderr), genCertsCmd(stdout), watchdogCmd(stderr))
+	root.AddCommand(checkConfigCmd(stdout), importKeepalivedCmd(stdout, stderr), genCertsCmd(stdout), watchdogCmd(stderr), mancmd.Command(stdout, "keepraft "+version))
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	return root.ExecuteContext(ctx)
 }
 
+// runNode runs the node and, beside it, the systemd notifier: READY=1 once the node's run
+// loop has started, watchdog pings while it lives, STOPPING=1 when it ends.
+func runNode(ctx context.Context, n interface{ Run(context.Context) error }, sd *notifier) error {
+	g, gctx := errgroup.WithContext(ctx)
+	nctx, nodeDone := context.WithCancel(gctx)
+	g.Go(func() error {
+		defer nodeDone()
+		return n.Run(gctx)
+	})
+	g.Go(func() error { return sd.Run(nctx) })
+	return g.Wait()
+}
+
 func checkConfigCmd(stdout io.Writer) *cobra.Command {
-	return &cobra.Command{
+	var offline bool
+	cmd := &cobra.Command{
 		Use:   "check-config FILE",
 		Short: "validate a config file and print every error with its key",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			cfg, err := config.Load(args[0])
+			var opts []config.Option
+			if offline {
+				opts = append(opts, config.Offline())
+			}
+			cfg, err := config.Load(args[0], opts...)
 			if err != nil {
 				return fmt.Errorf("%s: invalid:\n%w", args[0], err)
 			}
@@ -92,6 +126,8 @@ func checkConfigCmd(stdout io.Writer) *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&offline, "offline", false, "check the file only: do not read the secret files or look up hook programs (for a host without the secrets)")
+	return cmd
 }
 
 func newLogger(cfg *config.Config, w io.Writer) (*zap.Logger, error) {

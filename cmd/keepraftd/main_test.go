@@ -91,3 +91,41 @@ func TestWatchdogCommandIsKnown(t *testing.T) {
 		t.Error("the watchdog must run in its own process group: a SIGSTOP of keepraftd's group would stop it too")
 	}
 }
+
+// TestCheckConfigOffline: --offline validates a config whose secret files are not on this
+// host (a package build); without it their absence is an error.
+func TestCheckConfigOffline(t *testing.T) {
+	// The shipped example, with its secrets in a directory that does not exist.
+	b, err := os.ReadFile("../../examples/keepraft.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "keepraft.yaml")
+	if err := os.WriteFile(cfg, bytes.ReplaceAll(b, []byte("/etc/keepraft/"), []byte(dir+"/missing/")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+	}{
+		{"online needs the secrets", []string{"check-config"}, "cluster.token_file:"},
+		{"offline skips them", []string{"check-config", "--offline"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			err := run(context.Background(), append(tt.args, cfg), &out, &errOut)
+			if tt.wantErr == "" {
+				if err != nil || !strings.Contains(out.String(), "ok (node db1, role database, 3 voters)") {
+					t.Fatalf("err %v, out %q", err, out.String())
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err %v, want one naming %s", err, tt.wantErr)
+			}
+		})
+	}
+}
