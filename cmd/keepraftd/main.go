@@ -75,8 +75,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			defer func() { _ = log.Sync() }()
 			log = log.With(zap.String("node_id", cfg.Node.ID))
+			if err := node.RouteMySQLLog(log); err != nil { // before node.New: each DSN copies the logger
+				return err
+			}
 			log.Info("keepraftd starting", zap.String("version", version), zap.String("config", opts.config), zap.String("role", cfg.Node.Role))
-			n, err := node.New(cfg, log, node.Options{NoVIP: opts.noVIP, Watchdog: watchdogCommand(opts.config)})
+			n, err := node.New(cfg, log, node.Options{NoVIP: opts.noVIP, Watchdog: watchdogCommand(opts.config), Version: version})
 			if err != nil {
 				log.Error("start", zap.Error(err))
 				return err

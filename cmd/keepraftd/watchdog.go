@@ -60,6 +60,9 @@ func watchdogCmd(stderr io.Writer) *cobra.Command {
 			}
 			defer func() { _ = log.Sync() }()
 			log = log.With(zap.String("node_id", cfg.Node.ID)).Named("watchdog")
+			if err := node.RouteMySQLLog(log); err != nil {
+				return err
+			}
 			pipe := os.NewFile(3, "keepraftd")
 			if pipe == nil {
 				return errors.New("fence-watchdog: no pipe on file descriptor 3 (it is started by keepraftd)")
