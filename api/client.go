@@ -27,6 +27,9 @@ const (
 	PathSwitchover  = "/v1/switchover"
 	PathMaintenance = "/v1/maintenance"
 	PathGoodbye     = "/v1/goodbye"
+	PathPause       = "/v1/pause"
+	PathFailover    = "/v1/failover"
+	PathRejoin      = "/v1/rejoin"
 	PathMetrics     = "/metrics"
 )
 
@@ -208,6 +211,28 @@ func (c *Client) Switchover(ctx context.Context, addr string, req fsm.Switchover
 func (c *Client) Maintenance(ctx context.Context, addr string, req fsm.MaintenanceData, timeout time.Duration) (ProposeResponse, error) {
 	var pr ProposeResponse
 	err := c.Do(ctx, http.MethodPost, addr, PathMaintenance, req, &pr, timeout)
+	return pr, err
+}
+
+// Pause pauses (req.Paused) or resumes automatic failover.
+func (c *Client) Pause(ctx context.Context, addr string, req fsm.PauseData, timeout time.Duration) (ProposeResponse, error) {
+	var pr ProposeResponse
+	err := c.Do(ctx, http.MethodPost, addr, PathPause, req, &pr, timeout)
+	return pr, err
+}
+
+// Failover asks for an operator's failover to req.To. Without req.Yes nothing is
+// committed: the answer is 412 with the loss note to accept.
+func (c *Client) Failover(ctx context.Context, addr string, req FailoverRequest, timeout time.Duration) (ProposeResponse, error) {
+	var pr ProposeResponse
+	err := c.Do(ctx, http.MethodPost, addr, PathFailover, req, &pr, timeout)
+	return pr, err
+}
+
+// RejoinResume resumes a blocked rejoin of req.Node (accepting req.Accept when set).
+func (c *Client) RejoinResume(ctx context.Context, addr string, req fsm.RejoinResumeData, timeout time.Duration) (ProposeResponse, error) {
+	var pr ProposeResponse
+	err := c.Do(ctx, http.MethodPost, addr, PathRejoin, req, &pr, timeout)
 	return pr, err
 }
 

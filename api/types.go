@@ -252,3 +252,10 @@ func ParseReplication(s string) *Replica {
 	}
 	return r
 }
+
+// FailoverRequest is the body of POST /v1/failover. Yes confirms the loss note; without it
+// the answer is 412 with the note and nothing is committed.
+type FailoverRequest struct {
+	To  string `json:"to"`
+	Yes bool   `json:"yes,omitempty"`
+}

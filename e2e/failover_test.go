@@ -171,6 +171,20 @@ func TestRejoinWithExtraTransactionsIsBlocked(t *testing.T) {
 		t.Fatalf("unshipped rows reached the new owner: %s (%v)", n, err)
 	}
 	t.Logf("rejoin blocked with extra transactions %s; missed catch-up %+v", d.Extra, promoted)
+
+	// The operator's way out: status says REJOIN BLOCKED (exit 1); a resume that accepts
+	// another set is refused; accepting the journaled set lets the rows flow in.
+	c.expect(1, []string{"REJOIN BLOCKED"}, "status")
+	c.expect(1, []string{"is not its extra set"}, "rejoin", owner, "resume", "--accept", "9-9-9")
+	c.expect(0, []string{"accepted"}, "rejoin", owner, "resume", "--accept", d.Extra)
+	waitFor(t, "the accepted rows on the new owner", 20*time.Second, func() (bool, string) {
+		n, err := c.lab.MariaDB(peer).QueryString(ctx, "SELECT COUNT(*) FROM kr.writes WHERE origin='unshipped'")
+		return err == nil && n == "3", fmt.Sprintf("%s rows (%v)", n, err)
+	})
+	waitFor(t, "status healthy again (exit 0)", 20*time.Second, func() (bool, string) {
+		out, code := c.raftctl("status")
+		return code == 0, out
+	})
 }
 
 func TestOwnerLinkCut(t *testing.T) {

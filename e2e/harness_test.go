@@ -23,8 +23,8 @@ import (
 	"github.com/keepraft/keepraft/testenv"
 )
 
-// keepraftdBin is built once by TestMain when integration tests run.
-var keepraftdBin string
+// keepraftdBin and raftctlBin are built once by TestMain when integration tests run.
+var keepraftdBin, raftctlBin string
 
 func TestMain(m *testing.M) {
 	code := func() int {
@@ -42,6 +42,11 @@ func TestMain(m *testing.M) {
 			}
 			if out, err := exec.Command("go", append(args, "../cmd/keepraftd")...).CombinedOutput(); err != nil {
 				fmt.Fprintf(os.Stderr, "build keepraftd: %v\n%s", err, out)
+				return 1
+			}
+			raftctlBin = filepath.Join(dir, "raftctl")
+			if out, err := exec.Command("go", "build", "-o", raftctlBin, "../cmd/raftctl").CombinedOutput(); err != nil {
+				fmt.Fprintf(os.Stderr, "build raftctl: %v\n%s", err, out)
 				return 1
 			}
 		}

@@ -111,3 +111,65 @@ func onOff(on bool) string {
 	}
 	return "off"
 }
+
+// CheckPause checks a request to pause (or resume) automatic failover: [ErrNoChange]
+// when the cluster is already in that state.
+func (s State) CheckPause(paused bool) error {
+	if s.Paused == paused {
+		return fmt.Errorf("pause: %w: already %s", ErrNoChange, pausedWord(paused))
+	}
+	return nil
+}
+
+// CheckFailover checks an operator's failover to to before it is committed and returns
+// the loss note the operator must accept: what may be missing on to, as far as the
+// journal knows. It fails with [ErrUnknownMember] or [ErrNotDatabase] for a bad to,
+// [ErrNoChange] when to already serves, and [ErrNoCandidate] when to is in maintenance,
+// unhealthy, of unknown health, blocked from rejoining or unreachable from the
+// controller: a failover never goes to a node that cannot serve.
+func (s State) CheckFailover(to string, unreachable map[string]bool) (string, error) {
+	m, ok := s.Members[to]
+	switch {
+	case !ok:
+		return "", fmt.Errorf("failover to %s: %w", to, ErrUnknownMember)
+	case m.Role != RoleDatabase:
+		return "", fmt.Errorf("failover to %s: %w", to, ErrNotDatabase)
+	case s.Phase == PhaseActive && s.Owner == to:
+		return "", fmt.Errorf("failover to %s: %w: it already owns the VIP", to, ErrNoChange)
+	}
+	if why := s.ineligible(to, View{Unreachable: unreachable}); why != "" && !(why == "ownership revoked" || why == "switching away") {
+		return "", fmt.Errorf("failover to %s: %w: %s", to, ErrNoCandidate, why)
+	}
+	var note string
+	switch {
+	case s.Owner == "" || s.Owner == to:
+		note = fmt.Sprintf("%s is at %q; it opens writes even if its catch-up is incomplete", to, m.GTID)
+	case s.Phase == PhaseReleased && s.LastRelease != nil && s.LastRelease.Epoch == s.Epoch && s.LastRelease.Fenced:
+		note = fmt.Sprintf("%s released fenced at %q; %s catches up to it if it can, and opens writes even if it cannot", s.Owner, s.LastRelease.GTID, to)
+	default:
+		last := ""
+		if o, ok := s.Members[s.Owner]; ok {
+			last = o.GTID
+		}
+		note = fmt.Sprintf("owner %s last reported %q and %s %q: transactions %s did not ship may be lost, and %s opens writes even if its catch-up is incomplete", s.Owner, last, to, m.GTID, s.Owner, to)
+	}
+	return note, nil
+}
+
+// CheckRejoinResume checks an operator's resume of node's blocked rejoin. accept, when
+// set, must be the journaled extra set exactly. [ErrNoChange] when the rejoin is not
+// blocked.
+func (s State) CheckRejoinResume(node, accept string) error {
+	m, ok := s.Members[node]
+	switch {
+	case !ok:
+		return fmt.Errorf("rejoin of %s: %w", node, ErrUnknownMember)
+	case m.Role != RoleDatabase:
+		return fmt.Errorf("rejoin of %s: %w", node, ErrNotDatabase)
+	case !m.RejoinBlocked:
+		return fmt.Errorf("rejoin of %s: %w: it is not blocked", node, ErrNoChange)
+	case accept != "" && accept != m.RejoinExtra:
+		return fmt.Errorf("rejoin of %s: --accept %q is not its extra set %q (it changed, or was mistyped)", node, accept, m.RejoinExtra)
+	}
+	return nil
+}

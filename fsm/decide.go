@@ -51,6 +51,13 @@ func Decide(s State, v View) []Event {
 		}
 		return []Event{ev}
 	}
+	fo := s.Failover
+	if s.Paused && s.Switchover == nil && fo == nil && s.Phase != PhaseRevoked {
+		// Paused: nothing starts on its own (an owner that fails is not replaced, a better
+		// node does not preempt); a handover revoked before the pause still completes, and
+		// an operator's switchover or failover runs.
+		return nil
+	}
 	switch s.Phase {
 	case PhaseNone:
 		if v.Settling {
@@ -64,6 +71,9 @@ func Decide(s State, v View) []Event {
 			return assign(s, v, mk)
 		}
 	case PhaseAssigned:
+		if fo != nil && s.Owner != fo.To {
+			return mk(OwnerRevoked, RevokeData{Owner: s.Owner, Reason: operatorFailover(fo)})
+		}
 		if v.PromotionOverdue {
 			return mk(PromotionFailed, PromotionFailedData{Owner: s.Owner, Reason: "promotion did not finish within catchup_timeout"})
 		}
@@ -71,6 +81,9 @@ func Decide(s State, v View) []Event {
 			return mk(OwnerRevoked, RevokeData{Owner: s.Owner, Reason: r})
 		}
 	case PhaseActive:
+		if fo != nil && s.Owner != fo.To {
+			return mk(OwnerRevoked, RevokeData{Owner: s.Owner, Reason: operatorFailover(fo)})
+		}
 		if r := revokeReason(s, v); r != "" {
 			return mk(OwnerRevoked, RevokeData{Owner: s.Owner, Reason: r})
 		}
@@ -84,6 +97,15 @@ func Decide(s State, v View) []Event {
 		}
 	}
 	return nil
+}
+
+// operatorFailover is the reason journaled for an operator's failover.
+func operatorFailover(fo *FailoverData) string {
+	r := "operator failover to " + fo.To
+	if fo.Operator != "" {
+		r += " by " + fo.Operator
+	}
+	return r
 }
 
 func revokeReason(s State, v View) string {
@@ -106,7 +128,12 @@ func assign(s State, v View, mk func(Type, any) []Event) []Event {
 	}
 	d := AssignData{Owner: cands[0].Node, Candidates: cands}
 	sw := s.Switchover
+	fo := s.Failover
 	switch {
+	case fo != nil && d.Owner == fo.To:
+		d.Reason, d.Force = operatorFailover(fo), true
+	case fo != nil:
+		d.Reason = fmt.Sprintf("%s: target %s cannot take over, %s takes its place", operatorFailover(fo), fo.To, d.Owner)
 	case s.Phase == PhaseNone:
 		d.Reason = "initial assignment"
 	case sw != nil && d.Owner == s.Owner:
@@ -231,7 +258,9 @@ func (s State) ineligible(id string, v View) string {
 		return "unhealthy: " + m.Detail
 	case m.RejoinBlocked:
 		return "rejoin blocked: extra transactions " + m.RejoinExtra
-	case s.Phase == PhaseRevoked && id == s.Owner:
+	case s.Phase == PhaseRevoked && id == s.Owner && (s.Failover == nil || s.Failover.To != id):
+		// (An operator's failover may give it back in the next epoch: its promises ran
+		// out before any assignment, as after a release.)
 		return "ownership revoked"
 	case v.Unreachable[id]:
 		return "unreachable from the controller"
@@ -245,6 +274,8 @@ func (s State) ineligible(id string, v View) string {
 func (s State) rank(id string) (int, string) {
 	sw := s.Switchover
 	switch {
+	case s.Failover != nil && id == s.Failover.To:
+		return rankTarget, "" // the operator's choice, even after a failed promotion
 	case s.failedNow(id):
 		return rankFailed, fmt.Sprintf("failed promotion in epoch %d; last resort", s.Members[id].FailedEpoch)
 	case sw == nil && s.Phase == PhaseReleased && s.LastRelease != nil && s.LastRelease.Epoch == s.Epoch && id == s.LastRelease.Owner:

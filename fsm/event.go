@@ -11,10 +11,13 @@ import (
 //   - 2: an OwnerAssigned that is stale when the journal, at apply time, has its assignee
 //     unhealthy or in maintenance (a health change can commit between the decision and
 //     the assignment).
-const Version = 2
+//   - 3: the operator verbs PauseChanged, FailoverRequested and RejoinResumed (a build
+//     that lacks them would skip them and its state would differ), proposed only when
+//     every member supports 3.
+const Version = 3
 
 // Versions lists every event schema version this build applies, for MemberJoined.
-var Versions = []int{1, 2}
+var Versions = []int{1, 2, 3}
 
 // Type names an event kind in the journal.
 type Type string
@@ -36,7 +39,18 @@ const (
 	RejoinChecked         Type = "RejoinChecked"
 	SemiSyncChanged       Type = "SemiSyncChanged"
 	VIPConflictSeen       Type = "VIPConflictSeen"
+	PauseChanged          Type = "PauseChanged"
+	FailoverRequested     Type = "FailoverRequested"
+	RejoinResumed         Type = "RejoinResumed"
 )
+
+// Types lists every event type this build applies, in the order they were introduced.
+var Types = []Type{
+	Bootstrapped, MemberJoined, MemberRemoved, HealthChanged, OwnerRevoked, OwnerReleased,
+	OwnerAssigned, OwnerPromoted, SwitchoverRequested, MaintenanceChanged, ForeignVRRPMasterSeen,
+	PromotionFailed, RejoinChecked, SemiSyncChanged, VIPConflictSeen, PauseChanged,
+	FailoverRequested, RejoinResumed,
+}
 
 // Event is one journal entry: a versioned envelope plus a type-specific payload. At is
 // stamped by the proposer, so Apply never reads a clock. Epoch and Phase are the
@@ -168,6 +182,10 @@ type AssignData struct {
 	CatchupTarget string `json:"catchup_target,omitempty"`
 	CatchupDomain uint32 `json:"catchup_domain,omitempty"`
 	Loss          string `json:"loss,omitempty"`
+	// Force is set on the assignment an operator's failover asked for (FailoverRequested):
+	// the new owner opens writes even when its catch-up is incomplete under
+	// on_catchup_timeout hold, the loss the operator accepted.
+	Force bool `json:"force,omitempty"`
 }
 
 // Candidate is one database node the controller considered for ownership.
@@ -212,6 +230,38 @@ type SwitchoverData struct {
 	To string `json:"to,omitempty"`
 	// Operator and From are the caller's identity (its certificate, or "token") and
 	// address, stamped by the API node that took the request.
+	Operator string `json:"operator,omitempty"`
+	From     string `json:"from,omitempty"`
+}
+
+// PauseData is the payload of [PauseChanged]: while paused the controller starts no
+// failover or handover on its own; the owner keeps serving under its lease, and an
+// operator's switchover or failover still runs.
+type PauseData struct {
+	Paused   bool   `json:"paused"`
+	Reason   string `json:"reason,omitempty"`
+	Operator string `json:"operator,omitempty"`
+	From     string `json:"from,omitempty"`
+}
+
+// FailoverData is the payload of [FailoverRequested]: the operator moves ownership to To
+// when the cluster cannot decide by itself (paused, a promotion held by
+// on_catchup_timeout hold, an owner that will not come back). Loss is the note the
+// operator was shown and accepted.
+type FailoverData struct {
+	To       string `json:"to"`
+	Loss     string `json:"loss,omitempty"`
+	Operator string `json:"operator,omitempty"`
+	From     string `json:"from,omitempty"`
+}
+
+// RejoinResumeData is the payload of [RejoinResumed]: the operator asks the owner to
+// check a blocked rejoin of Node again now; Accept, when set, is the set of extra
+// transactions the operator lets flow from Node into the owner (it must equal the
+// journaled extra set, so transactions that appear later still block).
+type RejoinResumeData struct {
+	Node     string `json:"node"`
+	Accept   string `json:"accept,omitempty"`
 	Operator string `json:"operator,omitempty"`
 	From     string `json:"from,omitempty"`
 }

@@ -59,6 +59,10 @@ type NodeState struct {
 	// RejoinBlocked is set when the node came back with transactions the owner lacks.
 	RejoinBlocked bool   `json:"rejoin_blocked,omitempty"`
 	RejoinExtra   string `json:"rejoin_extra,omitempty"`
+	// RejoinAccept is the extra set an operator accepted (RejoinResumed); RejoinResumed
+	// is the log index of the last resume request, so the owner re-checks at once.
+	RejoinAccept  string `json:"rejoin_accept,omitempty"`
+	RejoinResumed uint64 `json:"rejoin_resumed,omitempty"`
 }
 
 // Release remembers the last OwnerReleased, the catch-up target of the next assignment.
@@ -92,9 +96,16 @@ type State struct {
 	PrevOwner    string          `json:"prev_owner,omitempty"`
 	TargetDomain uint32          `json:"catchup_domain,omitempty"`
 	Switchover   *SwitchoverData `json:"switchover,omitempty"`
-	Foreign      []ForeignData   `json:"foreign,omitempty"`
-	StaleCount   uint64          `json:"stale_count"`
-	SkippedCount uint64          `json:"skipped_count"`
+	// Failover is a pending operator failover (FailoverRequested), until an assignment.
+	Failover *FailoverData `json:"failover,omitempty"`
+	// Force is the current assignment's AssignData.Force.
+	Force bool `json:"force,omitempty"`
+	// Paused and PausedSince: automatic failover is off (PauseChanged).
+	Paused       bool          `json:"paused,omitempty"`
+	PausedSince  time.Time     `json:"paused_since,omitzero"`
+	Foreign      []ForeignData `json:"foreign,omitempty"`
+	StaleCount   uint64        `json:"stale_count"`
+	SkippedCount uint64        `json:"skipped_count"`
 }
 
 // NewState returns the empty state before any event.
@@ -118,6 +129,10 @@ func (s State) Clone() State {
 	if s.Switchover != nil {
 		sw := *s.Switchover
 		c.Switchover = &sw
+	}
+	if s.Failover != nil {
+		f := *s.Failover
+		c.Failover = &f
 	}
 	c.Foreign = slices.Clone(s.Foreign)
 	return c
@@ -318,7 +333,7 @@ func (s *State) apply(idx uint64, ev Event) error {
 		s.Owner = d.Owner
 		s.Target, s.TargetDomain = d.CatchupTarget, d.CatchupDomain
 		s.Epoch++
-		s.Switchover = nil
+		s.Switchover, s.Failover, s.Force = nil, nil, d.Force
 		s.enter(PhaseAssigned, idx, ev.At)
 	case OwnerPromoted:
 		d, err := payload[PromotedData](ev)
@@ -397,8 +412,65 @@ func (s *State) apply(idx uint64, ev Event) error {
 			return err
 		}
 		m.RejoinBlocked, m.RejoinExtra = d.Blocked, d.Extra
+		if !d.Blocked {
+			m.RejoinAccept = ""
+		}
+	case PauseChanged:
+		d, err := payload[PauseData](ev)
+		if err != nil {
+			return err
+		}
+		if s.Paused == d.Paused {
+			return fmt.Errorf("%w: already %s", ErrStale, pausedWord(d.Paused))
+		}
+		s.Paused, s.PausedSince = d.Paused, ev.At
+		if !d.Paused {
+			s.PausedSince = time.Time{}
+		}
+	case FailoverRequested:
+		d, err := payload[FailoverData](ev)
+		if err != nil {
+			return err
+		}
+		if err := s.precondition(ev, PhaseNone, PhaseAssigned, PhaseActive, PhaseRevoked, PhaseReleased); err != nil {
+			return err
+		}
+		m, err := s.member(d.To)
+		if err != nil {
+			return err
+		}
+		if m.Role != RoleDatabase {
+			return fmt.Errorf("%w: failover target %s is not a database node", ErrInvalid, d.To)
+		}
+		if s.Phase == PhaseActive && s.Owner == d.To {
+			return fmt.Errorf("%w: %s already owns the VIP", ErrStale, d.To)
+		}
+		s.Failover = &d
+	case RejoinResumed:
+		d, err := payload[RejoinResumeData](ev)
+		if err != nil {
+			return err
+		}
+		m, err := s.member(d.Node)
+		if err != nil {
+			return err
+		}
+		if !m.RejoinBlocked {
+			return fmt.Errorf("%w: the rejoin of %s is not blocked", ErrStale, d.Node)
+		}
+		if d.Accept != "" && d.Accept != m.RejoinExtra {
+			return fmt.Errorf("%w: the extra transactions of %s are %q now, not %q", ErrStale, d.Node, m.RejoinExtra, d.Accept)
+		}
+		m.RejoinAccept, m.RejoinResumed = d.Accept, idx
 	default:
 		return fmt.Errorf("%w: %q", ErrUnknownType, ev.Type)
 	}
 	return nil
+}
+
+func pausedWord(p bool) string {
+	if p {
+		return "paused"
+	}
+	return "running (not paused)"
 }

@@ -76,6 +76,9 @@ func (a *server) routes() http.Handler {
 	mux.HandleFunc("POST "+api.PathGoodbye, a.peer(a.goodbye))
 	mux.HandleFunc("POST "+api.PathSwitchover, a.operator(a.switchover))
 	mux.HandleFunc("POST "+api.PathMaintenance, a.operator(a.maintenance))
+	mux.HandleFunc("POST "+api.PathPause, a.operator(a.pause))
+	mux.HandleFunc("POST "+api.PathFailover, a.operator(a.failover))
+	mux.HandleFunc("POST "+api.PathRejoin, a.operator(a.rejoinResume))
 	return mux
 }
 
@@ -273,7 +276,7 @@ func fillPolled(m *api.MemberStatus, v api.Peer, now time.Duration) {
 
 // clusterPaused is the hook for a paused cluster: fsm.State has no paused flag yet.
 // Return it here once it does; raftctl status already reports api.Status.Paused.
-func clusterPaused(fsm.State) bool { return false }
+func clusterPaused(s fsm.State) bool { return s.Paused }
 
 // noWriterSince returns when the cluster lost its writer: the first ownership event
 // after the last OwnerPromoted in the retained journal. It reads the journal backwards in
@@ -463,6 +466,82 @@ func (a *server) maintenance(w http.ResponseWriter, r *http.Request) {
 	a.proposeFromAPI(w, r, fsm.MaintenanceChanged, req)
 }
 
+// operatorVerbVersion is the event schema version of pause, failover and rejoin resume.
+const operatorVerbVersion = 3
+
+// supportsVerbs answers 409 unless every member applies the operator verbs' events.
+func (a *server) supportsVerbs(w http.ResponseWriter, s fsm.State, verb string) bool {
+	if !s.Supported(operatorVerbVersion) {
+		writeErr(w, http.StatusConflict, "%s: not every member runs a keepraftd that knows it (event schema %d); upgrade them first", verb, operatorVerbVersion)
+		return false
+	}
+	return true
+}
+
+// pause answers POST /v1/pause {"paused": true, "reason": "..."}: no failover or handover
+// starts on its own while paused; {"paused": false} resumes. Repeating the current state
+// is a no-op (200, result skipped).
+func (a *server) pause(w http.ResponseWriter, r *http.Request) {
+	var req fsm.PauseData
+	if err := decodeBody(w, r, &req); err != nil {
+		return
+	}
+	req.Operator, req.From = caller(r), r.RemoteAddr
+	s := a.n.fsm.State()
+	if err := s.CheckPause(req.Paused); err != nil {
+		checkFailed(w, err)
+		return
+	}
+	if !a.supportsVerbs(w, s, "pause") {
+		return
+	}
+	a.proposeVersioned(w, r, fsm.PauseChanged, operatorVerbVersion, req)
+}
+
+// failover answers POST /v1/failover {"to": "db2", "yes": true}: an operator's failover
+// for a cluster that cannot decide by itself. Without yes it answers 412 with the loss
+// note the operator must accept, and commits nothing.
+func (a *server) failover(w http.ResponseWriter, r *http.Request) {
+	var req api.FailoverRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		return
+	}
+	s := a.n.fsm.State()
+	note, err := s.CheckFailover(req.To, a.n.unreachable())
+	if err != nil {
+		checkFailed(w, err)
+		return
+	}
+	if !a.supportsVerbs(w, s, "failover") {
+		return
+	}
+	if !req.Yes {
+		writeErr(w, http.StatusPreconditionFailed, "failover to %s needs confirmation: %s", req.To, note)
+		return
+	}
+	a.proposeVersioned(w, r, fsm.FailoverRequested, operatorVerbVersion, fsm.FailoverData{To: req.To, Loss: note, Operator: caller(r), From: r.RemoteAddr})
+}
+
+// rejoinResume answers POST /v1/rejoin {"node": "db1", "accept": "1-1-230"}: the owner
+// checks node's blocked rejoin again now; accept (the journaled extra set, exactly) lets
+// those transactions flow into the owner.
+func (a *server) rejoinResume(w http.ResponseWriter, r *http.Request) {
+	var req fsm.RejoinResumeData
+	if err := decodeBody(w, r, &req); err != nil {
+		return
+	}
+	req.Operator, req.From = caller(r), r.RemoteAddr
+	s := a.n.fsm.State()
+	if err := s.CheckRejoinResume(req.Node, req.Accept); err != nil {
+		checkFailed(w, err)
+		return
+	}
+	if !a.supportsVerbs(w, s, "rejoin resume") {
+		return
+	}
+	a.proposeVersioned(w, r, fsm.RejoinResumed, operatorVerbVersion, req)
+}
+
 // goodbye records that a peer is stopping gracefully.
 func (a *server) goodbye(w http.ResponseWriter, r *http.Request) {
 	var req api.GoodbyeRequest
@@ -479,11 +558,18 @@ func (a *server) goodbye(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *server) proposeFromAPI(w http.ResponseWriter, r *http.Request, t fsm.Type, p any) {
+	a.proposeVersioned(w, r, t, 1, p)
+}
+
+// proposeVersioned commits an operator's event at schema version v and answers with the
+// result (409 when it was journaled but not applied).
+func (a *server) proposeVersioned(w http.ResponseWriter, r *http.Request, t fsm.Type, v int, p any) {
 	ev, err := a.n.event(t, p)
 	if err != nil {
 		writeErr(w, http.StatusInternalServerError, "%v", err)
 		return
 	}
+	ev.V = max(ev.V, v)
 	ctx, cancel := context.WithTimeout(r.Context(), forwardTimeout)
 	defer cancel()
 	resp, err := a.n.Propose(ctx, ev)

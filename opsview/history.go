@@ -15,6 +15,7 @@ const (
 	KindSwitchover  = "switchover"  // an operator asked for a planned move
 	KindPreempt     = "preempt"     // the controller moved to a higher-priority node
 	KindMaintenance = "maintenance" // the owner was put in maintenance
+	KindOperator    = "operator"    // an operator's failover (raftctl failover --to)
 	KindStop        = "stop"        // the owner's keepraftd stopped
 	KindRelease     = "release"     // the owner released for another reason
 	KindUnknown     = "unknown"     // the journal does not reach back to the start
@@ -180,6 +181,19 @@ func (b *Builder) Add(r fsm.Record) *Change {
 		} else {
 			b.start(KindSwitchover, "switchover"+to+" requested"+operator(d.Operator, d.From), r)
 		}
+	case fsm.FailoverRequested:
+		var d fsm.FailoverData
+		if ev.Payload(&d) != nil {
+			return nil
+		}
+		why := "operator failover to " + d.To + operator(d.Operator, d.From)
+		if b.p == nil {
+			b.start(KindOperator, why, r)
+			return nil
+		}
+		// What was stuck (a release, a failed promotion, a pause) ends by the operator's
+		// hand: the change is the operator's, timed from the first trigger.
+		b.p.kind, b.p.reason, b.p.healthOnly = KindOperator, b.p.reason+"; then "+why, false
 	case fsm.OwnerRevoked:
 		var d fsm.RevokeData
 		_ = ev.Payload(&d)

@@ -97,3 +97,23 @@ func TestHistoryEdges(t *testing.T) {
 		}
 	})
 }
+
+// TestHistoryOperatorFailover: a failover an operator ordered after the owner released
+// (a paused cluster) is the operator's change, timed from the release.
+func TestHistoryOperatorFailover(t *testing.T) {
+	s := &story{}
+	s.add(0, fsm.OwnerAssigned, "witness", 0, fsm.AssignData{Owner: "db1", Reason: "initial assignment"})
+	s.add(10, fsm.OwnerPromoted, "db1", 1, fsm.PromotedData{Owner: "db1", Reached: true})
+	s.add(1000, fsm.OwnerReleased, "db1", 1, fsm.ReleaseData{Owner: "db1", Reason: "mysqld failed"})
+	s.add(6000, fsm.FailoverRequested, "witness", 1, fsm.FailoverData{To: "db2", Operator: "ops"})
+	s.add(6100, fsm.OwnerAssigned, "witness", 1, fsm.AssignData{Owner: "db2", Reason: "operator failover to db2 by ops", Force: true})
+	s.add(6300, fsm.OwnerPromoted, "db2", 2, fsm.PromotedData{Owner: "db2", Reached: true})
+	got := History(s.recs, nil)
+	if len(got) != 2 {
+		t.Fatalf("History gave %d changes, want 2: %+v", len(got), got)
+	}
+	c := got[1]
+	if c.Kind != KindOperator || c.From != "db1" || c.To != "db2" || !strings.Contains(c.Reason, "then operator failover to db2 by ops") || c.DurationMS == nil || *c.DurationMS != 5300 {
+		t.Fatalf("change = %+v, want an operator failover db1 → db2 timed from the release", c)
+	}
+}

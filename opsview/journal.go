@@ -25,12 +25,7 @@ func FormatTime(t time.Time, loc *time.Location) string {
 }
 
 // Types lists every event type fsm defines, in the order fsm declares them.
-var Types = []fsm.Type{
-	fsm.Bootstrapped, fsm.MemberJoined, fsm.MemberRemoved, fsm.HealthChanged,
-	fsm.OwnerRevoked, fsm.OwnerReleased, fsm.OwnerAssigned, fsm.OwnerPromoted,
-	fsm.SwitchoverRequested, fsm.MaintenanceChanged, fsm.ForeignVRRPMasterSeen,
-	fsm.PromotionFailed, fsm.RejoinChecked, fsm.SemiSyncChanged, fsm.VIPConflictSeen,
-}
+var Types = fsm.Types
 
 // ParseTypes reads event type names, each value possibly a comma list, case-insensitive.
 // An unknown name is an error that lists the valid ones.
@@ -160,6 +155,16 @@ func Subjects(ev fsm.Event) []string {
 		}
 	case fsm.SemiSyncChanged:
 		var d fsm.SemiSyncData
+		if ev.Payload(&d) == nil {
+			add(d.Node)
+		}
+	case fsm.FailoverRequested:
+		var d fsm.FailoverData
+		if ev.Payload(&d) == nil {
+			add(d.To)
+		}
+	case fsm.RejoinResumed:
+		var d fsm.RejoinResumeData
 		if ev.Payload(&d) == nil {
 			add(d.Node)
 		}

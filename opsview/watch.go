@@ -45,6 +45,13 @@ func NewSwitchoverWatch(index uint64, to, owner string, loc *time.Location) *Wat
 		stage: "the switchover request (journal index " + fmt.Sprint(index) + ") to be applied"}
 }
 
+// NewFailoverWatch follows an operator's failover to to, committed at index, until to is
+// promoted; owner is the owner when it was asked.
+func NewFailoverWatch(index uint64, to, owner string, loc *time.Location) *Watch {
+	return &Watch{what: "failover", index: index, to: to, handover: true, b: NewBuilder(owner, loc),
+		stage: "the failover request (journal index " + fmt.Sprint(index) + ") to be applied"}
+}
+
 // NewMaintenanceWatch follows maintenance on/off of node committed at index; wasOwner
 // says whether node held ownership when it was asked.
 func NewMaintenanceWatch(index uint64, node string, on, wasOwner bool, loc *time.Location) *Watch {
@@ -110,7 +117,7 @@ func (w *Watch) Add(r fsm.Record) Outcome {
 	case c.From == c.To:
 		out.Err = fmt.Errorf("%s did not move ownership: %s stays owner (%s)", w.what, c.To, c.Reason)
 	case w.to != "" && c.To != w.to:
-		out.Err = fmt.Errorf("switchover ended on %s, not %s (%s)", c.To, w.to, c.Reason)
+		out.Err = fmt.Errorf("%s ended on %s, not %s (%s)", w.what, c.To, w.to, c.Reason)
 	case w.node != "" && c.To == w.node:
 		out.Err = errors.New("the handover ended on " + c.To + " itself")
 	}

@@ -102,8 +102,12 @@ func (o *Owner) promote(ctx context.Context, epoch uint64, s fsm.State) (promoti
 		return res, data
 	}
 	if (!cu.Reached || !relayOK) && cfg.OnCatchupTimeout == "hold" {
-		o.log.Warn("catch-up incomplete and on_catchup_timeout is hold: not opening writes")
-		return res, data // held: the controller declares PromotionFailed past its deadline
+		if !s.Force {
+			o.log.Warn("catch-up incomplete and on_catchup_timeout is hold: not opening writes")
+			return res, data // held: the controller declares PromotionFailed past its deadline
+		}
+		o.log.Warn("catch-up incomplete; opening writes anyway: an operator's failover accepted the loss")
+		data.Policy = "forced by an operator's failover"
 	}
 	if handover {
 		// Transactions the old owner binlogged but never shipped must not arrive later

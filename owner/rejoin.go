@@ -13,10 +13,12 @@ import (
 
 // rejoinState is the serving owner's view of its previous owner's return.
 type rejoinState struct {
-	done  bool          // the channel from the former owner runs again
-	extra string        // extra transactions last journaled ("" when none)
-	at    time.Duration // last check (lease clock)
-	note  string        // shown in the status
+	done bool // the channel from the former owner runs again
+	// resumed is the last operator resume (RejoinResumed's log index) acted on.
+	resumed uint64
+	extra   string        // extra transactions last journaled ("" when none)
+	at      time.Duration // last check (lease clock)
+	note    string        // shown in the status
 }
 
 // checkRejoin runs on the serving owner while the epoch is active. A former owner may
@@ -42,7 +44,19 @@ func (o *Owner) checkRejoin(ctx context.Context, s fsm.State) {
 	if r.extra != "" {
 		wait = rejoinBlockedEvery
 	}
-	if r.done || mine == "" || (r.at != 0 && now-r.at < wait) {
+	var accept string
+	resume := false
+	if m := s.Members[prev]; m != nil {
+		accept = m.RejoinAccept
+		resume = m.RejoinResumed > r.resumed
+		if resume {
+			// An operator resumed the blocked rejoin: check again now, and journal the
+			// verdict even if the extra set did not change.
+			wait, r.extra = 0, ""
+			o.setRejoin(func(r *rejoinState) { r.resumed, r.extra, r.done = m.RejoinResumed, "", false })
+		}
+	}
+	if (r.done && !resume) || mine == "" || (r.at != 0 && now-r.at < wait) {
 		return
 	}
 	o.setRejoin(func(r *rejoinState) { r.at = now })
@@ -62,7 +76,11 @@ func (o *Owner) checkRejoin(ctx context.Context, s fsm.State) {
 		return
 	}
 	d := fsm.RejoinData{Node: prev}
-	if !extra.IsEmpty() {
+	switch {
+	case !extra.IsEmpty() && accept != "" && accept == extra.String():
+		o.log.Warn("former owner's extra transactions accepted by an operator: they flow in", zap.String("node", prev), zap.String("extra", accept))
+		d.Detail = "extra transactions " + accept + " accepted by an operator"
+	case !extra.IsEmpty():
 		o.blockRejoin(ctx, prev, extra.String(), r.extra, "")
 		return
 	}
