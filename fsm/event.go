@@ -42,6 +42,7 @@ const (
 	PauseChanged          Type = "PauseChanged"
 	FailoverRequested     Type = "FailoverRequested"
 	RejoinResumed         Type = "RejoinResumed"
+	HookFailed            Type = "HookFailed"
 )
 
 // Types lists every event type this build applies, in the order they were introduced.
@@ -49,7 +50,7 @@ var Types = []Type{
 	Bootstrapped, MemberJoined, MemberRemoved, HealthChanged, OwnerRevoked, OwnerReleased,
 	OwnerAssigned, OwnerPromoted, SwitchoverRequested, MaintenanceChanged, ForeignVRRPMasterSeen,
 	PromotionFailed, RejoinChecked, SemiSyncChanged, VIPConflictSeen, PauseChanged,
-	FailoverRequested, RejoinResumed,
+	FailoverRequested, RejoinResumed, HookFailed,
 }
 
 // Event is one journal entry: a versioned envelope plus a type-specific payload. At is
@@ -300,6 +301,19 @@ type VIPConflictData struct {
 	Node string `json:"node"`
 	VIP  string `json:"vip"`
 	MAC  string `json:"mac"`
+}
+
+// HookFailedData is the payload of [HookFailed]: a notify hook of Node could not start,
+// exited non-zero or was killed at its timeout. It is journaled only; it changes no state.
+type HookFailedData struct {
+	Node     string   `json:"node"`
+	Hook     string   `json:"hook"`  // the config key: notify.master, ...
+	State    string   `json:"state"` // MASTER, BACKUP or FAULT
+	Command  []string `json:"command,omitempty"`
+	ExitCode int      `json:"exit_code"`
+	TimedOut bool     `json:"timed_out,omitempty"`
+	Error    string   `json:"error,omitempty"`
+	Stderr   string   `json:"stderr,omitempty"`
 }
 
 // SemiSyncData is the payload of [SemiSyncChanged]: the owner's

@@ -402,6 +402,14 @@ func (s *State) apply(idx uint64, ev Event) error {
 		if _, err := payload[VIPConflictData](ev); err != nil {
 			return err
 		}
+	case HookFailed:
+		d, err := payload[HookFailedData](ev)
+		if err != nil {
+			return err
+		}
+		if _, err := s.member(d.Node); err != nil {
+			return err
+		}
 	case RejoinChecked:
 		d, err := payload[RejoinData](ev)
 		if err != nil {

@@ -28,7 +28,6 @@ var notMapped = map[string]string{
 	"virtual_ipaddress_excluded": "keepraft adverts carry vip.addresses only; add excluded addresses by other means",
 	"virtual_routes":             "keepraft manages addresses, not routes",
 	"virtual_rules":              "keepraft manages addresses, not rules",
-	"notify":                     "keepraft runs notify.master/backup/fault only (no generic notify with appended arguments)",
 	"notify_stop":                "keepraft has no stop hook",
 	"notify_deleted":             "keepraft has no deleted hook",
 	"notify_master_rx_lower_pri": "keepraft has no such hook",
@@ -210,6 +209,12 @@ func (c *converter) render() string {
 	w("  master: %s", q(c.notify("notify_master", in.NotifyMaster)))
 	w("  backup: %s", q(c.notify("notify_backup", in.NotifyBackup)))
 	w("  fault: %s", q(c.notify("notify_fault", in.NotifyFault)))
+	if in.NotifyAny.Cmd != "" {
+		w("  any: %s", q(c.notify("notify", in.NotifyAny)))
+	}
+	if in.Name != "" {
+		w("  instance: %s", q(in.Name))
+	}
 
 	c.others()
 	slices.SortStableFunc(c.warns, func(a, b string) int { return warnLine(a) - warnLine(b) })

@@ -117,7 +117,7 @@ func TestConvertKitchenSink(t *testing.T) {
 		"priority 255 (address owner) lowered to 254", "vrrp_instance VI_OTHER not converted",
 		"virtual_server 10.0.0.1 80 not converted", "global_defs vrrp_strict not mapped",
 		"IPv6 VIP 2001:db8::1/128 skipped", "VIP 10.0.0.102/32 dev eth9", "notify_master runs as root",
-		"notify /bin/notify-all.sh not mapped", "track_script chk_mysql weight not mapped",
+		"track_script chk_mysql weight not mapped",
 		"garp_master_delay 10 not mapped", "include /etc/keepalived/extra/*.conf not followed",
 		"vrrp_instance VI_DB: unknown keyword bogus_keyword",
 	} {
@@ -126,6 +126,9 @@ func TestConvertKitchenSink(t *testing.T) {
 		}
 	}
 	c := validates(t, doc)
+	if c.Notify.Any != "/bin/notify-all.sh" || c.Notify.Instance != "VI_DB" {
+		t.Errorf("keepalived's notify is not notify.any with its instance: %+v", c.Notify)
+	}
 	if c.VRRP.AuthPass != "" || c.VRRP.Priority != 254 || c.Failover.Nopreempt {
 		t.Errorf("vrrp %+v failover %+v", c.VRRP, c.Failover)
 	}

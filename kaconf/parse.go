@@ -120,8 +120,9 @@ type Instance struct {
 	TrackScripts, TrackInterfaces []Track
 	// VIPs are the virtual_ipaddress entries.
 	VIPs []VIP
-	// NotifyMaster, NotifyBackup and NotifyFault are the state hooks.
-	NotifyMaster, NotifyBackup, NotifyFault Notify
+	// NotifyMaster, NotifyBackup and NotifyFault are the state hooks; NotifyAny is the
+	// generic notify script (called with INSTANCE <name> <STATE> <priority> appended).
+	NotifyMaster, NotifyBackup, NotifyFault, NotifyAny Notify
 	// GARPMasterRepeat is garp_master_repeat (0 if unset).
 	GARPMasterRepeat int
 	// Other are the directives kaconf does not interpret, kept for the converter's report.
@@ -365,6 +366,8 @@ func (p *parser) instance(b *Directive) {
 			in.NotifyBackup = p.notify(d)
 		case "notify_fault":
 			in.NotifyFault = p.notify(d)
+		case "notify":
+			in.NotifyAny = p.notify(d)
 		case "garp_master_repeat":
 			in.GARPMasterRepeat, _ = p.int(d, 1, 255)
 		default:

@@ -13,8 +13,8 @@ var errForbidden = errors.New("not allowed to author this event")
 // authorize checks that id, the authenticated sender of a forwarded event (its
 // certificate's identity; without cluster.tls the event's own By, unverified), may author
 // ev in state s:
-//   - an owner's own events (release, promotion, health, semi-sync, VIP conflict,
-//     membership) only by the node they are about;
+//   - an owner's own events (release, promotion, health, semi-sync, VIP conflict, hook
+//     failure, membership) only by the node they are about;
 //   - a rejoin verdict only by the current owner;
 //   - controller decisions never: the leader applies them locally, so one that arrives
 //     over the API is forged;
@@ -38,6 +38,8 @@ func authorize(ev fsm.Event, id string, s fsm.State) error {
 		subject, err = field(ev, func(d fsm.SemiSyncData) string { return d.Node })
 	case fsm.VIPConflictSeen:
 		subject, err = field(ev, func(d fsm.VIPConflictData) string { return d.Node })
+	case fsm.HookFailed:
+		subject, err = field(ev, func(d fsm.HookFailedData) string { return d.Node })
 	case fsm.MemberJoined:
 		subject, err = field(ev, func(d fsm.MemberData) string { return d.Member.ID })
 	case fsm.RejoinChecked:

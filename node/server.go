@@ -79,7 +79,57 @@ func (a *server) routes() http.Handler {
 	mux.HandleFunc("POST "+api.PathPause, a.operator(a.pause))
 	mux.HandleFunc("POST "+api.PathFailover, a.operator(a.failover))
 	mux.HandleFunc("POST "+api.PathRejoin, a.operator(a.rejoinResume))
-	return mux
+	return logRefusals(mux, a.n.log.Named("api"))
+}
+
+// logRefusals logs every answer in the 4xx range (a bad token, a bad request, a refused
+// operator request) with the caller's address, method and path; 412 (a failover that
+// waits for --yes) and 409 (a request the state refuses) at info, the rest at warn.
+func logRefusals(h http.Handler, log *zap.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w}
+		h.ServeHTTP(rec, r)
+		if rec.code < 400 || rec.code >= 500 {
+			return
+		}
+		fields := []zap.Field{zap.Int("status", rec.code), zap.String("remote", r.RemoteAddr), zap.String("method", r.Method), zap.String("path", r.URL.Path)}
+		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+			fields = append(fields, zap.String("certificate", r.TLS.PeerCertificates[0].Subject.CommonName))
+		}
+		switch rec.code {
+		case http.StatusConflict, http.StatusPreconditionFailed:
+			log.Info("request refused", fields...)
+		default:
+			log.Warn("request rejected", fields...)
+		}
+	})
+}
+
+// statusRecorder remembers the status code a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// Flush passes a long poll's flushes through.
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
 // Run serves until ctx ends.

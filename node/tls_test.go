@@ -254,6 +254,10 @@ func TestAuthorize(t *testing.T) {
 		{"rejoin by a non-owner", mk(fsm.RejoinChecked, "db1", fsm.RejoinData{Node: "db2"}), "db1", false},
 		{"controller decision", mk(fsm.OwnerRevoked, "witness", fsm.RevokeData{Owner: "db2"}), "witness", false},
 		{"operator request forwarded", mk(fsm.SwitchoverRequested, "witness", fsm.SwitchoverData{}), "witness", true},
+		{"own hook failure", mk(fsm.HookFailed, "db1", fsm.HookFailedData{Node: "db1"}), "db1", true},
+		{"another's hook failure", mk(fsm.HookFailed, "db1", fsm.HookFailedData{Node: "db2"}), "db1", false},
+		{"operator pause forwarded", mk(fsm.PauseChanged, "db1", fsm.PauseData{Paused: true}), "db1", true},
+		{"operator failover forwarded", mk(fsm.FailoverRequested, "db1", fsm.FailoverData{To: "db2"}), "db1", true},
 		{"bad payload", fsm.Event{V: 1, Type: fsm.HealthChanged, By: "db1", Data: []byte(`{"node":`)}, "db1", false},
 	}
 	for _, tt := range tests {

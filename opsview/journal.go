@@ -168,6 +168,11 @@ func Subjects(ev fsm.Event) []string {
 		if ev.Payload(&d) == nil {
 			add(d.Node)
 		}
+	case fsm.HookFailed:
+		var d fsm.HookFailedData
+		if ev.Payload(&d) == nil {
+			add(d.Node)
+		}
 	case fsm.VIPConflictSeen:
 		var d fsm.VIPConflictData
 		if ev.Payload(&d) == nil {

@@ -188,8 +188,7 @@ func (res *hookResult) fields() []zap.Field {
 // notify runs the hooks for entering state ("master", "backup" or "fault") in the
 // background, one after the other; Run waits for them. A hook outlives a stop of the
 // runtime up to its timeout. Each run is logged with its output; a failure (it could
-// not start, exited non-zero or was killed) at error level. Failures are not journaled:
-// the journal has no event type for them.
+// not start, exited non-zero or was killed) at error level, and journaled (HookFailed).
 func (o *Owner) notify(ctx context.Context, state string) {
 	h := o.hooks()
 	prio := h.Priority
@@ -212,6 +211,10 @@ func (o *Owner) notify(ctx context.Context, state string) {
 			res := runHook(hctx, r, timeout)
 			if res.err != nil {
 				o.log.Error("notify hook failed", res.fields()...)
+				o.proposeNow(hctx, fsm.HookFailed, fsm.HookFailedData{
+					Node: o.cfg.Node, Hook: r.key, State: r.state, Command: r.argv, ExitCode: res.exitCode,
+					TimedOut: res.timedOut, Error: res.err.Error(), Stderr: string(res.stderr.buf),
+				})
 				continue
 			}
 			o.log.Info("notify hook ran", res.fields()...)

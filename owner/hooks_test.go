@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -209,14 +210,25 @@ func TestRunHookBackgroundChild(t *testing.T) {
 }
 
 // hookNode is the little of Node that notify reads: the applied membership.
-type hookNode struct{ s fsm.State }
+// hookNode is a Node for the hook tests: it records what is proposed and applies nothing.
+type hookNode struct {
+	s        fsm.State
+	mu       *sync.Mutex
+	proposed *[]fsm.Event
+}
 
 func (n hookNode) State() fsm.State           { return n.s }
 func (n hookNode) Watch() <-chan struct{}     { return make(chan struct{}) }
 func (n hookNode) CaughtUp() bool             { return true }
 func (n hookNode) Peers() map[string]api.Peer { return nil }
-func (n hookNode) Propose(context.Context, fsm.Event) (api.ProposeResponse, error) {
-	return api.ProposeResponse{}, errors.New("hookNode: no proposals")
+func (n hookNode) Propose(_ context.Context, ev fsm.Event) (api.ProposeResponse, error) {
+	if n.mu == nil {
+		return api.ProposeResponse{}, errors.New("hookNode: no proposals")
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	*n.proposed = append(*n.proposed, ev)
+	return api.ProposeResponse{Result: fsm.ResultApplied}, nil
 }
 
 // TestNotifyLogs runs the runtime's notify and checks its JSON log: a success at info,
@@ -230,7 +242,9 @@ func TestNotifyLogs(t *testing.T) {
 	ec.TimeKey = ""
 	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(ec), zapcore.AddSync(&buf), zapcore.DebugLevel))
 	s := fsm.State{Members: map[string]*fsm.NodeState{"db1": {Member: fsm.Member{ID: "db1", Role: fsm.RoleDatabase, Priority: 150}}}}
-	o := &Owner{cfg: Config{Node: "db1", Hooks: Hooks{Master: bad, Backup: ok}}, log: log, d: Deps{Node: hookNode{s}}}
+	var proposed []fsm.Event
+	node := hookNode{s: s, mu: &sync.Mutex{}, proposed: &proposed}
+	o := &Owner{cfg: Config{Node: "db1", Hooks: Hooks{Master: bad, Backup: ok}}, log: log, d: Deps{Node: node}, metrics: newMetrics()}
 
 	o.notify(context.Background(), "master")
 	o.notify(context.Background(), "fault") // no hook: nothing runs
@@ -256,6 +270,12 @@ func TestNotifyLogs(t *testing.T) {
 	}
 	if len(got) != len(want) {
 		t.Fatalf("logged %v\nwant %v", got, want)
+	}
+	// The failure is journaled too, and only the failure.
+	var d fsm.HookFailedData
+	if len(proposed) != 1 || proposed[0].Type != fsm.HookFailed || proposed[0].Payload(&d) != nil ||
+		d.Node != "db1" || d.Hook != "notify.master" || d.State != "MASTER" || d.ExitCode != 2 || d.Stderr != "bad\n" {
+		t.Fatalf("proposed %+v (%+v), want one HookFailed for notify.master exit 2", proposed, d)
 	}
 	for i := range want {
 		if gb, _ := json.Marshal(got[i]); string(gb) != mustJSON(t, want[i]) {
