@@ -30,6 +30,7 @@ const (
 	PathPause       = "/v1/pause"
 	PathFailover    = "/v1/failover"
 	PathRejoin      = "/v1/rejoin"
+	PathConfig      = "/v1/config"
 	PathMetrics     = "/metrics"
 )
 

@@ -259,3 +259,31 @@ type FailoverRequest struct {
 	To  string `json:"to"`
 	Yes bool   `json:"yes,omitempty"`
 }
+
+// ConfigDigest is the body of GET /v1/config: the settings of one node that must agree
+// across the cluster (raftctl config-check compares them). Secrets appear only as a short
+// SHA-256 digest.
+type ConfigDigest struct {
+	Node    string `json:"node"`
+	Role    string `json:"role"`
+	Version string `json:"version,omitempty"`
+	// Peers is cluster.peers as "id raft_addr api_addr", sorted.
+	Peers []string `json:"peers"`
+	TLS   bool     `json:"tls"`
+	// LeaseMS, CatchupTimeoutMS, OnCatchupTimeout and Nopreempt are the failover section.
+	LeaseMS          int64  `json:"lease_ms"`
+	CatchupTimeoutMS int64  `json:"catchup_timeout_ms"`
+	OnCatchupTimeout string `json:"on_catchup_timeout"`
+	Nopreempt        bool   `json:"nopreempt"`
+	// The rest is a database node's: VIPs, interface-independent VRRP settings, MySQL.
+	VIPs          []string `json:"vips,omitempty"`
+	Fence         string   `json:"fence,omitempty"`
+	KernelLeaseMS int64    `json:"kernel_lease_ms,omitempty"`
+	VRRP          bool     `json:"vrrp"`
+	VRRPVersion   int      `json:"vrrp_version,omitempty"`
+	VRID          int      `json:"vrid,omitempty"`
+	AdvertIntMS   int64    `json:"advert_int_ms,omitempty"`
+	AuthDigest    string   `json:"auth_digest,omitempty"`
+	Flavor        string   `json:"flavor,omitempty"`
+	SemiSync      bool     `json:"semi_sync,omitempty"`
+}

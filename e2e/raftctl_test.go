@@ -133,4 +133,5 @@ func TestRaftctlVerbs(t *testing.T) {
 		t.Fatalf("journal times are not ISO-8601 with a zone:\n%s", byNode)
 	}
 	c.expect(1, []string{"unknown", "PauseChanged"}, "journal", "--type", "NoSuchType")
+	c.expect(0, []string{"consistent", "vrrp.virtual_router_id", "cluster.peers"}, "config-check")
 }

@@ -77,6 +77,7 @@ type Options struct {
 // Node is one keepraftd.
 type Node struct {
 	cfg      *config.Config
+	version  string // the build, for GET /v1/config
 	log      *zap.Logger
 	token    string
 	now      func() time.Duration
@@ -147,6 +148,7 @@ func New(cfg *config.Config, log *zap.Logger, opts Options) (*Node, error) {
 			return nil, errors.Join(err, n.close())
 		}
 	}
+	n.version = opts.Version
 	n.metrics.setVersion(opts.Version)
 	if err := n.registerClusterMetrics(); err != nil {
 		return nil, errors.Join(err, n.close())

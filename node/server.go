@@ -2,8 +2,10 @@ package node
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/keepraft/keepraft/api"
+	"github.com/keepraft/keepraft/config"
 	"github.com/keepraft/keepraft/fsm"
 	"github.com/keepraft/keepraft/mtls"
 )
@@ -71,6 +74,7 @@ func (a *server) routes() http.Handler {
 	mux.HandleFunc("GET "+api.PathJournal, a.reader(a.journal))
 	mux.HandleFunc("GET "+api.PathMetrics, a.reader(promhttp.HandlerFor(a.n.metrics.reg, promhttp.HandlerOpts{}).ServeHTTP))
 	mux.HandleFunc("GET "+api.PathNode, a.peer(a.node))
+	mux.HandleFunc("GET "+api.PathConfig, a.reader(a.configDigest))
 	mux.HandleFunc("POST "+api.PathPropose, a.peer(a.propose))
 	mux.HandleFunc("POST "+api.PathRenew, a.peer(a.renew))
 	mux.HandleFunc("POST "+api.PathGoodbye, a.peer(a.goodbye))
@@ -514,6 +518,41 @@ func (a *server) maintenance(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.proposeFromAPI(w, r, fsm.MaintenanceChanged, req)
+}
+
+// configDigest answers GET /v1/config: this node's settings that must agree across the
+// cluster (raftctl config-check).
+func (a *server) configDigest(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, digestConfig(a.n.cfg, a.n.version))
+}
+
+// digestConfig extracts cfg's cluster-wide settings; the VRRP password only as a digest.
+func digestConfig(cfg *config.Config, version string) api.ConfigDigest {
+	d := api.ConfigDigest{
+		Node: cfg.Node.ID, Role: cfg.Node.Role, Version: version, TLS: cfg.Cluster.TLS != nil,
+		LeaseMS: cfg.Failover.Lease.Milliseconds(), CatchupTimeoutMS: cfg.Failover.CatchupTimeout.Milliseconds(),
+		OnCatchupTimeout: cfg.Failover.OnCatchupTimeout, Nopreempt: cfg.Failover.Nopreempt,
+	}
+	for _, p := range cfg.Cluster.Peers {
+		d.Peers = append(d.Peers, p.ID+" "+p.RaftAddr+" "+p.APIAddr)
+	}
+	slices.Sort(d.Peers)
+	if !cfg.IsDatabase() {
+		return d
+	}
+	for _, v := range cfg.VIP.Addresses {
+		d.VIPs = append(d.VIPs, v.String())
+	}
+	d.Fence, d.KernelLeaseMS = cfg.VIP.Fence, cfg.VIP.KernelLease.Milliseconds()
+	d.VRRP, d.Flavor, d.SemiSync = cfg.VRRP.Enabled, cfg.MySQL.Flavor, cfg.MySQL.SemiSync
+	if cfg.VRRP.Enabled {
+		d.VRRPVersion, d.VRID, d.AdvertIntMS = cfg.VRRP.Version, cfg.VRRP.VirtualRouterID, cfg.VRRP.AdvertInt.Milliseconds()
+		if cfg.VRRP.AuthPass != "" {
+			sum := sha256.Sum256([]byte(cfg.VRRP.AuthPass))
+			d.AuthDigest = hex.EncodeToString(sum[:6])
+		}
+	}
+	return d
 }
 
 // operatorVerbVersion is the event schema version of pause, failover and rejoin resume.

@@ -117,7 +117,7 @@ func runIn(ctx context.Context, args []string, out io.Writer, loc *time.Location
 	pf.StringVar(&c.key, "key", os.Getenv("KEEPRAFT_KEY"), "client key (PEM) (env KEEPRAFT_KEY)")
 	pf.StringVarP(&c.output, "output", "o", "text", "output format: text or json")
 	pf.DurationVar(&c.timeout, "timeout", 5*time.Second, "timeout of one API call")
-	root.AddCommand(c.statusCmd(), c.membersCmd(), c.journalCmd(), c.historyCmd(), c.switchoverCmd(), c.maintenanceCmd(), c.pauseCmd(), c.resumeCmd(), c.failoverCmd(), c.rejoinCmd(), mancmd.Command(out, "keepraft "+version))
+	root.AddCommand(c.statusCmd(), c.membersCmd(), c.journalCmd(), c.historyCmd(), c.switchoverCmd(), c.maintenanceCmd(), c.pauseCmd(), c.resumeCmd(), c.failoverCmd(), c.rejoinCmd(), c.configCheckCmd(), mancmd.Command(out, "keepraft "+version))
 	root.SetArgs(args)
 	root.SetOut(out)
 	return root.ExecuteContext(ctx)
