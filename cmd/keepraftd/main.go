@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -39,6 +40,8 @@ CAP_NET_RAW on a database node (addresses, ARP, VRRP, nftables).`
 type options struct {
 	config string
 	noVIP  bool
+	// cpuProfile is the hidden --cpuprofile file.
+	cpuProfile string
 }
 
 func main() {
@@ -84,12 +87,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				log.Error("start", zap.Error(err))
 				return err
 			}
+			stop, err := cpuProfile(opts.cpuProfile)
+			if err != nil {
+				return err
+			}
+			defer stop()
 			return runNode(cmd.Context(), n, newNotifier(log))
 		},
 	}
 	root.Flags().StringVarP(&opts.config, "config", "c", "", "path of the YAML config file")
 	root.Flags().BoolVar(&opts.noVIP, "no-vip", false, "never touch addresses or send VRRP (Raft-only testing)")
 	_ = root.Flags().MarkHidden("no-vip")
+	root.Flags().StringVar(&opts.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the whole run to this file (for measuring the idle cost)")
+	_ = root.Flags().MarkHidden("cpuprofile")
 	root.AddCommand(checkConfigCmd(stdout), importKeepalivedCmd(stdout, stderr), genCertsCmd(stdout), watchdogCmd(stderr), mancmd.Command(stdout, "keepraft "+version))
 	root.SetArgs(args)
 	root.SetOut(stdout)
@@ -145,4 +155,23 @@ func newLogger(cfg *config.Config, w io.Writer) (*zap.Logger, error) {
 		enc = zapcore.NewConsoleEncoder(ec)
 	}
 	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), lvl)), nil
+}
+
+// cpuProfile starts a CPU profile into path ("" does nothing) and returns its stop.
+func cpuProfile(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}, nil
 }
