@@ -495,6 +495,7 @@ type fakeFence struct {
 	last      time.Duration
 	openErr   error
 	reinstall int           // Reinstall calls
+	reinstErr error         // Reinstall fails with it
 	gone      chan string   // Watch reports each value sent here as a loss
 	watching  chan struct{} // closed once Watch runs
 }
@@ -540,6 +541,9 @@ func (f *fakeFence) Reinstall() error {
 	defer f.mu.Unlock()
 	f.tr.add("fence reinstall")
 	f.reinstall++
+	if f.reinstErr != nil {
+		return f.reinstErr
+	}
 	f.open = false
 	return nil
 }

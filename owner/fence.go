@@ -12,13 +12,17 @@ import (
 // fenceLoop watches the VIP fence. When its table disappears (`nft flush ruleset`, a
 // reload of nftables.service) the fence no longer stops anything: the VIP is dropped at
 // once and is not taken again until the table is back (reinstalled, closed, every
-// fenceRepairEvery); the next quorum renewal opens it.
+// fenceRepairEvery); the next quorum renewal opens it. An owner whose fence stays lost
+// for fenceGiveUp releases ownership (releaseReason), so the other node serves instead.
 func (o *Owner) fenceLoop(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	lost := make(chan struct{}, 1)
 	g.Go(func() error {
 		err := o.d.Fence.Watch(gctx, func(reason string) {
 			o.mu.Lock()
+			if !o.fenceLost {
+				o.fenceLostAt = o.now()
+			}
 			o.fenceLost = true
 			o.mu.Unlock()
 			o.log.Error("VIP fence lost: dropping the VIP until it is back", zap.String("reason", reason))

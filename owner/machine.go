@@ -62,6 +62,9 @@ type inputs struct {
 	// RetryRelease is true when the last release attempt of the machine's epoch did not
 	// commit and is due again.
 	RetryRelease bool
+	// FenceBroken is true when the VIP fence was lost and could not be reinstalled for
+	// fenceGiveUp: this node can serve no VIP, so it must not keep ownership.
+	FenceBroken bool
 }
 
 // promotion is what a finished promotion reports.
@@ -85,6 +88,8 @@ func releaseReason(in inputs) string {
 		return ""
 	case in.HealthKnown && !in.Healthy:
 		return "local mysqld unhealthy"
+	case in.FenceBroken:
+		return "VIP fence lost and not reinstalled: this node cannot serve the VIP"
 	case s.Switchover != nil:
 		return "switchover requested"
 	case m != nil && m.Maintenance:

@@ -47,6 +47,9 @@ const (
 	minFenceOpen = 20 * time.Millisecond
 	// fenceRepairEvery spaces attempts to reinstall a lost VIP fence.
 	fenceRepairEvery = time.Second
+	// fenceGiveUp is how long an owner whose VIP fence is lost keeps trying to reinstall
+	// it before it releases ownership, so the other node can serve the VIP.
+	fenceGiveUp = 3 * time.Second
 	// vipTimeout bounds one add, renew or removal of the VIPs.
 	vipTimeout = time.Second
 	// fenceTimeout bounds fencing one server; fenceRetry spaces the attempts on a
@@ -175,6 +178,8 @@ type Owner struct {
 	held     bool // the VIP is on the interface
 	// fenceLost: the VIP fence's table is gone (until it is reinstalled); no VIP meanwhile.
 	fenceLost bool
+	// fenceLostAt is when the fence was lost (lease clock).
+	fenceLostAt time.Duration
 	// promotion bookkeeping for the machine's epoch.
 	promo        *promotion
 	promoCancel  context.CancelFunc

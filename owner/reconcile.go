@@ -62,6 +62,7 @@ func (o *Owner) inputs() (machine, inputs) {
 		in.Promotion = &p
 	}
 	in.RetryRelease = o.m.Phase == Releasing && o.releaseFailed && o.now()-o.releaseFailedAt >= retryEvery
+	in.FenceBroken = o.fenceLost && o.now()-o.fenceLostAt >= fenceGiveUp
 	return o.m, in
 }
 

@@ -984,6 +984,47 @@ func TestVIPFenceLost(t *testing.T) {
 	}
 }
 
+// TestVIPFenceBrokenReleases: an owner whose VIP fence cannot be reinstalled serves no
+// VIP; past fenceGiveUp it releases ownership so the other node can serve.
+func TestVIPFenceBrokenReleases(t *testing.T) {
+	r := newRig(t)
+	r.serve(t)
+	r.fence.mu.Lock()
+	r.fence.reinstErr = errors.New("netlink: operation not supported")
+	r.fence.mu.Unlock()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.o.fenceLoop(ctx) }()
+	<-r.fence.watching
+	r.fence.gone <- "table netdev keepraft_eth0 deleted"
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		r.fence.mu.Lock()
+		n := r.fence.reinstall
+		r.fence.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no reinstall attempt within 5s")
+		}
+	}
+	r.o.reconcile(context.Background())
+	if r.tr.index("propose OwnerReleased") >= 0 {
+		t.Fatalf("released at once, before fenceGiveUp; trace:\n%s", r.tr)
+	}
+	r.clock.advance(fenceGiveUp)
+	r.grantLease(r.node.State().Epoch)
+	r.o.reconcile(context.Background())
+	r.o.bg.Wait()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if r.tr.index("propose OwnerReleased") < 0 || r.node.State().Phase != fsm.PhaseReleased || !r.db.isReadOnly() {
+		t.Fatalf("phase %s read_only %v: the owner with a broken fence kept ownership; trace:\n%s", r.node.State().Phase, r.db.isReadOnly(), r.tr)
+	}
+}
+
 // TestPromotionAsksForTheLeaseAtOnce: starting a promotion wakes the renew loop, so the
 // lease is gathered during the catch-up instead of at the next tick (lease/3 later).
 func TestPromotionAsksForTheLeaseAtOnce(t *testing.T) {
