@@ -71,13 +71,13 @@ var (
 	ErrSlow = errors.New("VIP fence renewal stalled")
 )
 
-// openSlack is how long an Open batch may take before Open corrects the timeout it just set
+// OpenSlack is how long an Open batch may take before Open corrects the timeout it just set
 // (which counted from the kernel's receipt, not from the call): a stall between computing
 // the timeout and sending the batch would otherwise extend the lease by the stall. A batch
 // takes well under 1 ms on an idle host and 10–20 ms on a loaded 2-core one (1 ms, then
 // 10 ms, made loaded owners drop their VIP after three "slow" batches in a row). The
 // caller's guard must cover it: keepraft's owner opens the fence 60 ms short of its lease.
-const openSlack = 50 * time.Millisecond
+const OpenSlack = 50 * time.Millisecond
 
 // openAttempts bounds Open's corrections.
 const openAttempts = 3
@@ -245,7 +245,7 @@ func (f *Fence) OpenUntil(deadline time.Time) error {
 			return err
 		}
 		took := f.now().Sub(start)
-		if took <= openSlack {
+		if took <= OpenSlack {
 			f.log.Debug("VIP fence open", zap.Duration("lease", d))
 			return nil
 		}
@@ -254,7 +254,7 @@ func (f *Fence) OpenUntil(deadline time.Time) error {
 			if err := f.apply(0); err != nil {
 				return fmt.Errorf("shut set %s after %d slow renewals: %w", f.obj.lease.Name, attempt, err)
 			}
-			return fmt.Errorf("open set %s: %d attempts took longer than %s each: %w", f.obj.lease.Name, attempt, openSlack, ErrSlow)
+			return fmt.Errorf("open set %s: %d attempts took longer than %s each: %w", f.obj.lease.Name, attempt, OpenSlack, ErrSlow)
 		}
 	}
 }

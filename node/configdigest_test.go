@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/keepraft/keepraft/config"
+	"github.com/keepraft/keepraft/nftfence"
+	"github.com/keepraft/keepraft/owner"
 )
 
 // TestDigestConfig: the settings raftctl config-check compares, with the VRRP password
@@ -21,5 +23,15 @@ func TestDigestConfig(t *testing.T) {
 	cfg.Node.Role = "witness"
 	if w := digestConfig(&cfg, "v1"); w.VRID != 0 || w.AuthDigest != "" || len(w.VIPs) != 0 || len(w.Peers) != 2 {
 		t.Fatalf("witness digest %+v", w)
+	}
+}
+
+// TestFenceGuardCoversOpenSlack: the owner opens the VIP fence FenceGuard short of its
+// lease; a batch that the fence tolerates as not slow (up to OpenSlack) shifts the
+// element's end by that much, so the guard must be larger, or the fence could outlive
+// the lease.
+func TestFenceGuardCoversOpenSlack(t *testing.T) {
+	if owner.FenceGuard <= nftfence.OpenSlack {
+		t.Fatalf("owner.FenceGuard %v must exceed nftfence.OpenSlack %v", owner.FenceGuard, nftfence.OpenSlack)
 	}
 }

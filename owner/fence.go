@@ -9,6 +9,12 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
+// FenceGuard is how much short of its lease's end the owner opens the VIP fence. It must
+// exceed the fence's tolerance for a slow batch (nftfence.OpenSlack: the kernel counts a
+// timeout from when it applies the batch), so the fence still closes before the lease
+// ends; node's tests hold the two together.
+const FenceGuard = 60 * time.Millisecond
+
 // fenceLoop watches the VIP fence. When its table disappears (`nft flush ruleset`, a
 // reload of nftables.service) the fence no longer stops anything: the VIP is dropped at
 // once and is not taken again until the table is back (reinstalled, closed, every

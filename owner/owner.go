@@ -42,7 +42,7 @@ const (
 	// fence closes that much before the owner's lease ends. It covers the fence's own
 	// tolerance for a slow batch (50 ms: the kernel counts from when it applies the batch),
 	// so the element still ends before the lease does.
-	fenceGuard = 60 * time.Millisecond
+	fenceGuard = FenceGuard
 	// minFenceOpen is the shortest opening worth a renewal; less lets the fence close.
 	minFenceOpen = 20 * time.Millisecond
 	// fenceRepairEvery spaces attempts to reinstall a lost VIP fence.
