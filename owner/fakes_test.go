@@ -171,6 +171,7 @@ type fakeMySQL struct {
 	onStop     func()              // called inside STOP REPLICA, before it returns
 	stopErr    error               // STOP REPLICA fails with it
 	stopAnyway bool                // ... after stopping the channel (a cancelled statement the server finished)
+	ioDown     bool                // the IO thread alone stopped (an error from the source)
 	semiSync   bool                // the semi-sync master side is on
 	semiErr    error               // switching the semi-sync master side fails with it
 }
@@ -185,7 +186,7 @@ func (m *fakeMySQL) Check(context.Context) (probe.Health, error) {
 	if !m.up {
 		return probe.Health{Err: "connection refused"}, errors.New("connection refused")
 	}
-	return probe.Health{Up: true, ReadOnly: m.readOnly, GTIDExecuted: m.gtid, CheckedAt: time.Now(), Replica: probe.ReplicaStatus{Configured: true, IORunning: m.replica, SQLRunning: m.replica, LastError: m.replErr.LastError, LastSQLError: m.replErr.LastSQLError}}, nil
+	return probe.Health{Up: true, ReadOnly: m.readOnly, GTIDExecuted: m.gtid, CheckedAt: time.Now(), Replica: probe.ReplicaStatus{Configured: true, IORunning: m.replica && !m.ioDown, SQLRunning: m.replica, LastError: m.replErr.LastError, LastSQLError: m.replErr.LastSQLError}}, nil
 }
 
 func (m *fakeMySQL) Fence(context.Context) (string, error) {
@@ -242,7 +243,7 @@ func (m *fakeMySQL) StartReplication(context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.tr.add("mysql start replication")
-	m.replica = true
+	m.replica, m.ioDown = true, false
 	return nil
 }
 

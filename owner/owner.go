@@ -47,6 +47,9 @@ const (
 	minFenceOpen = 20 * time.Millisecond
 	// fenceRepairEvery spaces attempts to reinstall a lost VIP fence.
 	fenceRepairEvery = time.Second
+	// ioRetryEvery spaces restarts of a standby's replication IO thread that stopped with
+	// an error the server does not retry.
+	ioRetryEvery = 10 * time.Second
 	// fenceGiveUp is how long an owner whose VIP fence is lost keeps trying to reinstall
 	// it before it releases ownership, so the other node can serve the VIP.
 	fenceGiveUp = 3 * time.Second
@@ -180,6 +183,8 @@ type Owner struct {
 	fenceLost bool
 	// fenceLostAt is when the fence was lost (lease clock).
 	fenceLostAt time.Duration
+	// ioRetryAt is the last restart of an IO thread stopped by an error.
+	ioRetryAt time.Time
 	// promotion bookkeeping for the machine's epoch.
 	promo        *promotion
 	promoCancel  context.CancelFunc

@@ -264,6 +264,28 @@ func (o *Owner) resumeReplication(ctx context.Context, s fsm.State) {
 		o.markReplStopped(false) // the stop it records failed, or someone restarted it
 		return
 	}
+	// An IO thread that gave up with a fatal error from the owner while the SQL thread
+	// still runs (1236: the owner's binlog was read mid-write on a full disk, or the
+	// owner restarted under it) is started again, at most every ioRetryEvery: the server
+	// does not retry such errors itself, and a standby without its channel misses every
+	// write of the owner. An operator's STOP leaves no error and is left alone.
+	if !ours && phase == Standby && up && r.Configured && !r.IORunning && r.SQLRunning && r.LastError != "" && r.LastSQLError == "" {
+		o.mu.Lock()
+		due := time.Since(o.ioRetryAt) >= ioRetryEvery
+		if due {
+			o.ioRetryAt = time.Now()
+		}
+		o.mu.Unlock()
+		if !due {
+			return
+		}
+		if err := o.d.MySQL.StartReplication(ctx); err != nil {
+			o.log.Warn("restart the replication IO thread after its error", zap.String("owner", s.Owner), zap.String("io_error", r.LastError), zap.Error(err))
+			return
+		}
+		o.log.Warn("replication IO thread had stopped with an error; started again", zap.String("owner", s.Owner), zap.String("io_error", r.LastError))
+		return
+	}
 	// An IO error (the owner was unreachable when the channel last ran) does not block
 	// the restart: it was a channel this runtime stopped, and START SLAVE reconnects. An
 	// SQL error does: applying failed, and that is for the operator.

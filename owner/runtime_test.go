@@ -524,6 +524,44 @@ func testStandbyResumes(t *testing.T, replErr probe.ReplicaStatus, resume bool) 
 	}
 }
 
+// TestStandbyRestartsFailedIOThread: a standby's IO thread that stopped with an error the
+// server does not retry (1236 from the owner) is started again, at most every
+// ioRetryEvery; one an operator stopped (no error) and an SQL error are left alone.
+func TestStandbyRestartsFailedIOThread(t *testing.T) {
+	const fatal = "Got fatal error 1236 from master when reading data from binary log: 'binlog truncated in the middle of event'"
+	tests := []struct {
+		name    string
+		replErr probe.ReplicaStatus
+		restart bool
+	}{
+		{"fatal IO error: restarted", probe.ReplicaStatus{LastError: fatal}, true},
+		{"stopped by an operator: left alone", probe.ReplicaStatus{}, false},
+		{"SQL error: left alone", probe.ReplicaStatus{LastError: "Duplicate entry", LastSQLError: "Duplicate entry"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			assign(t, r.node, "db2", true) // db1 is the standby
+			r.db.replErr, r.db.ioDown = tt.replErr, true
+			r.healthy(true)
+			r.settle(t)
+			r.o.sweep(context.Background())
+			if got := r.tr.count("mysql start replication"); (got == 1) != tt.restart {
+				t.Fatalf("%d restarts, want restart=%v; trace:\n%s", got, tt.restart, r.tr)
+			}
+			if !tt.restart {
+				return
+			}
+			r.db.ioDown = true // it fails again at once
+			r.healthy(true)
+			r.o.sweep(context.Background())
+			if got := r.tr.count("mysql start replication"); got != 1 {
+				t.Fatalf("restarted %d times within ioRetryEvery, want once; trace:\n%s", got, r.tr)
+			}
+		})
+	}
+}
+
 // TestProcessExitReleasesWithoutWaitingForProbes: the mysqld process exits while its
 // port still answered the last probe; the owner releases at once, not after fall failed
 // probes.
