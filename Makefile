@@ -28,6 +28,8 @@ deps: ## install the Debian packages the lab needs, when missing (needs root)
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	else echo "deps: all present"; fi
+	@# MySQL 9.x for the MySQL tests and FLAVOR=mysql: a Debian sid root, made once, cached.
+	@if [ "$$(id -u)" = 0 ]; then $(GO) run ./cmd/keepraft-lab mysql-root; fi
 
 test: deps test-unit test-integ ## every test: unit (with -race) and the namespace/MariaDB/keepalived ones (needs root)
 
@@ -63,8 +65,9 @@ lint: ## gofmt, go vet, go mod tidy -diff, staticcheck
 	$(GO) mod tidy -diff
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
-demo: deps build ## start the three-node lab with MariaDB dual masters and show a live failover
-	./scripts/demo.sh
+FLAVOR ?= mariadb
+demo: deps build ## start the three-node lab (FLAVOR=mariadb|mysql dual masters) and show a live failover
+	FLAVOR=$(FLAVOR) ./scripts/demo.sh
 
 demo-down: ## tear the demo lab down (processes by PID, namespaces)
 	./$(BIN)/keepraft-lab down || $(GO) run ./cmd/keepraft-lab down

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/keepraft/keepraft/fsm"
+	"github.com/keepraft/keepraft/probe"
 	"github.com/keepraft/keepraft/testenv"
 )
 
@@ -30,9 +31,14 @@ import (
 // ciChaosSeed is the schedule make test runs.
 const ciChaosSeed = 20261201
 
-func TestChaos(t *testing.T) {
-	testenv.Require(t)
-	dur := 3 * time.Minute
+func TestChaos(t *testing.T) { testChaos(t, testenv.FlavorMariaDB, 3*time.Minute) }
+
+// TestMySQLChaos is TestChaos on MySQL, 60 s by default (KEEPRAFT_CHAOS_DURATION overrides):
+// the same schedule and the same checker.
+func TestMySQLChaos(t *testing.T) { testChaos(t, testenv.FlavorMySQL, time.Minute) }
+
+func testChaos(t *testing.T, flavor probe.Flavor, dur time.Duration) {
+	requireFlavor(t, flavor)
 	if d, err := time.ParseDuration(os.Getenv("KEEPRAFT_CHAOS_DURATION")); err == nil && d > 0 {
 		dur = d
 	}
@@ -52,8 +58,8 @@ func TestChaos(t *testing.T) {
 	if mode != "async" && mode != "semisync" {
 		t.Fatalf("KEEPRAFT_CHAOS_MODE=%q: want async or semisync", mode)
 	}
-	t.Logf("chaos: mode %s, duration %s, seed %d (replay: make chaos SEED=%d MODE=%s DURATION=%s)", mode, dur, seed, seed, mode, dur)
-	c, fss := newChaosCluster(t, mode)
+	t.Logf("chaos: %s, mode %s, duration %s, seed %d (replay: make chaos SEED=%d MODE=%s DURATION=%s)", flavor, mode, dur, seed, seed, mode, dur)
+	c, fss := newChaosCluster(t, mode, flavor)
 	c.waitOwner(60 * time.Second)
 	c.waitDBsHealthy(30 * time.Second)
 	c.requireReplicationRuns(15 * time.Second)
@@ -70,7 +76,7 @@ func TestChaos(t *testing.T) {
 // newChaosCluster is newCluster with small filesystems under both servers' datadirs and
 // every keepraftd data dir (so disk-full faults can fill them), and semi-sync AFTER_SYNC in
 // both servers' my.cnf in semisync mode (so a restarted server keeps it).
-func newChaosCluster(t *testing.T, mode string) (*cluster, map[string]*testenv.SmallFS) {
+func newChaosCluster(t *testing.T, mode string, flavor probe.Flavor) (*cluster, map[string]*testenv.SmallFS) {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "keepraft-chaos-")
 	if err != nil {
@@ -97,7 +103,7 @@ func newChaosCluster(t *testing.T, mode string) (*cluster, map[string]*testenv.S
 		}
 		_ = os.RemoveAll(dir)
 	})
-	lab := testenv.NewT(t, testenv.Options{MariaDB: true, Dir: dir})
+	lab := testenv.NewT(t, testenv.Options{MariaDB: true, Dir: dir, Flavor: flavor})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -121,7 +127,7 @@ func newChaosCluster(t *testing.T, mode string) (*cluster, map[string]*testenv.S
 				// The master side starts off: keepraft (mysql.semi_sync) switches it on on
 				// the owner only, since a standby that is a semi-sync master stalls its
 				// SQL thread waiting for acknowledgements (32 acknowledged writes lost).
-				_, err = f.WriteString("rpl_semi_sync_master_enabled = OFF\nrpl_semi_sync_slave_enabled = ON\nrpl_semi_sync_master_wait_point = AFTER_SYNC\nrpl_semi_sync_master_timeout = 4294967295\n")
+				_, err = f.WriteString(strings.Join(m.SemiSyncConfig(), "\n") + "\n")
 				f.Close()
 				if err != nil {
 					errs[i] = err
@@ -153,7 +159,8 @@ func newChaosCluster(t *testing.T, mode string) (*cluster, map[string]*testenv.S
 	}
 	if mode == "semisync" {
 		for _, n := range dbNames {
-			v, err := lab.MariaDB(n).QueryString(ctx, "SELECT CONCAT(@@rpl_semi_sync_master_enabled, @@rpl_semi_sync_slave_enabled, @@rpl_semi_sync_master_wait_point)")
+			m := lab.MariaDB(n)
+			v, err := m.QueryString(ctx, m.SemiSyncSettingsSQL())
 			if err != nil || v != "OFFONAFTER_SYNC" {
 				t.Fatalf("semi-sync on %s: %q %v", n, v, err)
 			}

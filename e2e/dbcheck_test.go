@@ -123,7 +123,7 @@ func (c *cluster) replReport() string {
 	for _, n := range dbNames {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		io, sqlRun, lastErr, err := testenv.ReplicationStatus(ctx, c.lab.MariaDB(n))
-		gtid, gerr := c.lab.MariaDB(n).QueryString(ctx, "SELECT CONCAT('binlog=', @@GLOBAL.gtid_binlog_pos, ' slave=', @@GLOBAL.gtid_slave_pos)")
+		gtid, gerr := c.lab.MariaDB(n).GTIDState(ctx)
 		cancel()
 		if gerr != nil {
 			gtid = gerr.Error()

@@ -12,11 +12,18 @@ import (
 	"time"
 
 	"github.com/keepraft/keepraft/fsm"
+	"github.com/keepraft/keepraft/probe"
 	"github.com/keepraft/keepraft/testenv"
 )
 
-func TestMysqldKilledMovesVIP(t *testing.T) {
-	c := newCluster(t, clusterOpts{})
+func TestMysqldKilledMovesVIP(t *testing.T) { testMysqldKilledMovesVIP(t, testenv.FlavorMariaDB) }
+
+// TestMySQLMysqldKilledMovesVIP is TestMysqldKilledMovesVIP on MySQL: failover after
+// SIGKILL, then the clean rejoin of the old owner.
+func TestMySQLMysqldKilledMovesVIP(t *testing.T) { testMysqldKilledMovesVIP(t, testenv.FlavorMySQL) }
+
+func testMysqldKilledMovesVIP(t *testing.T, f probe.Flavor) {
+	c := newCluster(t, clusterOpts{flavor: f})
 	owner := c.waitOwner(30 * time.Second)
 	if got, err := c.ask(context.Background(), time.Second); err != nil || got != owner {
 		t.Fatalf("client through the VIP reached %q (%v), want the owner %s", got, err, owner)
@@ -32,7 +39,7 @@ func TestMysqldKilledMovesVIP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("mysqld on %s killed; first client answer from %s after %s", owner, other(owner), at.Sub(kill))
+	t.Logf("%s mysqld on %s killed; first client answer from %s after %s", c.flavor(), owner, other(owner), at.Sub(kill))
 	c.waitOwner(5 * time.Second)
 	// Second opinion: the peer's remote probe sees the old owner's host up, mysqld down.
 	waitFor(t, "peer view of the dead mysqld", 5*time.Second, func() (bool, string) {
@@ -111,11 +118,21 @@ func TestMysqldKilledMovesVIP(t *testing.T) {
 // journaled; when the old owner returns with those extra transactions, its channel into the
 // new owner stays stopped and the journal says why.
 func TestRejoinWithExtraTransactionsIsBlocked(t *testing.T) {
-	c := newCluster(t, clusterOpts{})
+	testRejoinWithExtraTransactionsIsBlocked(t, testenv.FlavorMariaDB)
+}
+
+// TestMySQLRejoinWithExtraTransactionsIsBlocked is TestRejoinWithExtraTransactionsIsBlocked
+// on MySQL (GTID sets with server UUIDs instead of domains).
+func TestMySQLRejoinWithExtraTransactionsIsBlocked(t *testing.T) {
+	testRejoinWithExtraTransactionsIsBlocked(t, testenv.FlavorMySQL)
+}
+
+func testRejoinWithExtraTransactionsIsBlocked(t *testing.T, f probe.Flavor) {
+	c := newCluster(t, clusterOpts{flavor: f})
 	owner := c.waitOwner(30 * time.Second)
 	peer := other(owner)
 	ctx := context.Background()
-	if err := c.lab.MariaDB(peer).Exec(ctx, "STOP SLAVE IO_THREAD"); err != nil {
+	if err := c.lab.MariaDB(peer).StopReplicaIO(ctx); err != nil {
 		t.Fatal(err)
 	}
 	dsn := fmt.Sprintf("%s:%s@%s(%s:3306)/%s?timeout=1s", testenv.AppUser, testenv.AppPass, c.dialer, c.vip, testenv.AppSchema)
@@ -175,7 +192,11 @@ func TestRejoinWithExtraTransactionsIsBlocked(t *testing.T) {
 	// The operator's way out: status says REJOIN BLOCKED (exit 1); a resume that accepts
 	// another set is refused; accepting the journaled set lets the rows flow in.
 	c.expect(1, []string{"REJOIN BLOCKED"}, "status")
-	c.expect(1, []string{"is not its extra set"}, "rejoin", owner, "resume", "--accept", "9-9-9")
+	notExtra := "9-9-9"
+	if f == testenv.FlavorMySQL {
+		notExtra = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1"
+	}
+	c.expect(1, []string{"is not its extra set"}, "rejoin", owner, "resume", "--accept", notExtra)
 	c.expect(0, []string{"accepted"}, "rejoin", owner, "resume", "--accept", d.Extra)
 	waitFor(t, "the accepted rows on the new owner", 20*time.Second, func() (bool, string) {
 		n, err := c.lab.MariaDB(peer).QueryString(ctx, "SELECT COUNT(*) FROM kr.writes WHERE origin='unshipped'")
@@ -187,8 +208,13 @@ func TestRejoinWithExtraTransactionsIsBlocked(t *testing.T) {
 	})
 }
 
-func TestOwnerLinkCut(t *testing.T) {
-	c := newCluster(t, clusterOpts{})
+func TestOwnerLinkCut(t *testing.T) { testOwnerLinkCut(t, testenv.FlavorMariaDB) }
+
+// TestMySQLOwnerLinkCut is TestOwnerLinkCut on MySQL.
+func TestMySQLOwnerLinkCut(t *testing.T) { testOwnerLinkCut(t, testenv.FlavorMySQL) }
+
+func testOwnerLinkCut(t *testing.T, f probe.Flavor) {
+	c := newCluster(t, clusterOpts{flavor: f})
 	owner := c.waitOwner(30 * time.Second)
 	cut := time.Now()
 	if err := c.lab.CutLink(c.lab.Host(owner)); err != nil {
@@ -208,8 +234,8 @@ func TestOwnerLinkCut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("link of %s cut: it dropped the VIP after %s; %s added it after %s; first client answer after %s",
-		owner, dropped.Sub(cut), other(owner), took.Sub(cut), ans.Sub(cut))
+	t.Logf("%s: link of %s cut: it dropped the VIP after %s; %s added it after %s; first client answer after %s",
+		c.flavor(), owner, dropped.Sub(cut), other(owner), took.Sub(cut), ans.Sub(cut))
 	if !dropped.Before(took) {
 		t.Fatalf("new owner added the VIP at %s, before the old one dropped it at %s", took, dropped)
 	}
@@ -352,7 +378,16 @@ func TestDatabasePartitionKeepsOneHolder(t *testing.T) {
 }
 
 func TestSwitchoverUnderLoadLosesNoWrite(t *testing.T) {
-	c := newCluster(t, clusterOpts{})
+	testSwitchoverUnderLoadLosesNoWrite(t, testenv.FlavorMariaDB)
+}
+
+// TestMySQLSwitchoverUnderLoadLosesNoWrite is TestSwitchoverUnderLoadLosesNoWrite on MySQL.
+func TestMySQLSwitchoverUnderLoadLosesNoWrite(t *testing.T) {
+	testSwitchoverUnderLoadLosesNoWrite(t, testenv.FlavorMySQL)
+}
+
+func testSwitchoverUnderLoadLosesNoWrite(t *testing.T, f probe.Flavor) {
+	c := newCluster(t, clusterOpts{flavor: f})
 	owner := c.waitOwner(30 * time.Second)
 	target := other(owner)
 
@@ -428,7 +463,7 @@ func TestSwitchoverUnderLoadLosesNoWrite(t *testing.T) {
 			missing++
 		}
 	}
-	t.Logf("switchover %s → %s under load: %d writes acknowledged, %d failed during the move, %d missing on the new owner", owner, target, len(acked), failed, missing)
+	t.Logf("%s switchover %s → %s under load: %d writes acknowledged, %d failed during the move, %d missing on the new owner", c.flavor(), owner, target, len(acked), failed, missing)
 	if missing > 0 {
 		t.Fatalf("%d acknowledged writes are missing on the new owner", missing)
 	}

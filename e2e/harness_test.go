@@ -20,6 +20,7 @@ import (
 
 	"github.com/keepraft/keepraft/api"
 	"github.com/keepraft/keepraft/fsm"
+	"github.com/keepraft/keepraft/probe"
 	"github.com/keepraft/keepraft/testenv"
 )
 
@@ -80,12 +81,26 @@ type clusterOpts struct {
 	// semiSync sets mysql.semi_sync: keepraft keeps the semi-sync master side on the
 	// owner only.
 	semiSync bool
+	// flavor of the database servers: testenv.FlavorMariaDB ("" too) or testenv.FlavorMySQL
+	// (mysqld 9.x from the lab's Debian sid root; keepraftd gets mysql.flavor: mysql).
+	flavor probe.Flavor
+}
+
+// requireFlavor is testenv.Require, and for MySQL testenv.RequireMySQL (which fails, not
+// skips, when the MySQL root cannot be built under KEEPRAFT_INTEG=1).
+func requireFlavor(t *testing.T, f probe.Flavor) {
+	t.Helper()
+	if f == testenv.FlavorMySQL {
+		testenv.RequireMySQL(t)
+		return
+	}
+	testenv.Require(t)
 }
 
 func newCluster(t *testing.T, o clusterOpts) *cluster {
 	t.Helper()
-	testenv.Require(t)
-	lab := testenv.NewT(t, testenv.Options{MariaDB: true})
+	requireFlavor(t, o.flavor)
+	lab := testenv.NewT(t, testenv.Options{MariaDB: true, Flavor: o.flavor})
 	c := &cluster{t: t, lab: lab, nodes: map[string]testenv.KeepraftdNode{}, procs: map[string]*testenv.Proc{}, vip: lab.VIP.Addr().String()}
 	client := lab.Host("client")
 	c.dialer = fmt.Sprintf("lab%d", dialerSeq.Add(1))
@@ -225,6 +240,14 @@ func (c *cluster) waitOwner(timeout time.Duration) string {
 		return st.Phase == fsm.PhaseActive && slices.Equal(h, []string{st.Owner}), fmt.Sprintf("owner %q phase %s holders %v", st.Owner, st.Phase, h)
 	})
 	return owner
+}
+
+// flavor is the flavor of the lab's servers ("mariadb" or "mysql").
+func (c *cluster) flavor() probe.Flavor {
+	if m := c.lab.MariaDB("db1"); m != nil {
+		return m.Flavor
+	}
+	return testenv.FlavorMariaDB
 }
 
 func other(db string) string {

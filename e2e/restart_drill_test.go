@@ -11,6 +11,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/keepraft/keepraft/probe"
+	"github.com/keepraft/keepraft/testenv"
 )
 
 // drillKind is what one drill iteration restarts, and when.
@@ -34,17 +37,22 @@ const (
 // server is writable and it is the active owner holding the VIP, both channels run, a row
 // written through the VIP reaches both servers, and a sampler reading read_only every 40 ms
 // never saw both servers writable. The seed is logged; KEEPRAFT_DRILL_SEED replays it.
-func TestRestartDrill(t *testing.T) {
-	c := newCluster(t, clusterOpts{})
+func TestRestartDrill(t *testing.T) { testRestartDrill(t, testenv.FlavorMariaDB, 20) }
+
+// TestMySQLRestartDrill is a short TestRestartDrill on MySQL: one restart of every kind
+// (KEEPRAFT_DRILL_ROUNDS overrides).
+func TestMySQLRestartDrill(t *testing.T) { testRestartDrill(t, testenv.FlavorMySQL, int(drillKinds)) }
+
+func testRestartDrill(t *testing.T, f probe.Flavor, rounds int) {
+	c := newCluster(t, clusterOpts{flavor: f})
 	seed := uint64(time.Now().UnixNano())
 	if s, err := strconv.ParseUint(os.Getenv("KEEPRAFT_DRILL_SEED"), 10, 64); err == nil {
 		seed = s
 	}
-	rounds := 20
 	if n, err := strconv.Atoi(os.Getenv("KEEPRAFT_DRILL_ROUNDS")); err == nil && n > 0 {
 		rounds = n
 	}
-	t.Logf("restart drill seed %d, %d restarts (replay: KEEPRAFT_DRILL_SEED=%d)", seed, rounds, seed)
+	t.Logf("%s restart drill seed %d, %d restarts (replay: KEEPRAFT_DRILL_SEED=%d)", f, seed, rounds, seed)
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 
 	c.waitOwner(30 * time.Second)

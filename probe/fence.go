@@ -32,7 +32,9 @@ var nonAppUsers = []string{"system user", "event_scheduler", "unauthenticated us
 // kills those connections again (new ones made meanwhile), and reads the GTID set. It never
 // kills its own connection, replication or other server threads, system users, or
 // connections of the daemon's own account. If read_only still cannot get its lock in time, it
-// kills once more and tries again.
+// kills once more and tries again. On MySQL it leaves the connections the server refuses to
+// kill (accounts holding SYSTEM_USER, such as root: 1095 for a killer without it) and requires
+// CONNECTION_ADMIN ([ErrNoConnectionAdmin]); super_read_only stops those accounts too.
 //
 // On MariaDB an ordinary account's open transaction fails at COMMIT with 1290 once read_only is
 // set, and a killed connection's open transaction rolls back, so the returned set is final
@@ -68,6 +70,17 @@ func Fence(ctx context.Context, db *sql.DB, f Flavor, appUsers []string) (finalG
 	}
 	if err := requireProcessPriv(ctx, conn); err != nil {
 		return "", fmt.Errorf("fence: %w", err)
+	}
+	if f == FlavorMySQL {
+		// MySQL (8.0.16+) refuses, with 1095, to kill a session of an account holding
+		// SYSTEM_USER (root) unless the killer holds it too, which the daemon must not.
+		// super_read_only stops those accounts' writes as well (an open transaction fails
+		// at COMMIT), so their connections are left alone — but only once the account is
+		// known to hold CONNECTION_ADMIN, without which every kill fails the same way.
+		if err := requireGlobalPriv(ctx, conn, "CONNECTION_ADMIN", ErrNoConnectionAdmin); err != nil {
+			return "", fmt.Errorf("fence: %w", err)
+		}
+		victims.skipDenied = true
 	}
 	// Kill the application connections first: a transaction of theirs that is running or
 	// stuck in its commit would make SET GLOBAL read_only wait for the global read lock.
@@ -151,9 +164,19 @@ func setReadOnly(ctx context.Context, q queryer, f Flavor, on bool) error {
 // own connections, and Fence would kill nothing without noticing.
 var ErrNoProcessPriv = errors.New("account lacks the PROCESS privilege; other accounts' connections are invisible")
 
+// ErrNoConnectionAdmin means the daemon's account lacks CONNECTION_ADMIN on MySQL: it could kill
+// no other account's connection.
+var ErrNoConnectionAdmin = errors.New("account lacks the CONNECTION_ADMIN privilege; other accounts' connections cannot be killed")
+
 // requireProcessPriv checks the account's own global privileges (information_schema.USER_PRIVILEGES
 // shows one's own rows to everyone). A PROCESS granted only through a role is not seen.
 func requireProcessPriv(ctx context.Context, q queryer) error {
+	return requireGlobalPriv(ctx, q, "PROCESS", ErrNoProcessPriv)
+}
+
+// requireGlobalPriv checks that the account holds priv globally (directly, not through a
+// role), else returns missing wrapped with the account's name.
+func requireGlobalPriv(ctx context.Context, q queryer, priv string, missing error) error {
 	var cur string
 	if err := q.QueryRowContext(ctx, "SELECT CURRENT_USER()").Scan(&cur); err != nil {
 		return fmt.Errorf("read current user: %w", err)
@@ -165,13 +188,13 @@ func requireProcessPriv(ctx context.Context, q queryer) error {
 	grantee := "'" + cur[:i] + "'@'" + cur[i+1:] + "'"
 	var n int
 	err := q.QueryRowContext(ctx,
-		"SELECT COUNT(*) FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = ? AND PRIVILEGE_TYPE = 'PROCESS'",
-		grantee).Scan(&n)
+		"SELECT COUNT(*) FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = ? AND PRIVILEGE_TYPE = ?",
+		grantee, priv).Scan(&n)
 	if err != nil {
 		return fmt.Errorf("read own privileges: %w", err)
 	}
 	if n == 0 {
-		return fmt.Errorf("%s: %w", cur, ErrNoProcessPriv)
+		return fmt.Errorf("%s: %w", cur, missing)
 	}
 	return nil
 }
@@ -182,6 +205,9 @@ type killFilter struct {
 	// bypass holds the user names of accounts that bypass read_only. The processlist shows no
 	// account host, so every connection of such a user name is killed.
 	bypass map[string]bool
+	// skipDenied (MySQL) leaves a connection the server refuses to kill (1095: its account
+	// holds SYSTEM_USER) instead of failing; super_read_only stops its writes.
+	skipDenied bool
 }
 
 func (k killFilter) kill(user, command string) bool {
@@ -223,6 +249,9 @@ func killApps(ctx context.Context, q queryer, k killFilter) ([]uint64, error) {
 		if _, err := q.ExecContext(ctx, fmt.Sprintf("KILL CONNECTION %d", id)); err != nil {
 			if mysqlErrNumber(err) == errUnknownThread {
 				continue // it ended on its own
+			}
+			if k.skipDenied && mysqlErrNumber(err) == errKillDenied {
+				continue // a SYSTEM_USER session: super_read_only stops it
 			}
 			return killed, fmt.Errorf("kill connection %d: %w", id, err)
 		}

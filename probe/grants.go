@@ -35,13 +35,19 @@ import (
 // Reading @@gtid_binlog_pos, @@gtid_slave_pos, global status and MASTER_GTID_WAIT need no
 // privilege.
 //
-// MySQL 8 (not verified here; no MySQL server in the lab):
-//   - PROCESS, CONNECTION_ADMIN: see and kill other accounts' connections.
-//   - SYSTEM_VARIABLES_ADMIN: SET GLOBAL super_read_only / read_only, and the semi-sync
-//     source switch (SetSemiSyncMaster).
-//   - REPLICATION CLIENT: SHOW REPLICA STATUS.
-//   - REPLICATION_SLAVE_ADMIN: STOP/START REPLICA.
-//   - CREATE, SELECT, INSERT, UPDATE on keepraft.*: the write check.
+// MySQL 8.0.22+/8.4/9.x (each one checked against a real MySQL 9 by this package's
+// integration tests, TestMySQLIntegGrantsLeastPrivilege):
+//   - PROCESS: information_schema.PROCESSLIST shows other accounts' connections (Fence).
+//   - CONNECTION_ADMIN: KILL CONNECTION of another account's thread (Fence).
+//   - SYSTEM_VARIABLES_ADMIN: SET GLOBAL super_read_only / read_only (Fence, Promote) and
+//     rpl_semi_sync_source_enabled (SetSemiSyncMaster). It does not bypass super_read_only.
+//   - REPLICATION CLIENT: SHOW REPLICA STATUS (Check, WaitCatchUp, WaitRelayApplied).
+//   - REPLICATION_SLAVE_ADMIN: STOP/START REPLICA (StopReplication, StartReplication).
+//   - CREATE, INSERT, UPDATE on keepraft.*: EnsureHeartbeat and the write check. Unlike
+//     MariaDB, MySQL needs no SELECT for the upsert (it reads no column).
+//
+// Reading @@gtid_executed, global status, @@pid_file and WAIT_FOR_EXECUTED_GTID_SET need no
+// privilege.
 //
 // On MySQL, read_only does not stop CONNECTION_ADMIN holders, which is why Fence sets
 // super_read_only.
@@ -51,7 +57,7 @@ func Grants(f Flavor, user, host string) []string {
 		return []string{
 			"GRANT PROCESS, REPLICATION CLIENT ON *.*" + to,
 			"GRANT CONNECTION_ADMIN, SYSTEM_VARIABLES_ADMIN, REPLICATION_SLAVE_ADMIN ON *.*" + to,
-			"GRANT CREATE, SELECT, INSERT, UPDATE ON keepraft.*" + to,
+			"GRANT CREATE, INSERT, UPDATE ON keepraft.*" + to,
 		}
 	}
 	return []string{

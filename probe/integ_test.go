@@ -24,13 +24,25 @@ const probeUser, probePass = "kprobe", "kprobe-pass"
 // newServer starts one MariaDB on 127.0.0.1 (read_only=ON from my.cnf, no replication).
 func newServer(t *testing.T) (*testenv.Lab, *testenv.MariaDB) {
 	t.Helper()
-	testenv.Require(t)
+	return newServerOf(t, probe.FlavorMariaDB)
+}
+
+// newServerOf starts one server of flavor f on 127.0.0.1 (read_only=ON, on MySQL also
+// super_read_only=ON, from my.cnf; no replication). MySQL needs the lab's sid root: without
+// it the test fails.
+func newServerOf(t *testing.T, f probe.Flavor) (*testenv.Lab, *testenv.MariaDB) {
+	t.Helper()
+	if f == probe.FlavorMySQL {
+		testenv.RequireMySQL(t)
+	} else {
+		testenv.Require(t)
+	}
 	lab := testenv.NewT(t, testenv.Options{NoNetwork: true})
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	m, err := lab.StartMariaDB(ctx, nil, testenv.MariaDBOptions{})
+	m, err := lab.StartMariaDB(ctx, nil, testenv.MariaDBOptions{Flavor: f})
 	if err != nil {
-		t.Fatalf("start mariadb: %v", err)
+		t.Fatalf("start %s: %v", f, err)
 	}
 	return lab, m
 }
@@ -38,12 +50,18 @@ func newServer(t *testing.T) (*testenv.Lab, *testenv.MariaDB) {
 // newPair starts two MariaDB servers in GTID dual-master replication.
 func newPair(t *testing.T) (*testenv.MariaDB, *testenv.MariaDB) {
 	t.Helper()
-	lab, a := newServer(t)
+	return newPairOf(t, probe.FlavorMariaDB)
+}
+
+// newPairOf starts two servers of flavor f in GTID dual-master replication.
+func newPairOf(t *testing.T, f probe.Flavor) (*testenv.MariaDB, *testenv.MariaDB) {
+	t.Helper()
+	lab, a := newServerOf(t, f)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	b, err := lab.StartMariaDB(ctx, nil, testenv.MariaDBOptions{})
+	b, err := lab.StartMariaDB(ctx, nil, testenv.MariaDBOptions{Flavor: f})
 	if err != nil {
-		t.Fatalf("start second mariadb: %v", err)
+		t.Fatalf("start second %s: %v", f, err)
 	}
 	if err := lab.SetupDualMaster(ctx, a, b); err != nil {
 		t.Fatalf("dual master: %v", err)
@@ -67,9 +85,10 @@ func account(t *testing.T, m *testenv.MariaDB, user string, grants []string) *sq
 	return db
 }
 
+// daemonDB is a pool for an account with exactly probe.Grants of m's flavor.
 func daemonDB(t *testing.T, m *testenv.MariaDB) *sql.DB {
 	t.Helper()
-	return account(t, m, probeUser, probe.Grants(probe.FlavorMariaDB, probeUser, "%"))
+	return account(t, m, probeUser, probe.Grants(m.Flavor, probeUser, "%"))
 }
 
 // appDB is a pool for testenv's application account (no READ ONLY ADMIN).
@@ -541,11 +560,40 @@ func TestIntegWaitCatchUp(t *testing.T) {
 	})
 }
 
+// grantDrop is one case of the least-privilege tests: without drop, op fails.
+type grantDrop struct {
+	drop    string // privilege, or "PRIV ON object"
+	op      string
+	wantErr []uint16 // access errors: 1227 privilege, 1142 table, 1044 database, 1095 thread owner
+	wantIs  error
+}
+
 // TestIntegGrantsLeastPrivilege runs every daemon operation with exactly probe.Grants, then
 // removes one privilege at a time and shows that some operation then fails.
 func TestIntegGrantsLeastPrivilege(t *testing.T) {
-	a, b := newPair(t)
-	const f = probe.FlavorMariaDB
+	testGrantsLeastPrivilege(t, probe.FlavorMariaDB, []grantDrop{
+		{drop: "PROCESS", op: "fence", wantIs: probe.ErrNoProcessPriv},
+		{drop: "CONNECTION ADMIN", op: "fence", wantErr: []uint16{1095}},
+		{drop: "READ_ONLY ADMIN", op: "promote", wantErr: []uint16{1227}},
+		{drop: "READ_ONLY ADMIN", op: "fence", wantErr: []uint16{1227}},
+		{drop: "SLAVE MONITOR", op: "check", wantErr: []uint16{1227}},
+		{drop: "SLAVE MONITOR", op: "relay wait", wantErr: []uint16{1227}},
+		{drop: "SELECT ON mysql.global_priv", op: "fence", wantErr: []uint16{1142}},
+		{drop: "REPLICATION SLAVE ADMIN", op: "stop replication", wantErr: []uint16{1227}},
+		{drop: "REPLICATION MASTER ADMIN", op: "semi-sync", wantErr: []uint16{1227}},
+		{drop: "SELECT ON mysql.global_priv", op: "check", wantErr: []uint16{1142}},
+		{drop: "SELECT ON mysql.roles_mapping", op: "check", wantErr: []uint16{1142}},
+		{drop: "INSERT ON keepraft.*", op: "write check", wantErr: []uint16{1142}},
+		{drop: "UPDATE ON keepraft.*", op: "write check", wantErr: []uint16{1142}},
+		{drop: "SELECT ON keepraft.*", op: "write check", wantErr: []uint16{1143}},
+		{drop: "CREATE ON keepraft.*", op: "ensure heartbeat", wantErr: []uint16{1044, 1142}},
+	})
+}
+
+// testGrantsLeastPrivilege is the least-privilege test on flavor f: every operation works with
+// probe.Grants(f), and each case's operation fails without its privilege.
+func testGrantsLeastPrivilege(t *testing.T, f probe.Flavor, tests []grantDrop) {
+	a, b := newPairOf(t, f)
 	grants := probe.Grants(f, probeUser, "%")
 	for _, g := range grants {
 		t.Log(g)
@@ -624,34 +672,18 @@ func TestIntegGrantsLeastPrivilege(t *testing.T) {
 			return err
 		},
 	}
-	tests := []struct {
-		drop    string // privilege, or "PRIV ON object"
-		op      string
-		wantErr []uint16 // access errors: 1227 privilege, 1142 table, 1044 database, 1095 thread owner
-		wantIs  error
-	}{
-		{drop: "PROCESS", op: "fence", wantIs: probe.ErrNoProcessPriv},
-		{drop: "CONNECTION ADMIN", op: "fence", wantErr: []uint16{1095}},
-		{drop: "READ_ONLY ADMIN", op: "promote", wantErr: []uint16{1227}},
-		{drop: "READ_ONLY ADMIN", op: "fence", wantErr: []uint16{1227}},
-		{drop: "SLAVE MONITOR", op: "check", wantErr: []uint16{1227}},
-		{drop: "SLAVE MONITOR", op: "relay wait", wantErr: []uint16{1227}},
-		{drop: "SELECT ON mysql.global_priv", op: "fence", wantErr: []uint16{1142}},
-		{drop: "REPLICATION SLAVE ADMIN", op: "stop replication", wantErr: []uint16{1227}},
-		{drop: "REPLICATION MASTER ADMIN", op: "semi-sync", wantErr: []uint16{1227}},
-		{drop: "SELECT ON mysql.global_priv", op: "check", wantErr: []uint16{1142}},
-		{drop: "SELECT ON mysql.roles_mapping", op: "check", wantErr: []uint16{1142}},
-		{drop: "INSERT ON keepraft.*", op: "write check", wantErr: []uint16{1142}},
-		{drop: "UPDATE ON keepraft.*", op: "write check", wantErr: []uint16{1142}},
-		{drop: "SELECT ON keepraft.*", op: "write check", wantErr: []uint16{1143}},
-		{drop: "CREATE ON keepraft.*", op: "ensure heartbeat", wantErr: []uint16{1044, 1142}},
-	}
 	app := appDB(t, b)
 	for i, tt := range tests {
 		t.Run(tt.drop+" "+tt.op, func(t *testing.T) {
 			// Back to a writable b with one live application connection (for the kill).
-			if err := b.Exec(t.Context(), "SET GLOBAL read_only = 0"); err != nil {
-				t.Fatal(err)
+			open := []string{"SET GLOBAL read_only = 0"}
+			if f == probe.FlavorMySQL {
+				open = []string{"SET GLOBAL super_read_only = 0", "SET GLOBAL read_only = 0"}
+			}
+			for _, s := range open {
+				if err := b.Exec(t.Context(), s); err != nil {
+					t.Fatal(err)
+				}
 			}
 			conn, err := app.Conn(t.Context())
 			if err != nil {

@@ -15,8 +15,8 @@ say "removing any earlier demo lab"
 $LAB down >/dev/null 2>&1 || true
 rm -rf "$DIR"
 
-say "starting the lab: namespaces, bridge, MariaDB dual masters, keepraftd on db1, db2, witness"
-$LAB up --dir "$DIR" --keepraftd "$PWD/bin/keepraftd"
+say "starting the lab: namespaces, bridge, ${FLAVOR:-mariadb} dual masters, keepraftd on db1, db2, witness"
+$LAB up --dir "$DIR" --keepraftd "$PWD/bin/keepraftd" --flavor "${FLAVOR:-mariadb}"
 
 # The lab runs the control plane over mutual TLS; raftctl presents the lab's "raftctl"
 # certificate.
@@ -47,7 +47,7 @@ $LAB exec client -- mariadb -h $VIP -u app -papp-pass kr -e "INSERT INTO writes 
 say "bringing $o's mysqld back: it rejoins as a replica; nopreempt keeps the VIP on $new"
 $LAB mysqld "$o" start
 sql() { $LAB exec "$1" -- mariadb --defaults-file="$DIR/mariadb-$1/my.cnf" kr -N -e "$2"; }
-repl() { { $LAB exec "$1" -- mariadb --defaults-file="$DIR/mariadb-$1/my.cnf" -e 'SHOW SLAVE STATUS\G' 2>/dev/null || true; } | awk '/Slave_(IO|SQL)_Running:/{printf "%s", $2}'; }
+repl() { { $LAB exec "$1" -- mariadb --defaults-file="$DIR/mariadb-$1/my.cnf" -e 'SHOW REPLICA STATUS\G' 2>/dev/null || true; } | awk '/(Slave|Replica)_(IO|SQL)_Running:/{printf "%s", $2}'; }
 for _ in $(seq 1 100); do
   a=$(repl "$o"); b=$(repl "$new")
   [ "$a" = "YesYes" ] && [ "$b" = "YesYes" ] && break

@@ -76,7 +76,10 @@ func Attach(log *zap.Logger, statePath string) (*Lab, error) {
 	for _, ms := range s.MariaDB {
 		addr, _ := netip.ParseAddrPort(ms.Addr)
 		m := &MariaDB{Name: ms.Name, Host: l.byName[ms.Host], Addr: addr, ServerID: ms.ServerID, DomainID: ms.DomainID,
-			Dir: ms.Dir, Proc: procByName[ms.Proc], lab: l}
+			Dir: ms.Dir, Proc: procByName[ms.Proc], lab: l, Flavor: FlavorMariaDB}
+		if ms.Flavor == string(FlavorMySQL) {
+			m.Flavor, m.root = FlavorMySQL, MySQLRootDir
+		}
 		l.dbs = append(l.dbs, m)
 	}
 	return l, nil

@@ -23,7 +23,7 @@
 //		if tr.MaxConcurrent() > 1 { t.Errorf("two holders: %+v", tr.Overlaps()) }
 //	}
 //
-// Without namespaces (MariaDB only): NewT(t, Options{NoNetwork: true}) and
+// Without namespaces: NewT(t, Options{NoNetwork: true}) and
 // lab.StartMariaDB(ctx, nil, MariaDBOptions{}) give a server on 127.0.0.1 and a free port.
 //
 // # MariaDB
@@ -40,6 +40,22 @@
 // [Lab.SetupDualMaster] replicates both ways with master_use_gtid=slave_pos and
 // master_connect_retry=1 and checks one row each way. Two servers are up and replicating in
 // about 1–2 s.
+//
+// # MySQL
+//
+// With Options.Flavor (or MariaDBOptions.Flavor) FlavorMySQL the servers are MySQL 9.x from
+// Debian sid, which needs a newer libc than the host: [EnsureMySQLRoot] builds a debootstrap
+// sid root with mysql-server once under [MySQLRootDir] (a flock serializes builders; later
+// runs reuse it) and every mysqld runs chrooted into it, in a private mount namespace that
+// bind-mounts the server's dir at the same path inside (so socket, pid file and my.cnf work
+// from the host and the mounts vanish with the process). my.cnf: gtid_mode=ON,
+// enforce_gtid_consistency, log_replica_updates, read_only and super_read_only ON, server_id
+// and auto_increment_offset N, both semi-sync plugins loaded (off). Replication uses
+// CHANGE REPLICATION SOURCE TO ... SOURCE_AUTO_POSITION=1, GET_SOURCE_PUBLIC_KEY=1 (the
+// accounts use caching_sha2_password). The flavor-specific SQL is in flavor.go; the same
+// helpers (Exec, QueryString, Kill, Stop, Start, DSN, ReplicationStatus, WaitCaughtUp,
+// StopReplicaIO, GTIDState, ExecAdmin) work on both. [RequireMySQL] fails a test under
+// KEEPRAFT_INTEG=1 when the root cannot be built.
 //
 // Because testenv imports probe (for the grants), probe's own tests that use testenv must be
 // in package probe_test.

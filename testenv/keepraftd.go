@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/keepraft/keepraft/mtls"
+	"github.com/keepraft/keepraft/probe"
 )
 
 // Keepraftd ports on every node.
@@ -42,6 +43,9 @@ type KeepraftdOptions struct {
 	KernelLease time.Duration
 	// SemiSync sets mysql.semi_sync on the database nodes.
 	SemiSync bool
+	// Flavor is mysql.flavor; default the flavor of the server started on the node (else
+	// the lab's Options.Flavor, else mariadb).
+	Flavor probe.Flavor
 }
 
 // KeepraftdNode is one node's generated files.
@@ -80,7 +84,7 @@ mysql:
   port: 3306
   user: {{.User}}
   password_file: {{.PasswordFile}}
-  flavor: mariadb
+  flavor: {{.Flavor}}
 {{- if .SemiSync}}
   semi_sync: true
 {{- end}}
@@ -157,9 +161,23 @@ func (l *Lab) WriteKeepraftdConfigs(opts KeepraftdOptions) ([]KeepraftdNode, err
 		if strings.HasPrefix(n, "db") {
 			node.Role = "database"
 		}
+		flavor := opts.Flavor
+		if flavor == "" {
+			if m := l.MariaDB(n); m != nil {
+				flavor = m.Flavor
+			}
+		}
+		if flavor == "" {
+			flavor = l.flavor
+		}
+		flavor, err := normFlavor(flavor)
+		if err != nil {
+			return nil, fmt.Errorf("keepraftd config for %s: %w", n, err)
+		}
 		var b strings.Builder
 		if err := keepraftdTmpl.Execute(&b, map[string]any{
-			"Node": node, "Raft": peers[i].Raft, "API": peers[i].API, "TokenFile": tokenFile, "Peers": peers,
+			"Flavor": flavor,
+			"Node":   node, "Raft": peers[i].Raft, "API": peers[i].API, "TokenFile": tokenFile, "Peers": peers,
 			"Host": h.Addr, "User": DaemonUser, "PasswordFile": passFile, "VIP": l.VIP, "VRRP": opts.VRRP,
 			"Priority": prio, "AuthPass": opts.AuthPass, "Extra": opts.Extra, "TLSDir": tlsDir, "KernelLease": kernelLease(opts.KernelLease), "SemiSync": opts.SemiSync,
 		}); err != nil {

@@ -20,6 +20,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"go.uber.org/zap"
+
+	"github.com/keepraft/keepraft/probe"
 )
 
 // Lab network constants.
@@ -60,8 +62,11 @@ type Options struct {
 	// StatePath is an extra place to keep the state file (besides Dir/state.json and the
 	// registry entry).
 	StatePath string
-	// DaemonGrants replace [DefaultDaemonGrants] on the servers MariaDB starts.
+	// DaemonGrants replace [DaemonGrantsFor] the flavor on the servers MariaDB starts.
 	DaemonGrants []string
+	// Flavor of the servers MariaDB starts: FlavorMariaDB ("" too) or FlavorMySQL (mysqld 9.x
+	// from the Debian sid root of [EnsureMySQLRoot], built on first use).
+	Flavor probe.Flavor
 	// StopTimeout bounds the SIGTERM phase of Close before SIGKILL; default 10 s.
 	StopTimeout time.Duration
 }
@@ -81,6 +86,7 @@ type Lab struct {
 	log          *zap.Logger
 	detach       bool
 	daemonGrants []string
+	flavor       probe.Flavor
 	ownDir       bool
 	stopTimeout  time.Duration
 	statePaths   []string
@@ -152,6 +158,7 @@ func New(ctx context.Context, log *zap.Logger, opts Options) (*Lab, error) {
 		log:          log.Named("testenv").With(zap.String("lab", opts.Prefix)),
 		detach:       opts.Detach,
 		daemonGrants: opts.DaemonGrants,
+		flavor:       opts.Flavor,
 		stopTimeout:  opts.StopTimeout,
 		created:      time.Now(),
 		brNS:         netns.None(),
@@ -444,6 +451,9 @@ func (l *Lab) saveState() error {
 	}
 	for _, m := range l.dbs {
 		ms := MariaState{Name: m.Name, Addr: m.Addr.String(), ServerID: m.ServerID, DomainID: m.DomainID, Dir: m.Dir}
+		if m.IsMySQL() {
+			ms.Flavor = string(FlavorMySQL)
+		}
 		if m.Host != nil {
 			ms.Host = m.Host.Name
 		}
@@ -547,6 +557,13 @@ func (l *Lab) Close() error {
 	}
 	for _, name := range nsNames {
 		errs = append(errs, delNetns(name))
+	}
+	// A MySQL server's mounts lived in its own mount namespace and are gone with it; the
+	// empty directories that mirrored its dir inside the shared root are removed here.
+	for _, m := range dbs {
+		if p := m.proc(); m.IsMySQL() && m.root != "" && (p == nil || !p.Alive()) {
+			removeMirrorDirs(m.root, m.Dir)
+		}
 	}
 	err := errors.Join(errs...)
 	if err == nil {

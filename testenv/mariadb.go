@@ -3,7 +3,6 @@ package testenv
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net"
@@ -60,29 +59,37 @@ type MariaDBOptions struct {
 	SkipSlaveStart bool
 	// Extra lines appended to the [mariadbd] section of my.cnf.
 	Extra []string
-	// DaemonGrants replace [DefaultDaemonGrants] for the keepraft account (for example
-	// probe.Grants(probe.FlavorMariaDB, "keepraft", "%")).
+	// DaemonGrants replace [DaemonGrantsFor] the flavor for the keepraft account (for
+	// example probe.Grants(probe.FlavorMariaDB, "keepraft", "%")).
 	DaemonGrants []string
+	// Flavor is FlavorMariaDB ("" too: mariadbd from the host) or FlavorMySQL (mysqld
+	// chrooted into the Debian sid root of [EnsureMySQLRoot], built on first use).
+	Flavor probe.Flavor
 }
 
-// MariaDB is one real mariadbd with its own datadir under the lab Dir.
+// MariaDB is one real database server with its own datadir under the lab Dir: mariadbd, or
+// mysqld when Flavor is FlavorMySQL (the name stays for compatibility). Flavor-specific SQL
+// is in flavor.go.
 type MariaDB struct {
 	// Name names the server (the host name by default).
 	Name string
+	// Flavor is FlavorMariaDB or FlavorMySQL.
+	Flavor probe.Flavor
 	// Host is where the server runs; nil means the root namespace on 127.0.0.1.
 	Host *Host
 	// Addr is the TCP address the server listens on.
 	Addr netip.AddrPort
-	// ServerID and DomainID are server_id and gtid_domain_id.
+	// ServerID and DomainID are server_id and gtid_domain_id (0 on MySQL, which has none).
 	ServerID, DomainID uint32
 	// Dir holds my.cnf, the datadir (data/) and the socket (data/mysqld.sock).
 	Dir string
 	// Proc is the current mariadbd process (replaced by Start).
 	Proc *Proc
 
-	lab *Lab
-	mu  sync.Mutex
-	db  *sql.DB // root over the unix socket
+	lab  *Lab
+	root string // MySQL: the chroot the server runs in
+	mu   sync.Mutex
+	db   *sql.DB // root over the unix socket
 }
 
 var mycnf = template.Must(template.New("my.cnf").Parse(`# written by keepraft testenv
@@ -126,14 +133,25 @@ skip_slave_start
 {{- end}}
 `))
 
-// StartMariaDB initializes a datadir (mariadb-install-db), writes my.cnf, starts mariadbd
-// inside h's namespace (h nil: root namespace, 127.0.0.1 and a free port), waits until it
-// answers (30 s at most) and creates the lab accounts and schemas with sql_log_bin=0.
+// StartMariaDB initializes a datadir (mariadb-install-db; MySQL: mysqld
+// --initialize-insecure), writes my.cnf, starts the server inside h's namespace (h nil: root
+// namespace, 127.0.0.1 and a free port), waits until it answers (30 s at most) and creates
+// the lab accounts and schemas with sql_log_bin=0. A MySQL server needs the root of
+// [EnsureMySQLRoot] and builds it when missing.
 func (l *Lab) StartMariaDB(ctx context.Context, h *Host, opts MariaDBOptions) (*MariaDB, error) {
+	flavor, err := normFlavor(opts.Flavor)
+	if err != nil {
+		return nil, err
+	}
 	l.mu.Lock()
 	seq := len(l.dbs) + 1
 	l.mu.Unlock()
-	m := &MariaDB{Host: h, lab: l, Name: opts.Name}
+	m := &MariaDB{Host: h, lab: l, Name: opts.Name, Flavor: flavor}
+	if m.IsMySQL() {
+		if m.root, err = EnsureMySQLRoot(ctx, l.log); err != nil {
+			return nil, err
+		}
+	}
 	if m.Name == "" {
 		if h != nil {
 			m.Name = h.Name
@@ -151,7 +169,7 @@ func (l *Lab) StartMariaDB(ctx context.Context, h *Host, opts MariaDBOptions) (*
 	if m.ServerID == 0 {
 		m.ServerID = id
 	}
-	if m.DomainID == 0 {
+	if m.DomainID == 0 && !m.IsMySQL() {
 		m.DomainID = id
 	}
 	offset := opts.AutoIncrementOffset
@@ -189,23 +207,32 @@ func (l *Lab) StartMariaDB(ctx context.Context, h *Host, opts MariaDBOptions) (*
 		bind = "0.0.0.0"
 	}
 	var cnf strings.Builder
-	if err := mycnf.Execute(&cnf, map[string]any{
+	tmpl := mycnf
+	if m.IsMySQL() {
+		tmpl = mysqlCnf
+	}
+	if err := tmpl.Execute(&cnf, map[string]any{
 		"Bind": bind, "Dir": m.Dir, "DataDir": m.dataDir(), "Socket": m.Socket(), "Addr": m.Addr,
 		"ServerID": m.ServerID, "DomainID": m.DomainID, "Offset": offset,
-		"SkipSlaveStart": opts.SkipSlaveStart, "Extra": opts.Extra,
+		"SkipSlaveStart": opts.SkipSlaveStart, "Extra": opts.Extra, "Root": m.root,
 	}); err != nil {
 		return nil, fmt.Errorf("render my.cnf for %s: %w", m.Name, err)
 	}
 	if err := os.WriteFile(m.ConfigPath(), []byte(cnf.String()), 0o644); err != nil {
 		return nil, fmt.Errorf("write my.cnf for %s: %w", m.Name, err)
 	}
-	icmd := exec.CommandContext(ctx, "mariadb-install-db", "--defaults-file="+m.ConfigPath(),
-		"--auth-root-authentication-method=normal", "--user=root", "--skip-test-db")
+	iargv := []string{"mariadb-install-db", "--defaults-file=" + m.ConfigPath(),
+		"--auth-root-authentication-method=normal", "--user=root", "--skip-test-db"}
+	if m.IsMySQL() {
+		iargv = m.serverArgv("--initialize-insecure")
+	}
+	icmd := exec.CommandContext(ctx, iargv[0], iargv[1:]...)
+	icmd.WaitDelay = 5 * time.Second
 	out, err := icmd.CombinedOutput()
 	logPath := filepath.Join(l.Dir, "logs", "install-"+m.Name+".log")
 	_ = os.WriteFile(logPath, out, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("mariadb-install-db for %s: %w (full output in %s): %s", m.Name, err, logPath, errorLines(string(out)))
+		return nil, fmt.Errorf("initialize the datadir of %s (%s): %w (full output in %s): %s", m.Name, iargv[0], err, logPath, errorLines(string(out)))
 	}
 	l.mu.Lock()
 	l.dbs = append(l.dbs, m)
@@ -216,7 +243,7 @@ func (l *Lab) StartMariaDB(ctx context.Context, h *Host, opts MariaDBOptions) (*
 	if err := m.bootstrap(ctx, opts.DaemonGrants); err != nil {
 		return nil, fmt.Errorf("bootstrap %s: %w", m.Name, err)
 	}
-	l.log.Info("mariadb up", zap.String("name", m.Name), zap.Stringer("addr", m.Addr), zap.Int("pid", m.Proc.PID))
+	l.log.Info("database server up", zap.String("name", m.Name), zap.String("flavor", string(m.Flavor)), zap.Stringer("addr", m.Addr), zap.Int("pid", m.Proc.PID))
 	return m, nil
 }
 
@@ -232,7 +259,7 @@ func (l *Lab) startAllMariaDB(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	for i, h := range hosts {
 		g.Go(func() error {
-			m, err := l.StartMariaDB(gctx, h, MariaDBOptions{DaemonGrants: l.daemonGrants})
+			m, err := l.StartMariaDB(gctx, h, MariaDBOptions{DaemonGrants: l.daemonGrants, Flavor: l.flavor})
 			ms[i] = m
 			return err
 		})
@@ -291,8 +318,9 @@ func (m *MariaDB) DSN(user, pass, db string) string {
 	return cfg.FormatDSN()
 }
 
-// Start starts mariadbd on the existing datadir (read_only=ON comes from my.cnf) and waits
-// (30 s at most) until it accepts connections. Starting a running server is an error.
+// Start starts the server on the existing datadir (read_only=ON, and super_read_only=ON on
+// MySQL, come from my.cnf) and waits (30 s at most) until it accepts connections. Starting a
+// running server is an error.
 func (m *MariaDB) Start(ctx context.Context) error {
 	m.mu.Lock()
 	if m.Proc != nil && m.Proc.Alive() {
@@ -300,8 +328,7 @@ func (m *MariaDB) Start(ctx context.Context) error {
 		return fmt.Errorf("start %s: already running (pid %d)", m.Name, m.Proc.PID)
 	}
 	m.mu.Unlock()
-	p, err := m.lab.Spawn(m.Host, "mariadb-"+m.Name,
-		[]string{"mariadbd", "--defaults-file=" + m.ConfigPath(), "--user=root"}, nil)
+	p, err := m.lab.Spawn(m.Host, "mariadb-"+m.Name, m.serverArgv(), nil)
 	if err != nil {
 		return err
 	}
@@ -330,7 +357,7 @@ func (m *MariaDB) waitReady(ctx context.Context, p *Proc) error {
 		}
 		select {
 		case <-p.Done():
-			return fmt.Errorf("start %s: mariadbd exited: %v\n%s", m.Name, p.Err(), p.Tail(20))
+			return fmt.Errorf("start %s: %s exited: %v\n%s", m.Name, m.daemonName(), p.Err(), p.Tail(20))
 		case <-ctx.Done():
 			return fmt.Errorf("start %s: not ready: %w (last: %v)\n%s", m.Name, ctx.Err(), last, p.Tail(20))
 		case <-t.C:
@@ -338,7 +365,7 @@ func (m *MariaDB) waitReady(ctx context.Context, p *Proc) error {
 	}
 }
 
-// Stop shuts mariadbd down with SIGTERM (SIGKILL when ctx ends first).
+// Stop shuts the server down with SIGTERM (SIGKILL when ctx ends first).
 func (m *MariaDB) Stop(ctx context.Context) error {
 	m.closeDB()
 	if p := m.proc(); p != nil {
@@ -349,7 +376,7 @@ func (m *MariaDB) Stop(ctx context.Context) error {
 	return m.lab.saveState()
 }
 
-// Kill kills mariadbd with SIGKILL.
+// Kill kills the server with SIGKILL.
 func (m *MariaDB) Kill() error {
 	m.closeDB()
 	if p := m.proc(); p != nil {
@@ -413,34 +440,16 @@ func (m *MariaDB) QueryString(ctx context.Context, query string, args ...any) (s
 }
 
 // ExecNoBinlog runs statements as root on one connection with sql_log_bin=0, so they do not
-// replicate (CREATE USER must not: a replicated one breaks the peer's SQL thread).
-func (m *MariaDB) ExecNoBinlog(ctx context.Context, stmts ...string) (err error) {
-	db, err := m.rootDB()
-	if err != nil {
-		return err
-	}
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		return fmt.Errorf("%s: connect: %w", m.Name, err)
-	}
-	defer func() {
-		// Never hand a connection with sql_log_bin=0 back to the pool.
-		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
-		conn.Close()
-	}()
-	if _, err := conn.ExecContext(ctx, "SET SESSION sql_log_bin=0"); err != nil {
-		return fmt.Errorf("%s: set sql_log_bin=0: %w", m.Name, err)
-	}
-	for _, s := range stmts {
-		if _, err := conn.ExecContext(ctx, s); err != nil {
-			return fmt.Errorf("%s: exec %q: %w", m.Name, s, err)
-		}
-	}
-	return nil
+// replicate (CREATE USER must not: a replicated one breaks the peer's SQL thread). Like
+// [MariaDB.ExecAdmin] it works on a fenced server (on MySQL by lifting super_read_only for
+// the statements).
+func (m *MariaDB) ExecNoBinlog(ctx context.Context, stmts ...string) error {
+	return m.execAdmin(ctx, true, stmts...)
 }
 
-// DefaultDaemonGrants returns the GRANT statements for the keepraft account:
-// probe.Grants(probe.FlavorMariaDB, "keepraft", "%"), the daemon's least privilege. (Because
+// DefaultDaemonGrants returns the GRANT statements for the keepraft account on MariaDB:
+// probe.Grants(probe.FlavorMariaDB, "keepraft", "%"), the daemon's least privilege (see
+// [DaemonGrantsFor] for either flavor). (Because
 // testenv imports probe, probe's own tests that use testenv must live in package probe_test.)
 func DefaultDaemonGrants() []string {
 	return probe.Grants(probe.FlavorMariaDB, DaemonUser, "%")
@@ -461,23 +470,27 @@ func (m *MariaDB) bootstrap(ctx context.Context, grants []string) error {
 		"CREATE USER '" + DaemonUser + "'@'%' IDENTIFIED BY '" + DaemonPass + "'",
 	}
 	if grants == nil {
-		grants = DefaultDaemonGrants()
+		grants = DaemonGrantsFor(m.Flavor)
 	}
 	stmts = append(stmts, grants...)
 	return m.ExecNoBinlog(ctx, stmts...)
 }
 
-// SetupDualMaster points a and b at each other (GTID, master_use_gtid=slave_pos,
-// master_connect_retry=1), starts both channels and verifies them with one row written on
-// each server that must appear on the other. Call it on fresh servers.
+// SetupDualMaster points a and b at each other (GTID: MariaDB master_use_gtid=slave_pos,
+// MySQL SOURCE_AUTO_POSITION=1; connect retry 1 s), starts both channels and verifies them
+// with one row written on each server (as root, past read_only) that must appear on the
+// other. Call it on fresh servers of one flavor.
 func (l *Lab) SetupDualMaster(ctx context.Context, a, b *MariaDB) error {
 	for _, p := range [][2]*MariaDB{{a, b}, {b, a}} {
 		if err := p[0].ChangeMaster(ctx, p[1]); err != nil {
 			return err
 		}
 	}
+	if a.Flavor != b.Flavor {
+		return fmt.Errorf("dual master %s/%s: flavors %s and %s differ", a.Name, b.Name, a.Flavor, b.Flavor)
+	}
 	for _, m := range []*MariaDB{a, b} {
-		if err := m.Exec(ctx, "INSERT INTO "+AppSchema+".lab_check (origin) VALUES (?)", m.Name); err != nil {
+		if err := m.ExecAdmin(ctx, "INSERT INTO "+AppSchema+".lab_check (origin) VALUES ('"+m.Name+"')"); err != nil {
 			return fmt.Errorf("dual master %s/%s: %w", a.Name, b.Name, err)
 		}
 	}
@@ -500,11 +513,11 @@ func (l *Lab) SetupDualMaster(ctx context.Context, a, b *MariaDB) error {
 	return nil
 }
 
-// ChangeMaster makes m replicate from master with GTID (slave_pos) and starts the channel.
+// ChangeMaster makes m replicate from master with GTID (MariaDB slave_pos, MySQL
+// auto-positioning) and starts the channel.
 func (m *MariaDB) ChangeMaster(ctx context.Context, master *MariaDB) error {
-	q := fmt.Sprintf("CHANGE MASTER TO master_host='%s', master_port=%d, master_user='%s', master_password='%s', master_use_gtid=slave_pos, master_connect_retry=1",
-		master.Addr.Addr(), master.Addr.Port(), ReplUser, ReplPass)
-	for _, s := range []string{"STOP SLAVE", q, "START SLAVE"} {
+	v := m.replicaVerb()
+	for _, s := range []string{"STOP " + v, m.changeSourceSQL(master), "START " + v} {
 		if err := m.Exec(ctx, s); err != nil {
 			return fmt.Errorf("replicate %s from %s: %w", m.Name, master.Name, err)
 		}
@@ -512,12 +525,16 @@ func (m *MariaDB) ChangeMaster(ctx context.Context, master *MariaDB) error {
 	return nil
 }
 
-// WaitCaughtUp waits until to has applied everything in from's gtid_binlog_pos. A domain is
+// WaitCaughtUp waits until to has applied everything from has. On MySQL: until from's
+// gtid_executed is a subset of to's. On MariaDB: everything in from's gtid_binlog_pos; a domain is
 // covered when to's gtid_slave_pos has reached it (the SQL thread committed it, so its rows
 // are visible), or, for to's own gtid_domain_id, when to's gtid_binlog_pos has (its own
 // writes, which come back from the peer but are never re-applied). gtid_binlog_pos alone is
 // not enough for other domains: it moves before the engine commit is visible.
 func WaitCaughtUp(ctx context.Context, from, to *MariaDB) error {
+	if from.IsMySQL() {
+		return waitCaughtUpMySQL(ctx, from, to)
+	}
 	want, err := from.QueryString(ctx, "SELECT @@GLOBAL.gtid_binlog_pos")
 	if err != nil {
 		return err
@@ -545,6 +562,29 @@ func WaitCaughtUp(ctx context.Context, from, to *MariaDB) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("wait for %s to catch up with %s (%s; has slave;binlog %s): %w", to.Name, from.Name, want, have, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// waitCaughtUpMySQL is WaitCaughtUp on MySQL.
+func waitCaughtUpMySQL(ctx context.Context, from, to *MariaDB) error {
+	want, err := from.QueryString(ctx, "SELECT @@GLOBAL.gtid_executed")
+	if err != nil {
+		return err
+	}
+	want = trimGTID(want)
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		ok, err := to.QueryString(ctx, mysqlGTIDSubset, want)
+		if err == nil && ok == "1" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			have, _ := to.QueryString(context.WithoutCancel(ctx), "SELECT @@GLOBAL.gtid_executed")
+			return fmt.Errorf("wait for %s to catch up with %s (%s; has %s): %w", to.Name, from.Name, want, trimGTID(have), ctx.Err())
 		case <-t.C:
 		}
 	}
@@ -585,16 +625,17 @@ func parseGTIDPos(s string) (map[uint32]uint64, error) {
 	return out, nil
 }
 
-// ReplicationStatus reads SHOW SLAVE STATUS: whether the IO and SQL threads run and the last
-// IO/SQL error. A server without a channel reports false, false, "".
+// ReplicationStatus reads SHOW SLAVE STATUS (MySQL: SHOW REPLICA STATUS): whether the IO and
+// SQL threads run and the last IO/SQL error. A server without a channel reports false,
+// false, "".
 func ReplicationStatus(ctx context.Context, m *MariaDB) (io, sqlRunning bool, lastErr string, err error) {
 	db, err := m.rootDB()
 	if err != nil {
 		return false, false, "", err
 	}
-	rows, err := db.QueryContext(ctx, "SHOW SLAVE STATUS")
+	rows, err := db.QueryContext(ctx, m.showReplicaSQL())
 	if err != nil {
-		return false, false, "", fmt.Errorf("%s: show slave status: %w", m.Name, err)
+		return false, false, "", fmt.Errorf("%s: %s: %w", m.Name, strings.ToLower(m.showReplicaSQL()), err)
 	}
 	defer rows.Close()
 	cols, err := rows.Columns()
@@ -622,7 +663,8 @@ func ReplicationStatus(ctx context.Context, m *MariaDB) (io, sqlRunning bool, la
 			errs = append(errs, k+": "+v)
 		}
 	}
-	return get["Slave_IO_Running"] == "Yes", get["Slave_SQL_Running"] == "Yes", strings.Join(errs, "; "), rows.Err()
+	io, sqlRunning = replStatusRunning(get)
+	return io, sqlRunning, strings.Join(errs, "; "), rows.Err()
 }
 
 // freePort asks the kernel for a free TCP port on 127.0.0.1.

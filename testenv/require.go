@@ -80,3 +80,21 @@ func (l *Lab) DumpLogs(t testing.TB, n int) {
 		t.Logf("---- %s (pid %d) %s ----\n%s", p.Name, p.PID, p.LogPath, p.Tail(n))
 	}
 }
+
+// RequireMySQL is [Require] for tests that run MySQL servers: it also builds (or reuses)
+// the Debian sid root of [EnsureMySQLRoot]. With KEEPRAFT_INTEG=1, a root that cannot be
+// built, or a missing unshare/chroot/mount, fails the test; it is never skipped.
+func RequireMySQL(t testing.TB) {
+	t.Helper()
+	Require(t)
+	for _, b := range []string{"unshare", "chroot", "mount", "debootstrap"} {
+		if _, err := exec.LookPath(b); err != nil {
+			t.Fatalf("%s=1 but %s is missing (make deps installs it): %v", IntegEnv, b, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), mysqlRootBuildTimeout+time.Minute)
+	defer cancel()
+	if _, err := EnsureMySQLRoot(ctx, zaptest.NewLogger(t)); err != nil {
+		t.Fatalf("%s=1 but the MySQL servers cannot run: %v (build it with `keepraft-lab mysql-root` or `make deps`; %s sets the Debian mirror)", IntegEnv, err, MirrorEnv)
+	}
+}

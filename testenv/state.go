@@ -63,6 +63,8 @@ type MariaState struct {
 	DomainID uint32 `json:"domain_id"`
 	Dir      string `json:"dir"`
 	Proc     string `json:"proc"`
+	// Flavor is "mysql" for a MySQL server (run from MySQLRootDir); "" means MariaDB.
+	Flavor string `json:"flavor,omitempty"`
 }
 
 // ReadState reads a state file.

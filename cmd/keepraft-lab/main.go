@@ -1,8 +1,10 @@
 // Command keepraft-lab builds and manages the network-namespace lab of package testenv from
 // the shell: `up` makes the default lab (db1, db2, witness, client) with MariaDB dual master
-// and optionally keepraftd on every node, `down` removes it, `status` shows it and who holds
-// the VIP, `exec` runs a command in a host namespace, `mysqld` kills, stops or starts a lab
-// MariaDB server and `keepraftd` kills, stops, starts, freezes or thaws a lab keepraftd. The
+// (or MySQL with --flavor mysql) and optionally keepraftd on every node, `down` removes it,
+// `status` shows it and who holds the VIP, `exec` runs a command in a host namespace, `mysqld`
+// kills, stops or starts a lab database server, `keepraftd` kills, stops, starts, freezes or
+// thaws a lab keepraftd, and `mysql-root` builds the Debian sid root the MySQL servers run
+// from (`make deps` calls it; later runs reuse the root). The
 // lab's state lives in a state file (default /run/keepraft-lab/state.json), so every command
 // works on a lab made by an earlier invocation; processes are ended by PID, never by name.
 package main
@@ -24,6 +26,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/keepraft/keepraft/probe"
 	"github.com/keepraft/keepraft/testenv"
 )
 
@@ -79,6 +82,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root.AddCommand(execCmd(ctx, &statePath, newLog, stdout, stderr))
 	root.AddCommand(mysqldCmd(ctx, &statePath, newLog, stdout))
 	root.AddCommand(keepraftdCmd(ctx, &statePath, newLog, stdout))
+	root.AddCommand(mysqlRootCmd(ctx, newLog, stdout))
 	return root.ExecuteContext(ctx)
 }
 
@@ -87,12 +91,17 @@ func upCmd(ctx context.Context, statePath *string, newLog func() *zap.Logger, ou
 		dir, keepraftd, prefix string
 		nodes                  []string
 		vrrp                   bool
+		flavor                 string
 	)
 	c := &cobra.Command{
 		Use:   "up",
 		Short: "Create the lab: namespaces, MariaDB dual master, and keepraftd when --keepraftd is given",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
+			f, err := parseFlavor(flavor)
+			if err != nil {
+				return err
+			}
 			log := newLog()
 			if s, err := testenv.ReadState(*statePath); err == nil {
 				if _, err := os.Stat("/run/netns/" + s.BridgeNS); err == nil {
@@ -108,7 +117,7 @@ func upCmd(ctx context.Context, statePath *string, newLog func() *zap.Logger, ou
 			}
 			start := time.Now()
 			l, err := testenv.New(ctx, log, testenv.Options{
-				Prefix: prefix, Dir: dir, KeepDir: true, MariaDB: true, Detach: true, StatePath: *statePath,
+				Prefix: prefix, Dir: dir, KeepDir: true, MariaDB: true, Detach: true, StatePath: *statePath, Flavor: f,
 			})
 			if err != nil {
 				return err
@@ -129,7 +138,34 @@ func upCmd(ctx context.Context, statePath *string, newLog func() *zap.Logger, ou
 	c.Flags().StringSliceVar(&nodes, "nodes", []string{"db1", "db2", "witness"}, "nodes that run keepraftd")
 	c.Flags().StringVar(&prefix, "prefix", "krlab", "namespace prefix")
 	c.Flags().BoolVar(&vrrp, "vrrp", true, "enable VRRP adverts in the keepraftd configs")
+	c.Flags().StringVar(&flavor, "flavor", "mariadb", "database servers: mariadb (from the host) or mysql (mysqld from the Debian sid root, built on first use)")
 	return c
+}
+
+// parseFlavor checks the --flavor value.
+func parseFlavor(s string) (probe.Flavor, error) {
+	switch f := probe.Flavor(s); f {
+	case probe.FlavorMariaDB, probe.FlavorMySQL:
+		return f, nil
+	}
+	return "", fmt.Errorf("--flavor %q: want mariadb or mysql", s)
+}
+
+// mysqlRootCmd builds (or checks) the Debian sid root the lab's MySQL servers run from.
+func mysqlRootCmd(ctx context.Context, newLog func() *zap.Logger, out io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "mysql-root",
+		Short: "Build the Debian sid root with mysql-server that --flavor mysql runs (once; later runs reuse it)",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			root, err := testenv.EnsureMySQLRoot(ctx, newLog())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "MySQL root ready: %s\n", root)
+			return nil
+		},
+	}
 }
 
 // startKeepraftd writes the keepraftd configs and starts one daemon per node.
@@ -242,18 +278,18 @@ func printLab(ctx context.Context, out io.Writer, l *testenv.Lab) {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", p.Name, p.Host, p.PID, state, p.LogPath)
 	}
-	fmt.Fprintln(tw, "\nMARIADB\tADDR\tSERVER/DOMAIN\tREAD_ONLY\tIO/SQL\tGTID_BINLOG_POS\tERROR")
+	fmt.Fprintln(tw, "\nSERVER\tFLAVOR\tADDR\tSERVER/DOMAIN\tREAD_ONLY\tIO/SQL\tGTID\tERROR")
 	for _, m := range l.MariaDBs() {
 		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		ro, err := m.QueryString(qctx, "SELECT @@read_only")
-		pos, _ := m.QueryString(qctx, "SELECT @@gtid_binlog_pos")
+		pos, _ := m.GTIDState(qctx)
 		ioRun, sqlRun, lastErr, _ := testenv.ReplicationStatus(qctx, m)
 		cancel()
 		if err != nil {
-			fmt.Fprintf(tw, "%s\t%s\t%d/%d\t-\t-\t-\tdown: %v\n", m.Name, m.Addr, m.ServerID, m.DomainID, shortErr(err))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t-\t-\t-\tdown: %v\n", m.Name, m.Flavor, m.Addr, m.ServerID, m.DomainID, shortErr(err))
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s/%s\t%s\t%s\n", m.Name, m.Addr, m.ServerID, m.DomainID, ro, yes(ioRun), yes(sqlRun), pos, lastErr)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s/%s\t%s\t%s\n", m.Name, m.Flavor, m.Addr, m.ServerID, m.DomainID, ro, yes(ioRun), yes(sqlRun), pos, lastErr)
 	}
 	tw.Flush()
 }

@@ -32,8 +32,43 @@ func runCLI(t *testing.T, args ...string) (string, error) {
 	return out.String(), err
 }
 
-func TestUpStatusExecMysqldDown(t *testing.T) {
-	testenv.Require(t)
+func TestUpStatusExecMysqldDown(t *testing.T) { testUpStatusExecMysqldDown(t, "mariadb") }
+
+// TestMySQLUpStatusExecMysqldDown is TestUpStatusExecMysqldDown with `up --flavor mysql`.
+func TestMySQLUpStatusExecMysqldDown(t *testing.T) { testUpStatusExecMysqldDown(t, "mysql") }
+
+func TestParseFlavor(t *testing.T) {
+	tests := []struct {
+		give    string
+		want    string
+		wantErr bool
+	}{
+		{give: "mariadb", want: "mariadb"},
+		{give: "mysql", want: "mysql"},
+		{give: "MySQL", wantErr: true},
+		{give: "", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.give, func(t *testing.T) {
+			got, err := parseFlavor(tt.give)
+			if (err != nil) != tt.wantErr || string(got) != tt.want {
+				t.Errorf("parseFlavor(%q) = %q, %v", tt.give, got, err)
+			}
+		})
+	}
+	// A bad flavor is refused before anything is made.
+	state := filepath.Join(t.TempDir(), "state.json")
+	if _, err := runCLI(t, "up", "--state", state, "--flavor", "oracle"); err == nil || !strings.Contains(err.Error(), "oracle") {
+		t.Errorf("up --flavor oracle: %v", err)
+	}
+}
+
+func testUpStatusExecMysqldDown(t *testing.T, flavor string) {
+	if flavor == "mysql" {
+		testenv.RequireMySQL(t)
+	} else {
+		testenv.Require(t)
+	}
 	var b [2]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		t.Fatal(err)
@@ -54,11 +89,15 @@ func TestUpStatusExecMysqldDown(t *testing.T) {
 		}
 	})
 
-	out, err := runCLI(t, "up", "--state", state, "--prefix", prefix, "--dir", filepath.Join(tmp, "lab"), "--keepraftd", fake)
+	out, err := runCLI(t, "up", "--state", state, "--prefix", prefix, "--dir", filepath.Join(tmp, "lab"), "--keepraftd", fake, "--flavor", flavor)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{prefix + "-db1", "198.18.0.13/24", "keepraftd-witness", "Yes/Yes"} {
+	cfg, err := os.ReadFile(filepath.Join(tmp, "lab", "keepraft", "db1.yaml"))
+	if err != nil || !strings.Contains(string(cfg), "flavor: "+flavor) {
+		t.Errorf("db1's keepraftd config lacks mysql.flavor %s (%v):\n%s", flavor, err, cfg)
+	}
+	for _, want := range []string{prefix + "-db1", "198.18.0.13/24", "keepraftd-witness", "Yes/Yes", " " + flavor + " "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("up output lacks %q:\n%s", want, out)
 		}
