@@ -1,8 +1,10 @@
 package testenv
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -156,5 +158,30 @@ func TestRemoveMirrorDirs(t *testing.T) {
 		if _, err := os.Stat(root + "/" + keep); err != nil {
 			t.Errorf("%s removed: %v", keep, err)
 		}
+	}
+}
+
+// TestRemoveStaleSocketLock: a lock naming a dead pid is removed; one naming a live
+// process is kept.
+func TestRemoveStaleSocketLock(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "mysqld.sock")
+	for _, tt := range []struct {
+		pid  string
+		kept bool
+	}{{"999999999", false}, {fmt.Sprint(os.Getpid()), true}, {"garbage", false}} {
+		if err := os.WriteFile(sock+".lock", []byte(tt.pid+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := removeStaleSocketLock(sock); err != nil {
+			t.Fatal(err)
+		}
+		_, err := os.Stat(sock + ".lock")
+		if kept := err == nil; kept != tt.kept {
+			t.Fatalf("pid %s: lock kept=%v, want %v", tt.pid, kept, tt.kept)
+		}
+	}
+	if err := removeStaleSocketLock(filepath.Join(dir, "none.sock")); err != nil {
+		t.Fatalf("no lock: %v", err)
 	}
 }

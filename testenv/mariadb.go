@@ -328,6 +328,9 @@ func (m *MariaDB) Start(ctx context.Context) error {
 		return fmt.Errorf("start %s: already running (pid %d)", m.Name, m.Proc.PID)
 	}
 	m.mu.Unlock()
+	if err := removeStaleSocketLock(m.Socket()); err != nil {
+		return fmt.Errorf("start %s: %w", m.Name, err)
+	}
 	p, err := m.lab.Spawn(m.Host, "mariadb-"+m.Name, m.serverArgv(), nil)
 	if err != nil {
 		return err
@@ -698,4 +701,31 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// removeStaleSocketLock removes MySQL's socket lock file (SOCKET.lock, which holds the
+// server's pid) when that pid is gone or a zombie: MySQL refuses to start while the pid
+// exists ("Another process ... is using unix socket file"), and a server killed under a
+// parent that does not reap it (keepraft-lab exits after up) stays a zombie.
+func removeStaleSocketLock(socket string) error {
+	lock := socket + ".lock"
+	b, err := os.ReadFile(lock)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", lock, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err == nil && pid > 0 {
+		stat, serr := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		// /proc/PID/stat: "pid (comm) S ..."; the state follows the last ')'.
+		if i := strings.LastIndexByte(string(stat), ')'); serr == nil && i >= 0 && i+2 < len(stat) && stat[i+2] != 'Z' && stat[i+2] != 'X' {
+			return nil // a live process holds it: let the server decide
+		}
+	}
+	if err := os.Remove(lock); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove stale %s: %w", lock, err)
+	}
+	return nil
 }
