@@ -244,14 +244,21 @@ func killApps(ctx context.Context, q queryer, k killFilter) ([]uint64, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list connections: %w", err)
 	}
+	return killConnections(ctx, q, ids, k.skipDenied)
+}
+
+// killConnections kills each connection of ids and returns those it killed; one that ended
+// on its own is skipped, and with skipDenied so is one the server refuses to kill (1095: a
+// SYSTEM_USER session on MySQL, which super_read_only stops).
+func killConnections(ctx context.Context, q queryer, ids []uint64, skipDenied bool) ([]uint64, error) {
 	var killed []uint64
 	for _, id := range ids {
 		if _, err := q.ExecContext(ctx, fmt.Sprintf("KILL CONNECTION %d", id)); err != nil {
 			if mysqlErrNumber(err) == errUnknownThread {
 				continue // it ended on its own
 			}
-			if k.skipDenied && mysqlErrNumber(err) == errKillDenied {
-				continue // a SYSTEM_USER session: super_read_only stops it
+			if skipDenied && mysqlErrNumber(err) == errKillDenied {
+				continue
 			}
 			return killed, fmt.Errorf("kill connection %d: %w", id, err)
 		}

@@ -118,15 +118,11 @@ func killSemiSyncWaiters(ctx context.Context, q queryer) ([]uint64, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list commits waiting for an acknowledgement: %w", err)
 	}
-	var killed []uint64
-	for _, id := range ids {
-		if _, err := q.ExecContext(ctx, fmt.Sprintf("KILL CONNECTION %d", id)); err != nil {
-			if mysqlErrNumber(err) == errUnknownThread {
-				continue
-			}
-			return killed, fmt.Errorf("kill connection %d waiting for an acknowledgement: %w", id, err)
-		}
-		killed = append(killed, id)
+	// A waiter the server will not let us kill (MySQL: a SYSTEM_USER session) fails the
+	// switch: releasing it would acknowledge its write.
+	killed, err := killConnections(ctx, q, ids, false)
+	if err != nil {
+		return killed, fmt.Errorf("commits waiting for an acknowledgement: %w", err)
 	}
 	return killed, nil
 }
