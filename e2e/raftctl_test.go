@@ -134,4 +134,13 @@ func TestRaftctlVerbs(t *testing.T) {
 	}
 	c.expect(1, []string{"unknown", "PauseChanged"}, "journal", "--type", "NoSuchType")
 	c.expect(0, []string{"consistent", "vrrp.virtual_router_id", "cluster.peers"}, "config-check")
+
+	// No address answers: exit 3, so a monitoring check does not read it as degraded.
+	ctx3, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx3, "ip", "netns", "exec", c.lab.Host("client").NS, raftctlBin, "--addr", "198.18.0.250:7001", "--timeout", "1s", "status")
+	out, err := cmd.CombinedOutput()
+	if xe, ok := errors.AsType[*exec.ExitError](err); !ok || xe.ExitCode() != 3 {
+		t.Fatalf("status with no answering address: %v, want exit 3:\n%s", err, out)
+	}
 }
