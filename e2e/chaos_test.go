@@ -407,7 +407,16 @@ func (ch *chaos) resolve(f *chaosFault) error {
 		case "mysqld-freeze":
 			f.desc = "SIGSTOP mysqld on " + target + " (" + f.spec + ")"
 			f.inject = func() error { return m.Proc.Freeze() }
-			f.heal = func() error { return m.Proc.Thaw() }
+			f.heal = func() error {
+				// keepraft kills a frozen server that had writes open (it would resume
+				// writable beside the next owner); then the heal restarts it, as a
+				// supervisor would.
+				if !m.Proc.Alive() {
+					ch.logf("mysqld on %s was killed while frozen; restarting it", target)
+					return ch.startMySQL(target)
+				}
+				return m.Proc.Thaw()
+			}
 		}
 		if f.heal == nil {
 			f.heal = func() error { return ch.startMySQL(target) }

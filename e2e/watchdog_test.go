@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -64,4 +65,43 @@ func TestFrozenOwnerFencedByWatchdog(t *testing.T) {
 		t.Errorf("after the thaw the writer is %s, want %s (no preemption)", w, next)
 	}
 	c.requireReplicationRuns(30 * time.Second)
+}
+
+// TestFrozenOwnerMysqldNeverThawsWritable: the owner's mysqld is frozen (SIGSTOP) with
+// read_only=0. It cannot be fenced, and continued later it would accept writes beside the
+// new owner; keepraft kills it before releasing, so after the thaw no second server is
+// ever writable, and restarted it comes back read-only. The chaos run (seed 4243) saw both
+// servers with read_only=0 25 ms after such a thaw before the kill.
+func TestFrozenOwnerMysqldNeverThawsWritable(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	owner := c.waitOwner(30 * time.Second)
+	peer := other(owner)
+	m := c.lab.MariaDB(owner)
+	if err := m.Proc.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := c.tracker.WaitHolder(ctx, peer); err != nil {
+		t.Fatalf("no failover from the frozen owner: %v", err)
+	}
+	_ = m.Proc.Thaw() // a no-op when keepraft killed it
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		qctx, qcancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		ro, err := m.QueryString(qctx, "SELECT @@global.read_only")
+		qcancel()
+		if err == nil && ro == "0" {
+			t.Fatalf("%s's mysqld is writable again after the thaw, beside the new owner %s", owner, peer)
+		}
+	}
+	if m.Proc.Alive() {
+		t.Fatalf("%s's frozen mysqld was not killed", owner)
+	}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if ro, err := m.QueryString(context.Background(), "SELECT @@global.read_only"); err != nil || ro != "1" {
+		t.Fatalf("restarted %s: read_only=%q (%v), want 1", owner, ro, err)
+	}
+	c.assertNeverTwoHolders()
 }

@@ -105,6 +105,7 @@ func (m worldMySQL) WaitExit(ctx context.Context) error {
 }
 
 func (m worldMySQL) SemiSyncMaster(context.Context, bool) (bool, error) { return false, nil }
+func (m worldMySQL) KillStopped() (bool, error)                         { return false, nil }
 func (m worldMySQL) StopReplication(context.Context) error              { return nil }
 func (m worldMySQL) StartReplication(context.Context) error             { return nil }
 func (m worldMySQL) WaitCatchUp(_ context.Context, target string, _ uint32, _ time.Duration) (probe.CatchUp, error) {

@@ -72,6 +72,9 @@ func (l *LocalMySQL) WaitExit(ctx context.Context) error {
 	return probe.WatchProcess(ctx, pid)
 }
 
+// KillStopped kills the watched server process if it is stopped by a signal.
+func (l *LocalMySQL) KillStopped() (bool, error) { return probe.KillStopped(int(l.pid.Load())) }
+
 // Process reports the state of the server's process last watched by WaitExit.
 func (l *LocalMySQL) Process() int { return probe.ProcessState(int(l.pid.Load())) }
 

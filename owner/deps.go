@@ -49,6 +49,9 @@ type MySQL interface {
 	// Process reports the state of the server's process (probe.ProcessRunning, ...):
 	// probe.ProcessUnknown when it is not watched.
 	Process() int
+	// KillStopped SIGKILLs the server's process if it is stopped by a signal (a frozen
+	// server cannot be fenced but resumes writable) and reports whether it did.
+	KillStopped() (bool, error)
 }
 
 // Remote reaches the other database nodes' servers.

@@ -222,6 +222,17 @@ func (m *fakeMySQL) SemiSyncMaster(_ context.Context, on bool) (bool, error) {
 	return true, nil
 }
 
+func (m *fakeMySQL) KillStopped() (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.process != probe.ProcessStopped {
+		return false, nil
+	}
+	m.tr.add("mysql kill stopped")
+	m.process, m.up = probe.ProcessGone, false
+	return true, nil
+}
+
 func (m *fakeMySQL) StopReplication(context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()

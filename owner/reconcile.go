@@ -349,8 +349,21 @@ func (o *Owner) fence(ctx context.Context, why string) (gtid string, ok bool) {
 	if err != nil {
 		o.mu.Lock()
 		o.fenceFailedAt = time.Now()
+		writable := o.writesOpen || !o.health.ReadOnly
 		o.mu.Unlock()
 		o.log.Warn("fence mysql", zap.String("reason", why), zap.Error(err))
+		// A server frozen by SIGSTOP answers nothing, so it cannot be fenced, and it
+		// resumes with read_only=0 the moment it is continued, beside the next owner. Kill
+		// it: it comes back read-only from my.cnf.
+		if writable && o.d.MySQL.Process() == probe.ProcessStopped {
+			killed, kerr := o.d.MySQL.KillStopped()
+			switch {
+			case kerr != nil:
+				o.log.Error("mysqld is frozen and writable but could not be killed", zap.Error(kerr))
+			case killed:
+				o.log.Error("mysqld is frozen (SIGSTOP) with writes open and cannot be fenced: killed it, so it cannot resume writable beside the next owner (it restarts read-only)", zap.String("reason", why))
+			}
+		}
 		return "", false
 	}
 	o.mu.Lock()

@@ -1097,3 +1097,37 @@ func TestWatchdogNotDisarmedWhileWritesOpen(t *testing.T) {
 		t.Fatalf("watchdog disarmed while writes are open; trace:\n%s", r.tr)
 	}
 }
+
+// TestFrozenWritableServerKilled: an owner's mysqld frozen by SIGSTOP cannot be fenced and
+// would resume writable beside the next owner, so the releasing owner kills it and then
+// releases; a read-only server that is frozen is left alone.
+func TestFrozenWritableServerKilled(t *testing.T) {
+	t.Run("writable owner frozen: killed, then released", func(t *testing.T) {
+		r := newRig(t)
+		r.serve(t)
+		r.db.mu.Lock()
+		r.db.process, r.db.fenceErr = probe.ProcessStopped, errors.New("fence: context deadline exceeded")
+		r.db.mu.Unlock()
+		r.node.apply(t, ev(t, r.node.State(), fsm.OwnerRevoked, "witness", fsm.RevokeData{Owner: "db1", Reason: "owner db1 unhealthy"}))
+		r.settle(t)
+		r.o.reconcile(context.Background())
+		r.o.bg.Wait()
+		before(t, r.tr, "mysql kill stopped", "propose OwnerReleased")
+		rel := r.node.State().LastRelease
+		if rel == nil || rel.Owner != "db1" || rel.Fenced {
+			t.Fatalf("release %+v, want db1's, not fenced (the server was killed, not fenced)", rel)
+		}
+	})
+	t.Run("read-only standby frozen: left alone", func(t *testing.T) {
+		r := newRig(t)
+		assign(t, r.node, "db2", true)
+		r.healthy(true)
+		r.db.mu.Lock()
+		r.db.process, r.db.fenceErr = probe.ProcessStopped, errors.New("fence: context deadline exceeded")
+		r.db.mu.Unlock()
+		r.o.fence(context.Background(), "test")
+		if r.tr.index("mysql kill stopped") >= 0 {
+			t.Fatalf("a frozen read-only server was killed; trace:\n%s", r.tr)
+		}
+	})
+}

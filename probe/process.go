@@ -107,3 +107,38 @@ func ProcessState(pid int) int {
 	}
 	return ProcessRunning
 }
+
+// KillStopped kills process pid with SIGKILL when it is stopped by a signal (SIGSTOP,
+// state 'T'), and reports whether it did. A server frozen that way with read_only=0 cannot
+// be fenced (it answers nothing), but it resumes writable the moment it is continued,
+// beside the next owner: killing it makes it come back read-only from my.cnf instead. A
+// process stopped by a debugger ('t'), running or gone is left alone. The signal goes
+// through a pidfd opened before the state is read, so a reused pid is never hit.
+func KillStopped(pid int) (bool, error) {
+	if pid <= 1 {
+		return false, nil
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return false, nil
+		}
+		return false, fmt.Errorf("pidfd of %d: %w", pid, err)
+	}
+	defer unix.Close(fd)
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false, nil // gone meanwhile
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
+		return false, nil
+	}
+	if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return false, nil
+		}
+		return false, fmt.Errorf("kill stopped process %d: %w", pid, err)
+	}
+	return true, nil
+}
