@@ -221,30 +221,40 @@ func (k killFilter) kill(user, command string) bool {
 // killApps kills the connections that k selects, never the calling connection, and returns
 // their ids.
 func killApps(ctx context.Context, q queryer, k killFilter) ([]uint64, error) {
-	rows, err := q.QueryContext(ctx,
-		"SELECT ID, USER, COALESCE(COMMAND, '') FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID()")
+	ids, err := connections(ctx, q, "", nil, k.kill)
+	if err != nil {
+		return nil, err
+	}
+	return killConnections(ctx, q, ids, k.skipDenied)
+}
+
+// connections lists the ids of the other connections (never the calling one) that the
+// processlist condition where (with its args; "" for all) and keep(user, command) select.
+func connections(ctx context.Context, q queryer, where string, args []any, keep func(user, cmd string) bool) ([]uint64, error) {
+	query := "SELECT ID, USER, COALESCE(COMMAND, '') FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID()"
+	if where != "" {
+		query += " AND " + where
+	}
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list connections: %w", err)
 	}
+	defer rows.Close()
 	var ids []uint64
 	for rows.Next() {
 		var id uint64
 		var user, cmd string
 		if err := rows.Scan(&id, &user, &cmd); err != nil {
-			rows.Close()
 			return nil, fmt.Errorf("list connections: %w", err)
 		}
-		if !k.kill(user, cmd) {
-			continue
+		if keep(user, cmd) {
+			ids = append(ids, id)
 		}
-		ids = append(ids, id)
 	}
-	err = rows.Err()
-	rows.Close()
-	if err != nil {
+	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list connections: %w", err)
 	}
-	return killConnections(ctx, q, ids, k.skipDenied)
+	return ids, nil
 }
 
 // killConnections kills each connection of ids and returns those it killed; one that ended

@@ -95,28 +95,12 @@ func semiSyncMaster(ctx context.Context, q queryer) (name string, on bool, err e
 // killSemiSyncWaiters kills the client connections whose commit waits for a semi-sync
 // acknowledgement and returns their ids.
 func killSemiSyncWaiters(ctx context.Context, q queryer) ([]uint64, error) {
-	rows, err := q.QueryContext(ctx,
-		"SELECT ID, USER, COALESCE(COMMAND, '') FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND STATE LIKE ?", semiSyncWaitState)
+	// Replication and server threads are what must not wait; they are never killed.
+	ids, err := connections(ctx, q, "STATE LIKE ?", []any{semiSyncWaitState}, func(user, cmd string) bool {
+		return !slices.Contains(nonAppUsers, user) && !slices.Contains(nonAppCommands, cmd)
+	})
 	if err != nil {
-		return nil, fmt.Errorf("list commits waiting for an acknowledgement: %w", err)
-	}
-	var ids []uint64
-	for rows.Next() {
-		var id uint64
-		var user, cmd string
-		if err := rows.Scan(&id, &user, &cmd); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("list commits waiting for an acknowledgement: %w", err)
-		}
-		if slices.Contains(nonAppUsers, user) || slices.Contains(nonAppCommands, cmd) {
-			continue // a replication or server thread: it is what must not wait
-		}
-		ids = append(ids, id)
-	}
-	err = rows.Err()
-	rows.Close()
-	if err != nil {
-		return nil, fmt.Errorf("list commits waiting for an acknowledgement: %w", err)
+		return nil, fmt.Errorf("commits waiting for an acknowledgement: %w", err)
 	}
 	// A waiter the server will not let us kill (MySQL: a SYSTEM_USER session) fails the
 	// switch: releasing it would acknowledge its write.
