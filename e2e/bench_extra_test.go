@@ -201,7 +201,9 @@ func TestBenchIdle(t *testing.T) {
 	const window = 30 * time.Second
 	var rows []string
 	t.Run("keepraft", func(t *testing.T) {
-		c := newCluster(t, clusterOpts{})
+		// The default log level (info), as a user runs it; KEEPRAFT_BENCH_PROFILE=DIR has
+		// every keepraftd write a CPU profile there (written when the lab stops it).
+		c := newCluster(t, clusterOpts{logLevel: "info", cpuProfileDir: os.Getenv("KEEPRAFT_BENCH_PROFILE")})
 		c.waitOwner(30 * time.Second)
 		time.Sleep(5 * time.Second)
 		for _, name := range []string{"db1", "db2", "witness"} {

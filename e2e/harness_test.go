@@ -84,6 +84,10 @@ type clusterOpts struct {
 	// flavor of the database servers: testenv.FlavorMariaDB ("" too) or testenv.FlavorMySQL
 	// (mysqld 9.x from the lab's Debian sid root; keepraftd gets mysql.flavor: mysql).
 	flavor probe.Flavor
+	// logLevel overrides the lab's debug logging (the idle bench measures the default, info).
+	logLevel string
+	// cpuProfileDir, when set, has every keepraftd write a Go CPU profile NAME.prof there.
+	cpuProfileDir string
 }
 
 // requireFlavor is testenv.Require, and for MySQL testenv.RequireMySQL (which fails, not
@@ -105,7 +109,11 @@ func newCluster(t *testing.T, o clusterOpts) *cluster {
 	client := lab.Host("client")
 	c.dialer = fmt.Sprintf("lab%d", dialerSeq.Add(1))
 	registerDialer(c)
-	extra := "log: {level: debug}\n" + o.extra
+	level := o.logLevel
+	if level == "" {
+		level = "debug"
+	}
+	extra := "log: {level: " + level + "}\n" + o.extra
 	nodes, err := lab.WriteKeepraftdConfigs(testenv.KeepraftdOptions{VRRP: o.vrrp, Extra: extra, Plaintext: o.plaintext, KernelLease: o.kernelLease, SemiSync: o.semiSync})
 	if err != nil {
 		t.Fatal(err)
@@ -113,6 +121,11 @@ func newCluster(t *testing.T, o clusterOpts) *cluster {
 	tlsConf, err := lab.ClientTLS()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.cpuProfileDir != "" {
+		for i := range nodes {
+			nodes[i].Args = []string{"--cpuprofile", filepath.Join(o.cpuProfileDir, nodes[i].Name+".prof")}
+		}
 	}
 	c.tls = tlsConf != nil
 	c.http = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DialContext: client.DialContext, DisableKeepAlives: true, TLSClientConfig: tlsConf}}

@@ -60,6 +60,8 @@ type KeepraftdNode struct {
 	DataDir string
 	// APIAddr is cluster.api_addr.
 	APIAddr netip.AddrPort
+	// Args are extra command-line arguments for keepraftd (e.g. --cpuprofile FILE).
+	Args []string
 }
 
 var keepraftdTmpl = template.Must(template.New("keepraftd.yaml").Parse(`# written by keepraft testenv
@@ -232,7 +234,8 @@ func (l *Lab) StartKeepraftd(ctx context.Context, bin string, node KeepraftdNode
 	if err != nil {
 		return nil, fmt.Errorf("start keepraftd %s: %w", node.Name, err)
 	}
-	return l.Spawn(h, "keepraftd-"+node.Name, []string{abs, "--config", node.ConfigPath}, nil)
+	args := append([]string{abs, "--config", node.ConfigPath}, node.Args...)
+	return l.Spawn(h, "keepraftd-"+node.Name, args, nil)
 }
 
 // kernelLease renders vip.kernel_lease ("" when unset).
