@@ -208,12 +208,13 @@ type PromotedData struct {
 	Policy    string `json:"policy,omitempty"`
 	LossNotes string `json:"loss_notes,omitempty"`
 	// Received is what the new owner's replication channel had received (Gtid_IO_Pos,
-	// Retrieved_Gtid_Set) when it stopped the channel; RelayApplied says whether all of
-	// it was applied first, after waiting RelayWaitedMS. Both are set only on a handover
-	// from another node.
-	Received      string `json:"received,omitempty"`
-	RelayApplied  *bool  `json:"relay_applied,omitempty"`
-	RelayWaitedMS int64  `json:"relay_waited_ms,omitempty"`
+	// Retrieved_Gtid_Set) when it stopped the channel, RelayAppliedSet what it had
+	// applied by then; RelayApplied says whether all of the first was in the second,
+	// after waiting RelayWaitedMS. They are set only on a handover from another node.
+	Received        string `json:"received,omitempty"`
+	RelayAppliedSet string `json:"relay_applied_set,omitempty"`
+	RelayApplied    *bool  `json:"relay_applied,omitempty"`
+	RelayWaitedMS   int64  `json:"relay_waited_ms,omitempty"`
 	// PrevOwner and PrevFence say whether the new owner fenced the previous owner's MySQL
 	// remotely before opening writes: "fenced", "already read-only" or the error.
 	PrevOwner string `json:"prev_owner,omitempty"`

@@ -45,6 +45,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/keepraft/keepraft/internal/boottime"
 	"github.com/vishvananda/netlink"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -218,6 +219,13 @@ func (f *Fence) install() error {
 // returns [ErrSlow]. An error that wraps [ErrGone] means the set is missing.
 func (f *Fence) Open(until time.Duration) error {
 	return f.OpenUntil(f.now().Add(until))
+}
+
+// OpenUntilBoot is [Fence.OpenUntil] with the deadline on CLOCK_BOOTTIME (the clock the
+// owner's leases run on). The two clocks are read together inside the call, so a caller
+// frozen before it cannot lengthen the lease.
+func (f *Fence) OpenUntilBoot(deadline time.Duration) error {
+	return f.OpenUntil(f.now().Add(deadline - boottime.Now()))
 }
 
 // OpenUntil is [Fence.Open] with an absolute deadline (monotonic clock): the lease ends at

@@ -83,9 +83,10 @@ type Renewer interface {
 // to and from the VIPs passes only while it is open, and it closes by itself when the
 // time given to Open runs out, whatever this process does meanwhile.
 type Fence interface {
-	// Open lets the VIPs' traffic through for d from the call (a stall while opening
-	// does not lengthen it).
-	Open(d time.Duration) error
+	// OpenUntilBoot lets the VIPs' traffic through until deadline on the runtime's clock
+	// (CLOCK_BOOTTIME). The time left is measured inside the call, right before the
+	// kernel is told, so a stall before or during the call cannot lengthen the lease.
+	OpenUntilBoot(deadline time.Duration) error
 	// Shut drops the VIPs' traffic at once.
 	Shut() error
 	// Watch calls gone when the fence stops holding (its table was removed), until ctx ends.

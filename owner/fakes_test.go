@@ -174,6 +174,7 @@ type fakeMySQL struct {
 	ioDown     bool                // the IO thread alone stopped (an error from the source)
 	semiSync   bool                // the semi-sync master side is on
 	semiErr    error               // switching the semi-sync master side fails with it
+	onSemiSync func()              // called inside SemiSyncMaster, before it returns
 }
 
 func newFakeMySQL(tr *trace) *fakeMySQL {
@@ -211,6 +212,9 @@ func (m *fakeMySQL) Promote(context.Context) error {
 func (m *fakeMySQL) SemiSyncMaster(_ context.Context, on bool) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.onSemiSync != nil {
+		m.onSemiSync()
+	}
 	if m.semiErr != nil {
 		return false, m.semiErr
 	}
@@ -349,6 +353,7 @@ type fakeVIP struct {
 	held     bool
 	setErr   error
 	conflict net.HardwareAddr
+	onProbe  func() // called inside ProbeConflict, before it answers
 }
 
 func (v *fakeVIP) Set(_ context.Context, desired []netip.Prefix) (vip.Result, error) {
@@ -387,6 +392,9 @@ func (v *fakeVIP) ProbeConflict(context.Context, netip.Addr) (net.HardwareAddr, 
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.tr.add("vip arp probe")
+	if v.onProbe != nil {
+		v.onProbe()
+	}
 	return v.conflict, v.conflict != nil, nil
 }
 
@@ -510,21 +518,27 @@ type fakeFence struct {
 	reinstErr error         // Reinstall fails with it
 	gone      chan string   // Watch reports each value sent here as a loss
 	watching  chan struct{} // closed once Watch runs
+	clock     *clock        // the runtime's clock: last is measured on it at the call
+	until     time.Duration // the last deadline given
+	onOpen    func()        // called inside OpenUntilBoot before it takes effect
 }
 
 func newFakeFence(tr *trace) *fakeFence {
 	return &fakeFence{tr: tr, gone: make(chan string), watching: make(chan struct{})}
 }
 
-func (f *fakeFence) Open(d time.Duration) error {
+func (f *fakeFence) OpenUntilBoot(deadline time.Duration) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.openErr != nil {
 		f.tr.add("fence open failed")
 		return f.openErr
 	}
+	if f.onOpen != nil {
+		f.onOpen() // a stall before the kernel is told
+	}
 	f.tr.add("fence open")
-	f.open, f.last = true, d
+	f.open, f.last, f.until = true, deadline-f.clock.now(), deadline
 	return nil
 }
 
@@ -572,7 +586,8 @@ type fakeWatchdog struct {
 	mu        sync.Mutex
 	armed     bool
 	deadlines []time.Duration
-	err       error // Arm fails with it
+	err       error  // Arm fails with it
+	onArm     func() // called inside Arm, before it returns
 }
 
 func (w *fakeWatchdog) Arm(d time.Duration) error {
@@ -581,6 +596,9 @@ func (w *fakeWatchdog) Arm(d time.Duration) error {
 	if w.err != nil {
 		w.tr.add("watchdog arm failed")
 		return w.err
+	}
+	if w.onArm != nil {
+		w.onArm()
 	}
 	w.tr.add("watchdog arm %s", d)
 	w.armed = true
@@ -605,8 +623,11 @@ func (w *fakeWatchdog) state() (bool, []time.Duration) {
 func newRig(t *testing.T, opts ...func(*Config)) *rig {
 	t.Helper()
 	tr := &trace{}
+	clk := &clock{t: time.Hour}
+	fence := newFakeFence(tr)
+	fence.clock = clk
 	r := &rig{tr: tr, node: newFakeNode(tr, cluster(t)), db: newFakeMySQL(tr), remote: &fakeRemote{tr: tr, gtids: []string{"0-2-5"}},
-		vip: &fakeVIP{tr: tr}, renew: &fakeRenewer{tr: tr}, wd: &fakeWatchdog{tr: tr}, fence: newFakeFence(tr), clock: &clock{t: time.Hour}}
+		vip: &fakeVIP{tr: tr}, renew: &fakeRenewer{tr: tr}, wd: &fakeWatchdog{tr: tr}, fence: fence, clock: clk}
 	cfg := Config{Node: "db1", Peers: []string{"db2", "witness"}, Voters: 3, Lease: 500 * time.Millisecond, CatchupTimeout: time.Second,
 		OnCatchupTimeout: "promote", FenceReadOnly: true, Flavor: probe.FlavorMariaDB, VIPs: []netip.Prefix{netip.MustParsePrefix("198.18.0.100/32")},
 		Interval: 100 * time.Millisecond, Timeout: 200 * time.Millisecond, Rise: 2, Fall: 2, Now: r.clock.now}

@@ -117,16 +117,19 @@ func (o *Owner) openFenceLocked() (bool, error) {
 		return true, nil
 	}
 	o.mu.Lock()
-	left := time.Duration(-1)
+	until, left := time.Duration(0), time.Duration(-1)
 	if o.lease != nil {
-		left = o.lease.Expiry() - o.now() - fenceGuard
+		until = o.lease.Expiry() - fenceGuard
+		left = until - o.now()
 	}
 	o.mu.Unlock()
 	if left < minFenceOpen {
 		o.log.Debug("too little lease left to open the VIP fence", zap.Duration("left", left))
 		return false, nil
 	}
-	return true, o.d.Fence.Open(left)
+	// An absolute deadline: a freeze between here and the kernel's commit shortens the
+	// opening instead of carrying it past the lease.
+	return true, o.d.Fence.OpenUntilBoot(until)
 }
 
 // grant records peer's promise for the lease of epoch. It reports whether the promise

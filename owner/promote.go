@@ -95,7 +95,7 @@ func (o *Owner) promote(ctx context.Context, epoch uint64, s fsm.State) (promoti
 			o.log.Warn("apply the relay log before stopping replication", zap.Error(err))
 		}
 		relayOK = rc.Reached
-		data.Received, data.RelayApplied, data.RelayWaitedMS = rc.Received, &relayOK, rc.Waited.Milliseconds()
+		data.Received, data.RelayAppliedSet, data.RelayApplied, data.RelayWaitedMS = rc.Received, rc.Applied, &relayOK, rc.Waited.Milliseconds()
 		o.log.Info("relay log applied", zap.Bool("reached", rc.Reached), zap.String("received", rc.Received), zap.String("applied", rc.Applied), zap.Duration("waited", rc.Waited))
 	}
 	if ctx.Err() != nil {

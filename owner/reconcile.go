@@ -327,6 +327,13 @@ func (o *Owner) openWrites(ctx context.Context, epoch uint64) {
 			o.log.Info("semi-sync master side switched on for the owner")
 		}
 	}
+	// Once more right before read_only=0: arming the watchdog and switching semi-sync on
+	// take time, and the epoch or the lease may have moved on meanwhile.
+	if !o.stillOwner(epoch) || !o.mayWrite(o.d.Node.State()) {
+		o.wdMu.Unlock()
+		o.log.Warn("not opening writes: ownership or lease lost while preparing", zap.Uint64("epoch", epoch))
+		return
+	}
 	if err := o.d.MySQL.Promote(ctx); err != nil {
 		o.wdMu.Unlock()
 		o.log.Error("open writes (read_only=0)", zap.Error(err))

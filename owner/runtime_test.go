@@ -81,15 +81,50 @@ func TestEveryAddOrRenewRechecksTheConjunction(t *testing.T) {
 			return r.clock.now()
 		}, false},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+	// Each case on a held VIP (a renewal) and on a VIP not held yet (an acquisition).
+	for _, held := range []bool{true, false} {
+		op := map[bool]string{true: "vip renew", false: "vip add"}[held]
+		for _, tt := range tests {
+			t.Run(op+": "+tt.name, func(t *testing.T) {
+				r := newRig(t)
+				r.serve(t)
+				if !held {
+					if err := r.o.dropVIP(context.Background(), "test"); err != nil {
+						t.Fatal(err)
+					}
+				}
+				r.tr.reset()
+				sent := tt.perturb(t, r)
+				r.o.acquireOrRenew(context.Background(), sent)
+				if got := r.tr.count(op) == 1; got != tt.want {
+					t.Fatalf("%s = %v, want %v; trace:\n%s", op, got, tt.want, r.tr)
+				}
+			})
+		}
+	}
+	// An acquisition probes ARP first; the conjunction is checked again after the probe.
+	breaks := []struct {
+		name    string
+		perturb func(t *testing.T, r *rig)
+	}{
+		{"revoked during the ARP probe", func(t *testing.T, r *rig) {
+			r.node.apply(t, ev(t, r.node.State(), fsm.OwnerRevoked, "witness", fsm.RevokeData{Owner: "db1", Reason: "test"}))
+		}},
+		{"lease lapsed during the ARP probe", func(_ *testing.T, r *rig) { r.clock.advance(r.o.cfg.Lease + time.Millisecond) }},
+		{"promise older than δ after the ARP probe", func(_ *testing.T, r *rig) { r.clock.advance(RenewDelta(r.o.cfg.Lease) + time.Millisecond) }},
+	}
+	for _, tt := range breaks {
+		t.Run("vip add: "+tt.name, func(t *testing.T) {
 			r := newRig(t)
 			r.serve(t)
+			if err := r.o.dropVIP(context.Background(), "test"); err != nil {
+				t.Fatal(err)
+			}
 			r.tr.reset()
-			sent := tt.perturb(t, r)
-			r.o.acquireOrRenew(context.Background(), sent)
-			if got := r.tr.count("vip renew") == 1; got != tt.want {
-				t.Fatalf("renewed = %v, want %v; trace:\n%s", got, tt.want, r.tr)
+			r.vip.onProbe = func() { tt.perturb(t, r) }
+			r.o.acquireOrRenew(context.Background(), r.clock.now())
+			if r.tr.index("vip arp probe") < 0 || r.tr.index("vip add") >= 0 {
+				t.Fatalf("want a probe and no add; trace:\n%s", r.tr)
 			}
 		})
 	}
@@ -135,26 +170,50 @@ func TestPromotionRechecksOwnership(t *testing.T) {
 			t.Fatalf("acted on a lost ownership; trace:\n%s", r.tr)
 		}
 	})
-	t.Run("right before read_only=0", func(t *testing.T) {
-		r := newRig(t)
-		assign(t, r.node, "db1", false)
-		r.healthy(true)
-		epoch := r.node.State().Epoch
-		r.grantLease(epoch)
-		r.o.mu.Lock()
-		r.o.m = machine{Serving, epoch}
-		r.o.mu.Unlock()
-		r.node.setCaughtUp(false) // a restart replay: the state may be old
-		r.o.openWrites(context.Background(), epoch)
-		if r.tr.index("mysql read_only=0") >= 0 {
-			t.Fatalf("opened writes from a state not caught up; trace:\n%s", r.tr)
+	// Right before read_only=0: whatever moves while openWrites prepares (the watchdog's
+	// arm, the semi-sync switch) is seen by a check after it.
+	revoke := func(t *testing.T, r *rig) func() {
+		return func() {
+			r.node.apply(t, ev(t, r.node.State(), fsm.OwnerRevoked, "witness", fsm.RevokeData{Owner: "db1", Reason: "test"}))
 		}
-		r.node.setCaughtUp(true)
-		r.o.openWrites(context.Background(), epoch)
-		if r.db.isReadOnly() {
-			t.Fatalf("writes not opened once caught up; trace:\n%s", r.tr)
-		}
-	})
+	}
+	lapse := func(_ *testing.T, r *rig) func() {
+		return func() { r.clock.advance(r.o.cfg.Lease + time.Millisecond) }
+	}
+	tests := []struct {
+		name     string
+		semiSync bool
+		setup    func(t *testing.T, r *rig)
+		want     bool // writes opened
+	}{
+		{"all holds: opened", false, func(*testing.T, *rig) {}, true},
+		{"all holds with semi-sync: opened", true, func(*testing.T, *rig) {}, true},
+		{"state not caught up (a restart replay)", false, func(_ *testing.T, r *rig) { r.node.setCaughtUp(false) }, false},
+		{"revoked while the watchdog is armed", false, func(t *testing.T, r *rig) { r.wd.onArm = revoke(t, r) }, false},
+		{"lease lapsed while the watchdog is armed", false, func(t *testing.T, r *rig) { r.wd.onArm = lapse(t, r) }, false},
+		{"revoked while semi-sync is switched on", true, func(t *testing.T, r *rig) { r.db.onSemiSync = revoke(t, r) }, false},
+		{"lease lapsed while semi-sync is switched on", true, func(t *testing.T, r *rig) { r.db.onSemiSync = lapse(t, r) }, false},
+	}
+	for _, tt := range tests {
+		t.Run("right before read_only=0: "+tt.name, func(t *testing.T) {
+			r := newRig(t, func(c *Config) { c.SemiSync = tt.semiSync })
+			assign(t, r.node, "db1", false)
+			r.healthy(true)
+			epoch := r.node.State().Epoch
+			r.grantLease(epoch)
+			r.o.mu.Lock()
+			r.o.m = machine{Serving, epoch}
+			r.o.mu.Unlock()
+			tt.setup(t, r)
+			r.o.openWrites(context.Background(), epoch)
+			if got := r.tr.index("mysql read_only=0") >= 0; got != tt.want {
+				t.Fatalf("writes opened = %v, want %v; trace:\n%s", got, tt.want, r.tr)
+			}
+			if tt.want && r.db.isReadOnly() {
+				t.Fatalf("server still read-only; trace:\n%s", r.tr)
+			}
+		})
+	}
 }
 
 func TestRestartReplayNeverOpensWrites(t *testing.T) {
@@ -250,6 +309,7 @@ func TestHandoverAppliesRelayAndFencesPrevious(t *testing.T) {
 	r.node.apply(t, ev(t, r.node.State(), fsm.OwnerRevoked, "witness", fsm.RevokeData{Owner: "db2"}))
 	assign(t, r.node, "db1", false)
 	r.healthy(true)
+	r.db.relay = probe.RelayCatchUp{Reached: true, Received: "0-2-7", Applied: "0-2-7,1-1-10"}
 	r.settle(t)
 	before(t, r.tr, "remote fence db2", "mysql stop replication")
 	before(t, r.tr, "mysql relay applied", "mysql stop replication")
@@ -259,8 +319,8 @@ func TestHandoverAppliesRelayAndFencesPrevious(t *testing.T) {
 	r.o.mu.Lock()
 	d := r.o.promoted
 	r.o.mu.Unlock()
-	if d.PrevOwner != "db2" || d.PrevFence != "fenced" || d.RelayApplied == nil || !*d.RelayApplied {
-		t.Fatalf("OwnerPromoted data = %+v, want previous owner fenced and relay applied", d)
+	if d.PrevOwner != "db2" || d.PrevFence != "fenced" || d.RelayApplied == nil || !*d.RelayApplied || d.Received != "0-2-7" || d.RelayAppliedSet != "0-2-7,1-1-10" {
+		t.Fatalf("OwnerPromoted data = %+v, want previous owner fenced and relay applied, received and applied journaled", d)
 	}
 }
 
@@ -904,6 +964,24 @@ func TestVIPFence(t *testing.T) {
 		r.o.mu.Unlock()
 		if !open || d != want {
 			t.Fatalf("fence open=%v for %v, want open for %v (lease left less the guard)", open, d, want)
+		}
+	})
+	t.Run("a stall while opening does not carry the fence past the lease", func(t *testing.T) {
+		r := newRig(t)
+		r.serve(t)
+		r.fence.mu.Lock()
+		r.fence.onOpen = func() { r.clock.advance(150 * time.Millisecond) } // frozen before the kernel is told
+		r.fence.mu.Unlock()
+		r.grantLease(r.node.State().Epoch)
+		r.o.acquireOrRenew(context.Background(), r.clock.now())
+		r.o.mu.Lock()
+		end := r.o.lease.Expiry() - fenceGuard
+		r.o.mu.Unlock()
+		r.fence.mu.Lock()
+		until, last := r.fence.until, r.fence.last
+		r.fence.mu.Unlock()
+		if until != end || r.clock.now()+last != end {
+			t.Fatalf("fence open until %v (%v from the stalled call), want the lease's end less the guard, %v", until, last, end)
 		}
 	})
 	t.Run("shut before the address goes", func(t *testing.T) {
