@@ -88,6 +88,11 @@ func (c *cli) finish(what string, pr api.ProposeResponse, o opsview.Outcome, wer
 	if err == nil {
 		err = o.Err
 	}
+	if err == nil && o.Change != nil && !o.Change.CatchUp.Reached && (what == "switchover" || what == "maintenance") {
+		// A planned handover promises no loss; a target that opened writes before catching
+		// up (on_catchup_timeout: promote) broke that promise, and the operator must know.
+		err = fmt.Errorf("%s moved ownership to %s, but its %s (on_catchup_timeout: promote): writes the old owner acknowledged may be missing there and return as extra transactions when it rejoins", what, o.Change.To, o.Change.CatchUp)
+	}
 	if err != nil && werr == nil {
 		err = fmt.Errorf("%w; inspect with: raftctl --addr %s history", err, c.addrHint())
 	}
@@ -125,7 +130,8 @@ func (c *cli) switchoverCmd() *cobra.Command {
 		Long: `Switchover asks for a planned, lossless move and, unless --no-wait, follows the journal until
 the new owner's OwnerPromoted ("db1 → db2 in 142 ms (catch-up 0 ms, nothing missing)").
 It exits non-zero when the request is refused, a promotion fails, ownership ends on
-another node than --to or does not move, or --wait-timeout passes first.`,
+another node than --to or does not move, the new owner opened writes before it caught up
+(on_catchup_timeout: promote), or --wait-timeout passes first.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
