@@ -26,21 +26,42 @@ func before(t *testing.T, tr *trace, first, second string) {
 }
 
 func TestUnhealthyDropsVIPBeforeRelease(t *testing.T) {
-	r := newRig(t)
-	epoch := r.serve(t)
-	r.tr.reset()
-	r.db.mu.Lock()
-	r.db.up = false
-	r.db.mu.Unlock()
-	r.healthy(false)
-	r.settle(t)
-	before(t, r.tr, "vip drop", "propose OwnerReleased")
-	before(t, r.tr, "mysql fence", "propose OwnerReleased")
-	if s := r.node.State(); s.Phase != fsm.PhaseReleased || s.Epoch != epoch {
-		t.Fatalf("state after release = %s@%d, want released@%d", s.Phase, s.Epoch, epoch)
+	tests := []struct {
+		name   string
+		sicken func(r *rig)
+		fenced bool // the local fence is in the trace before the release
+	}{
+		{"server down", func(r *rig) {
+			r.db.mu.Lock()
+			r.db.up = false
+			r.db.mu.Unlock()
+		}, true},
+		{"server up but failing its checks", func(*rig) {}, true},
+		{"server down and its fence fails", func(r *rig) {
+			r.db.mu.Lock()
+			r.db.up, r.db.fenceErr = false, errors.New("connection refused")
+			r.db.mu.Unlock()
+		}, false},
 	}
-	if p, _ := r.o.Machine(); p != Standby {
-		t.Fatalf("machine = %s, want standby", p)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			epoch := r.serve(t)
+			r.tr.reset()
+			tt.sicken(r)
+			r.healthy(false)
+			r.settle(t)
+			before(t, r.tr, "vip drop", "propose OwnerReleased")
+			if tt.fenced {
+				before(t, r.tr, "mysql fence", "propose OwnerReleased")
+			}
+			if s := r.node.State(); s.Phase != fsm.PhaseReleased || s.Epoch != epoch {
+				t.Fatalf("state after release = %s@%d, want released@%d; trace:\n%s", s.Phase, s.Epoch, epoch, r.tr)
+			}
+			if p, _ := r.o.Machine(); p != Standby {
+				t.Fatalf("machine = %s, want standby", p)
+			}
+		})
 	}
 }
 
