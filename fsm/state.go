@@ -228,251 +228,275 @@ func payload[T any](ev Event) (T, error) {
 	return d, nil
 }
 
+// handler applies one event, committed at log index idx, to s.
+type handler func(s *State, idx uint64, ev Event) error
+
+// on makes the handler of an event type whose payload is a T: it decodes the payload, the
+// one place every type does so, and passes it to apply. A payload that does not decode
+// makes the event invalid before any rule of apply is checked.
+func on[T any](apply func(s *State, idx uint64, ev Event, d T) error) handler {
+	return func(s *State, idx uint64, ev Event) error {
+		d, err := payload[T](ev)
+		if err != nil {
+			return err
+		}
+		return apply(s, idx, ev, d)
+	}
+}
+
+// handlers maps every event type this build applies to its handler; [Types] lists the same
+// types.
+var handlers = map[Type]handler{
+	Bootstrapped:          on((*State).bootstrap),
+	MemberJoined:          on((*State).joinMember),
+	MemberRemoved:         on((*State).removeMember),
+	HealthChanged:         on((*State).changeHealth),
+	MaintenanceChanged:    on((*State).changeMaintenance),
+	SwitchoverRequested:   on((*State).requestSwitchover),
+	OwnerAssigned:         on((*State).assignOwner),
+	OwnerPromoted:         on((*State).promoteOwner),
+	OwnerRevoked:          on((*State).revokeOwner),
+	PromotionFailed:       on((*State).failPromotion),
+	OwnerReleased:         on((*State).releaseOwner),
+	ForeignVRRPMasterSeen: on((*State).seeForeignMaster),
+	SemiSyncChanged:       on((*State).changeSemiSync),
+	VIPConflictSeen:       on((*State).seeVIPConflict),
+	HookFailed:            on((*State).failHook),
+	RejoinChecked:         on((*State).checkRejoin),
+	PauseChanged:          on((*State).changePause),
+	FailoverRequested:     on((*State).requestFailover),
+	RejoinResumed:         on((*State).resumeRejoin),
+}
+
 func (s *State) apply(idx uint64, ev Event) error {
 	if ev.V > Version {
 		return fmt.Errorf("%w: %s version %d (this build knows %d)", ErrUnknownType, ev.Type, ev.V, Version)
 	}
-	switch ev.Type {
-	case Bootstrapped:
-		d, err := payload[BootstrappedData](ev)
-		if err != nil {
-			return err
-		}
-		if s.Bootstrapped {
-			return fmt.Errorf("%w: cluster already bootstrapped", ErrStale)
-		}
-		s.Bootstrapped = true
-		for _, m := range d.Members {
-			s.Members[m.ID] = &NodeState{Member: m}
-		}
-	case MemberJoined:
-		d, err := payload[MemberData](ev)
-		if err != nil {
-			return err
-		}
-		if d.Member.ID == "" {
-			return fmt.Errorf("%w: member without id", ErrInvalid)
-		}
-		if m, ok := s.Members[d.Member.ID]; ok {
-			m.Member = d.Member
-		} else {
-			s.Members[d.Member.ID] = &NodeState{Member: d.Member}
-		}
-	case MemberRemoved:
-		d, err := payload[MemberData](ev)
-		if err != nil {
-			return err
-		}
-		if d.Member.ID == s.Owner && s.Holding(s.Owner) {
-			return fmt.Errorf("%w: cannot remove owner %s while it holds the VIP", ErrInvalid, d.Member.ID)
-		}
-		delete(s.Members, d.Member.ID)
-	case HealthChanged:
-		d, err := payload[HealthData](ev)
-		if err != nil {
-			return err
-		}
-		m, err := s.member(d.Node)
-		if err != nil {
-			return err
-		}
-		m.Healthy, m.HealthKnown, m.HealthAt, m.Detail = d.Healthy, true, ev.At, d.Detail
-		if d.GTID != "" {
-			m.GTID = d.GTID
-		}
-		m.FailedEpoch = 0
-	case MaintenanceChanged:
-		d, err := payload[MaintenanceData](ev)
-		if err != nil {
-			return err
-		}
-		m, err := s.member(d.Node)
-		if err != nil {
-			return err
-		}
-		m.Maintenance = d.On
-	case SwitchoverRequested:
-		d, err := payload[SwitchoverData](ev)
-		if err != nil {
-			return err
-		}
-		if err := s.precondition(ev, PhaseActive); err != nil {
-			return err
-		}
-		if d.To != "" {
-			m, err := s.member(d.To)
-			if err != nil {
-				return err
-			}
-			if m.Role != RoleDatabase || d.To == s.Owner {
-				return fmt.Errorf("%w: switchover target %s is not another database node", ErrInvalid, d.To)
-			}
-		}
-		s.Switchover = &d
-	case OwnerAssigned:
-		d, err := payload[AssignData](ev)
-		if err != nil {
-			return err
-		}
-		if err := s.precondition(ev, PhaseNone, PhaseReleased, PhaseRevoked); err != nil {
-			return err
-		}
-		m, err := s.member(d.Owner)
-		if err != nil {
-			return err
-		}
-		if m.Role != RoleDatabase {
-			return fmt.Errorf("%w: %s has role %s and can never own the VIP", ErrInvalid, d.Owner, m.Role)
-		}
-		if ev.V >= 2 && ((m.HealthKnown && !m.Healthy) || m.Maintenance) {
-			return fmt.Errorf("%w: %s is unhealthy or in maintenance now (%s)", ErrStale, d.Owner, m.Detail)
-		}
-		if s.Owner != "" && s.Owner != d.Owner {
-			s.PrevOwner = s.Owner
-		}
-		s.Owner = d.Owner
-		s.Target, s.TargetDomain = d.CatchupTarget, d.CatchupDomain
-		s.Epoch++
-		s.Switchover, s.Failover, s.Force = nil, nil, d.Force
-		s.enter(PhaseAssigned, idx, ev.At)
-	case OwnerPromoted:
-		d, err := payload[PromotedData](ev)
-		if err != nil {
-			return err
-		}
-		if err := s.precondition(ev, PhaseAssigned); err != nil {
-			return err
-		}
-		if d.Owner != s.Owner {
-			return fmt.Errorf("%w: %s reported promotion but owner is %s", ErrStale, d.Owner, s.Owner)
-		}
-		s.enter(PhaseActive, idx, ev.At)
-	case OwnerRevoked:
-		if _, err := payload[RevokeData](ev); err != nil {
-			return err
-		}
-		if err := s.precondition(ev, PhaseAssigned, PhaseActive); err != nil {
-			return err
-		}
-		s.enter(PhaseRevoked, idx, ev.At)
-	case PromotionFailed:
-		if _, err := payload[PromotionFailedData](ev); err != nil {
-			return err
-		}
-		if err := s.precondition(ev, PhaseAssigned); err != nil {
-			return err
-		}
-		if m, ok := s.Members[s.Owner]; ok {
-			m.FailedEpoch = s.Epoch
-		}
-		s.enter(PhaseRevoked, idx, ev.At)
-	case OwnerReleased:
-		d, err := payload[ReleaseData](ev)
-		if err != nil {
-			return err
-		}
-		if err := s.precondition(ev, PhaseAssigned, PhaseActive, PhaseRevoked); err != nil {
-			return err
-		}
-		if d.Owner != s.Owner {
-			return fmt.Errorf("%w: release by %s but owner is %s", ErrStale, d.Owner, s.Owner)
-		}
-		s.LastRelease = &Release{Epoch: s.Epoch, Owner: d.Owner, GTID: d.GTID, Domain: d.Domain, Fenced: d.Fenced, Reason: d.Reason}
-		s.enter(PhaseReleased, idx, ev.At)
-	case ForeignVRRPMasterSeen:
-		d, err := payload[ForeignData](ev)
-		if err != nil {
-			return err
-		}
-		s.Foreign = append(s.Foreign, d)
-		if len(s.Foreign) > 16 {
-			s.Foreign = s.Foreign[len(s.Foreign)-16:]
-		}
-	case SemiSyncChanged:
-		d, err := payload[SemiSyncData](ev)
-		if err != nil {
-			return err
-		}
-		m, err := s.member(d.Node)
-		if err != nil {
-			return err
-		}
-		m.SemiSync = d.Status
-	case VIPConflictSeen:
-		if _, err := payload[VIPConflictData](ev); err != nil {
-			return err
-		}
-	case HookFailed:
-		d, err := payload[HookFailedData](ev)
-		if err != nil {
-			return err
-		}
-		if _, err := s.member(d.Node); err != nil {
-			return err
-		}
-	case RejoinChecked:
-		d, err := payload[RejoinData](ev)
-		if err != nil {
-			return err
-		}
-		m, err := s.member(d.Node)
-		if err != nil {
-			return err
-		}
-		m.RejoinBlocked, m.RejoinExtra = d.Blocked, d.Extra
-		if !d.Blocked {
-			m.RejoinAccept = ""
-		}
-	case PauseChanged:
-		d, err := payload[PauseData](ev)
-		if err != nil {
-			return err
-		}
-		if s.Paused == d.Paused {
-			return fmt.Errorf("%w: already %s", ErrStale, pausedWord(d.Paused))
-		}
-		s.Paused, s.PausedSince = d.Paused, ev.At
-		if !d.Paused {
-			s.PausedSince = time.Time{}
-		}
-	case FailoverRequested:
-		d, err := payload[FailoverData](ev)
-		if err != nil {
-			return err
-		}
-		if err := s.precondition(ev, PhaseNone, PhaseAssigned, PhaseActive, PhaseRevoked, PhaseReleased); err != nil {
-			return err
-		}
+	h, ok := handlers[ev.Type]
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrUnknownType, ev.Type)
+	}
+	return h(s, idx, ev)
+}
+
+func (s *State) bootstrap(_ uint64, _ Event, d BootstrappedData) error {
+	if s.Bootstrapped {
+		return fmt.Errorf("%w: cluster already bootstrapped", ErrStale)
+	}
+	s.Bootstrapped = true
+	for _, m := range d.Members {
+		s.Members[m.ID] = &NodeState{Member: m}
+	}
+	return nil
+}
+
+func (s *State) joinMember(_ uint64, _ Event, d MemberData) error {
+	if d.Member.ID == "" {
+		return fmt.Errorf("%w: member without id", ErrInvalid)
+	}
+	if m, ok := s.Members[d.Member.ID]; ok {
+		m.Member = d.Member
+	} else {
+		s.Members[d.Member.ID] = &NodeState{Member: d.Member}
+	}
+	return nil
+}
+
+func (s *State) removeMember(_ uint64, _ Event, d MemberData) error {
+	if d.Member.ID == s.Owner && s.Holding(s.Owner) {
+		return fmt.Errorf("%w: cannot remove owner %s while it holds the VIP", ErrInvalid, d.Member.ID)
+	}
+	delete(s.Members, d.Member.ID)
+	return nil
+}
+
+func (s *State) changeHealth(_ uint64, ev Event, d HealthData) error {
+	m, err := s.member(d.Node)
+	if err != nil {
+		return err
+	}
+	m.Healthy, m.HealthKnown, m.HealthAt, m.Detail = d.Healthy, true, ev.At, d.Detail
+	if d.GTID != "" {
+		m.GTID = d.GTID
+	}
+	m.FailedEpoch = 0
+	return nil
+}
+
+func (s *State) changeMaintenance(_ uint64, _ Event, d MaintenanceData) error {
+	m, err := s.member(d.Node)
+	if err != nil {
+		return err
+	}
+	m.Maintenance = d.On
+	return nil
+}
+
+func (s *State) requestSwitchover(_ uint64, ev Event, d SwitchoverData) error {
+	if err := s.precondition(ev, PhaseActive); err != nil {
+		return err
+	}
+	if d.To != "" {
 		m, err := s.member(d.To)
 		if err != nil {
 			return err
 		}
-		if m.Role != RoleDatabase {
-			return fmt.Errorf("%w: failover target %s is not a database node", ErrInvalid, d.To)
+		if m.Role != RoleDatabase || d.To == s.Owner {
+			return fmt.Errorf("%w: switchover target %s is not another database node", ErrInvalid, d.To)
 		}
-		if s.Phase == PhaseActive && s.Owner == d.To {
-			return fmt.Errorf("%w: %s already owns the VIP", ErrStale, d.To)
-		}
-		s.Failover = &d
-	case RejoinResumed:
-		d, err := payload[RejoinResumeData](ev)
-		if err != nil {
-			return err
-		}
-		m, err := s.member(d.Node)
-		if err != nil {
-			return err
-		}
-		if !m.RejoinBlocked {
-			return fmt.Errorf("%w: the rejoin of %s is not blocked", ErrStale, d.Node)
-		}
-		if d.Accept != "" && d.Accept != m.RejoinExtra {
-			return fmt.Errorf("%w: the extra transactions of %s are %q now, not %q", ErrStale, d.Node, m.RejoinExtra, d.Accept)
-		}
-		m.RejoinAccept, m.RejoinResumed = d.Accept, idx
-	default:
-		return fmt.Errorf("%w: %q", ErrUnknownType, ev.Type)
 	}
+	s.Switchover = &d
+	return nil
+}
+
+func (s *State) assignOwner(idx uint64, ev Event, d AssignData) error {
+	if err := s.precondition(ev, PhaseNone, PhaseReleased, PhaseRevoked); err != nil {
+		return err
+	}
+	m, err := s.member(d.Owner)
+	if err != nil {
+		return err
+	}
+	if m.Role != RoleDatabase {
+		return fmt.Errorf("%w: %s has role %s and can never own the VIP", ErrInvalid, d.Owner, m.Role)
+	}
+	if ev.V >= 2 && ((m.HealthKnown && !m.Healthy) || m.Maintenance) {
+		return fmt.Errorf("%w: %s is unhealthy or in maintenance now (%s)", ErrStale, d.Owner, m.Detail)
+	}
+	if s.Owner != "" && s.Owner != d.Owner {
+		s.PrevOwner = s.Owner
+	}
+	s.Owner = d.Owner
+	s.Target, s.TargetDomain = d.CatchupTarget, d.CatchupDomain
+	s.Epoch++
+	s.Switchover, s.Failover, s.Force = nil, nil, d.Force
+	s.enter(PhaseAssigned, idx, ev.At)
+	return nil
+}
+
+func (s *State) promoteOwner(idx uint64, ev Event, d PromotedData) error {
+	if err := s.precondition(ev, PhaseAssigned); err != nil {
+		return err
+	}
+	if d.Owner != s.Owner {
+		return fmt.Errorf("%w: %s reported promotion but owner is %s", ErrStale, d.Owner, s.Owner)
+	}
+	s.enter(PhaseActive, idx, ev.At)
+	return nil
+}
+
+func (s *State) revokeOwner(idx uint64, ev Event, _ RevokeData) error {
+	if err := s.precondition(ev, PhaseAssigned, PhaseActive); err != nil {
+		return err
+	}
+	s.enter(PhaseRevoked, idx, ev.At)
+	return nil
+}
+
+func (s *State) failPromotion(idx uint64, ev Event, _ PromotionFailedData) error {
+	if err := s.precondition(ev, PhaseAssigned); err != nil {
+		return err
+	}
+	if m, ok := s.Members[s.Owner]; ok {
+		m.FailedEpoch = s.Epoch
+	}
+	s.enter(PhaseRevoked, idx, ev.At)
+	return nil
+}
+
+func (s *State) releaseOwner(idx uint64, ev Event, d ReleaseData) error {
+	if err := s.precondition(ev, PhaseAssigned, PhaseActive, PhaseRevoked); err != nil {
+		return err
+	}
+	if d.Owner != s.Owner {
+		return fmt.Errorf("%w: release by %s but owner is %s", ErrStale, d.Owner, s.Owner)
+	}
+	s.LastRelease = &Release{Epoch: s.Epoch, Owner: d.Owner, GTID: d.GTID, Domain: d.Domain, Fenced: d.Fenced, Reason: d.Reason}
+	s.enter(PhaseReleased, idx, ev.At)
+	return nil
+}
+
+// maxForeign is how many ForeignVRRPMasterSeen sightings the state keeps, the newest.
+const maxForeign = 16
+
+func (s *State) seeForeignMaster(_ uint64, _ Event, d ForeignData) error {
+	s.Foreign = append(s.Foreign, d)
+	if len(s.Foreign) > maxForeign {
+		s.Foreign = s.Foreign[len(s.Foreign)-maxForeign:]
+	}
+	return nil
+}
+
+func (s *State) changeSemiSync(_ uint64, _ Event, d SemiSyncData) error {
+	m, err := s.member(d.Node)
+	if err != nil {
+		return err
+	}
+	m.SemiSync = d.Status
+	return nil
+}
+
+// seeVIPConflict only journals the conflict: a valid payload changes nothing.
+func (*State) seeVIPConflict(uint64, Event, VIPConflictData) error { return nil }
+
+func (s *State) failHook(_ uint64, _ Event, d HookFailedData) error {
+	_, err := s.member(d.Node)
+	return err
+}
+
+func (s *State) checkRejoin(_ uint64, _ Event, d RejoinData) error {
+	m, err := s.member(d.Node)
+	if err != nil {
+		return err
+	}
+	m.RejoinBlocked, m.RejoinExtra = d.Blocked, d.Extra
+	if !d.Blocked {
+		m.RejoinAccept = ""
+	}
+	return nil
+}
+
+func (s *State) changePause(_ uint64, ev Event, d PauseData) error {
+	if s.Paused == d.Paused {
+		return fmt.Errorf("%w: already %s", ErrStale, pausedWord(d.Paused))
+	}
+	s.Paused, s.PausedSince = d.Paused, ev.At
+	if !d.Paused {
+		s.PausedSince = time.Time{}
+	}
+	return nil
+}
+
+func (s *State) requestFailover(_ uint64, ev Event, d FailoverData) error {
+	if err := s.precondition(ev, PhaseNone, PhaseAssigned, PhaseActive, PhaseRevoked, PhaseReleased); err != nil {
+		return err
+	}
+	m, err := s.member(d.To)
+	if err != nil {
+		return err
+	}
+	if m.Role != RoleDatabase {
+		return fmt.Errorf("%w: failover target %s is not a database node", ErrInvalid, d.To)
+	}
+	if s.Phase == PhaseActive && s.Owner == d.To {
+		return fmt.Errorf("%w: %s already owns the VIP", ErrStale, d.To)
+	}
+	s.Failover = &d
+	return nil
+}
+
+func (s *State) resumeRejoin(idx uint64, _ Event, d RejoinResumeData) error {
+	m, err := s.member(d.Node)
+	if err != nil {
+		return err
+	}
+	if !m.RejoinBlocked {
+		return fmt.Errorf("%w: the rejoin of %s is not blocked", ErrStale, d.Node)
+	}
+	if d.Accept != "" && d.Accept != m.RejoinExtra {
+		return fmt.Errorf("%w: the extra transactions of %s are %q now, not %q", ErrStale, d.Node, m.RejoinExtra, d.Accept)
+	}
+	m.RejoinAccept, m.RejoinResumed = d.Accept, idx
 	return nil
 }
 

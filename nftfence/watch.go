@@ -17,6 +17,10 @@ import (
 // another program can send thousands of events at once.
 const watchReadBuffer = 1 << 20
 
+// reopenPause is the pause before Watch reopens a failed event socket, so a socket that
+// keeps failing does not spin.
+const reopenPause = 100 * time.Millisecond
+
 // Watch reports, by calling gone(reason), when the fence stops holding: its table, a set or
 // a chain disappears or is altered (someone ran `nft flush ruleset`, e.g. Debian's
 // nftables.service), or the table is made dormant. The fence then fails OPEN, so the
@@ -74,7 +78,7 @@ func (f *Fence) Watch(ctx context.Context, gone func(reason string)) error {
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-time.After(100 * time.Millisecond):
+			case <-time.After(reopenPause):
 			}
 			if stop() {
 				_ = ev.Close()

@@ -5,9 +5,9 @@
 // [Debouncer] turns single results into rise/fall-debounced transitions. [GTIDSet] parses and
 // compares GTID sets of both flavors (MySQL interval sets including 8.3 tagged GTIDs, MariaDB
 // domain-server-seq positions). [Fence] and [Prober.Fence], [ReadOnly], [WaitCatchUp],
-// [WaitRelayApplied], [Promote], [StopReplication], [StartReplication] and [ExtraTransactions]
-// are the SQL side of handover and rejoin, and [Grants] lists the least privileges the daemon's
-// account needs for all of them.
+// [WaitRelayApplied], [Promote], [StopReplication] and [StartReplication] are the SQL side of
+// handover and rejoin, and [Grants] lists the least privileges the daemon's account needs for
+// all of them.
 //
 // Server facts the code relies on (checked against MariaDB 10.11.19 by the integration tests):
 // MariaDB has no super_read_only, and read_only does not stop accounts holding READ ONLY ADMIN

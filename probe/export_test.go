@@ -1,6 +1,9 @@
 package probe
 
 import (
+	"context"
+	"database/sql"
+	"fmt"
 	"maps"
 	"math"
 	"slices"
@@ -68,3 +71,33 @@ var CountMissing = countMissing
 
 // SetBeforeUpsert makes p's write check call f between its read of read_only and its upsert.
 func SetBeforeUpsert(p *Prober, f func()) { p.beforeUpsert = f }
+
+// heartbeatSchema creates the table the write check uses. One row per server_id, so the two
+// masters never write the same row.
+var heartbeatSchema = []string{
+	"CREATE DATABASE IF NOT EXISTS keepraft",
+	"CREATE TABLE IF NOT EXISTS keepraft.heartbeat (server_id INT UNSIGNED NOT NULL PRIMARY KEY, " +
+		"ts TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB",
+}
+
+// EnsureHeartbeat creates the schema keepraft and its table heartbeat (server_id INT UNSIGNED
+// primary key, ts TIMESTAMP(6)), which the write check upserts, unless they exist, for the
+// integration tests (the daemon never creates it). Run it on a writable server; the
+// statements replicate.
+func EnsureHeartbeat(ctx context.Context, db *sql.DB) error {
+	for _, stmt := range heartbeatSchema {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("create heartbeat schema: %w", err)
+		}
+	}
+	return nil
+}
+
+// ExtraTransactions returns the GTIDs of the old owner's own domain that the old owner has and
+// the new owner lacks: transactions written to the old owner's binlog and never shipped. On
+// MySQL domain is ignored and the whole difference is returned. It is the set the owner's
+// rejoin check journals (see package owner), kept here to test GTIDSet.Domain and Missing
+// together against real servers.
+func ExtraTransactions(oldOwner, newOwner GTIDSet, domain uint32) GTIDSet {
+	return newOwner.Missing(oldOwner.Domain(domain))
+}

@@ -294,6 +294,9 @@ type CatchUp struct {
 	Reason string
 }
 
+// catchUpMargin is added to WaitCatchUp's server-side wait to bound the query's round trip.
+const catchUpMargin = 2 * time.Second
+
 // WaitCatchUp waits up to timeout until the replica behind db has applied target. On MariaDB the
 // target is first restricted to domain, the old owner's gtid_domain_id, because MASTER_GTID_WAIT
 // compares against gtid_slave_pos per domain and blocks until the timeout for a domain that
@@ -343,7 +346,7 @@ func WaitCatchUp(ctx context.Context, db *sql.DB, f Flavor, target string, domai
 	res.Reason = "timeout"
 	if timeout > 0 {
 		// Server-side wait plus a margin for the round trip; ctx may end it sooner.
-		wctx, cancel := context.WithTimeout(ctx, timeout+2*time.Second)
+		wctx, cancel := context.WithTimeout(ctx, timeout+catchUpMargin)
 		defer cancel()
 		fn := "MASTER_GTID_WAIT"
 		if f == FlavorMySQL {
@@ -412,14 +415,4 @@ func replicationCmd(ctx context.Context, db *sql.DB, verb string) error {
 		return fmt.Errorf("%s replication: %w", strings.ToLower(verb), err)
 	}
 	return nil
-}
-
-// ExtraTransactions returns the GTIDs of the old owner's own domain that the old owner has and
-// the new owner lacks: transactions written to the old owner's binlog and never shipped. They
-// must be journaled and the channel from the old owner kept stopped until an operator decides.
-// On MySQL domain is ignored and the whole difference is returned. ctx is unused; it keeps the
-// signature uniform with the other steps of rejoin.
-func ExtraTransactions(ctx context.Context, oldOwner, newOwner GTIDSet, domain uint32) GTIDSet {
-	_ = ctx
-	return newOwner.Missing(oldOwner.Domain(domain))
 }

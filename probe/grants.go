@@ -29,7 +29,8 @@ import (
 //     global_priv also holds password hashes; no narrower source exists
 //     (information_schema.USER_PRIVILEGES and SHOW GRANTS FOR need SELECT on the whole mysql
 //     schema).
-//   - CREATE, SELECT, INSERT, UPDATE on keepraft.*: EnsureHeartbeat and the write check
+//   - CREATE, SELECT, INSERT, UPDATE on keepraft.*: creating the heartbeat table (the daemon
+//     does not; the integration tests check it with their EnsureHeartbeat) and the write check
 //     (INSERT ... ON DUPLICATE KEY UPDATE needs SELECT on the updated column: error 1143).
 //
 // Reading @@gtid_binlog_pos, @@gtid_slave_pos, global status and MASTER_GTID_WAIT need no
@@ -43,8 +44,8 @@ import (
 //     rpl_semi_sync_source_enabled (SetSemiSyncMaster). It does not bypass super_read_only.
 //   - REPLICATION CLIENT: SHOW REPLICA STATUS (Check, WaitCatchUp, WaitRelayApplied).
 //   - REPLICATION_SLAVE_ADMIN: STOP/START REPLICA (StopReplication, StartReplication).
-//   - CREATE, INSERT, UPDATE on keepraft.*: EnsureHeartbeat and the write check. Unlike
-//     MariaDB, MySQL needs no SELECT for the upsert (it reads no column).
+//   - CREATE, INSERT, UPDATE on keepraft.*: creating the heartbeat table (as for MariaDB) and
+//     the write check. Unlike MariaDB, MySQL needs no SELECT for the upsert (it reads no column).
 //
 // Reading @@gtid_executed, global status, @@pid_file and WAIT_FOR_EXECUTED_GTID_SET need no
 // privilege.

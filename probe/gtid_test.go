@@ -226,7 +226,7 @@ func TestExtraTransactions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := ExtraTransactions(t.Context(), mustParseGTIDSet(tt.flavor, tt.oldOwner), mustParseGTIDSet(tt.flavor, tt.new), tt.domain)
+			got := ExtraTransactions(mustParseGTIDSet(tt.flavor, tt.oldOwner), mustParseGTIDSet(tt.flavor, tt.new), tt.domain)
 			if got.String() != tt.want {
 				t.Errorf("ExtraTransactions = %q, want %q", got, tt.want)
 			}

@@ -515,7 +515,7 @@ func TestIntegWaitCatchUp(t *testing.T) {
 			t.Errorf("waited %v, want about %v", c.Waited, wait)
 		}
 		// Those writes are what a rejoining a would bring back.
-		extra := probe.ExtraTransactions(t.Context(), mustGTID(t, f, target), mustGTID(t, f, c.Applied), a.DomainID)
+		extra := probe.ExtraTransactions(mustGTID(t, f, target), mustGTID(t, f, c.Applied), a.DomainID)
 		if extra.IsEmpty() || extra.String() != c.Missing {
 			t.Errorf("ExtraTransactions = %q, Missing = %q", extra, c.Missing)
 		}

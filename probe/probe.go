@@ -29,9 +29,11 @@ type Config struct {
 	// Timeout bounds one whole Check (connect, every query, the write check and the script).
 	// Zero means DefaultTimeout.
 	Timeout time.Duration
-	// WriteCheck upserts a row into keepraft.heartbeat (see [EnsureHeartbeat]) on every Check of a
-	// writable server. It is skipped while the server is read-only: on MariaDB the daemon's
-	// account holds READ_ONLY ADMIN and would otherwise write to a fenced server.
+	// WriteCheck upserts a row into keepraft.heartbeat (server_id INT UNSIGNED primary key,
+	// ts TIMESTAMP(6); one row per server_id, so the two masters never write the same row)
+	// on every Check of a writable server. The daemon does not create that table. The write
+	// check is skipped while the server is read-only: on MariaDB the daemon's account holds
+	// READ_ONLY ADMIN and would otherwise write to a fenced server.
 	WriteCheck bool
 	// CheckScript is a keepalived-style check run with /bin/sh -c; exit status 0 means healthy.
 	// It is killed (with its process group) when Timeout runs out.
@@ -613,38 +615,22 @@ func readOnlyAdmins(ctx context.Context, q queryer, self string) ([]account, err
 	return out, nil
 }
 
-// heartbeatSchema creates the table the write check uses. One row per server_id, so the two
-// masters never write the same row.
-var heartbeatSchema = []string{
-	"CREATE DATABASE IF NOT EXISTS keepraft",
-	"CREATE TABLE IF NOT EXISTS keepraft.heartbeat (server_id INT UNSIGNED NOT NULL PRIMARY KEY, " +
-		"ts TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB",
-}
-
 // heartbeatUpsert + a WHERE clause + heartbeatOnDup is the write check's statement.
 const (
 	heartbeatUpsert = "INSERT INTO keepraft.heartbeat (server_id, ts) SELECT @@server_id, NOW(6) FROM DUAL"
 	heartbeatOnDup  = " ON DUPLICATE KEY UPDATE ts = NOW(6)"
 )
 
-// EnsureHeartbeat creates the schema keepraft and its table heartbeat (server_id INT UNSIGNED
-// primary key, ts TIMESTAMP(6)), which the write check upserts, unless they exist. Run it on a
-// writable server; the statements replicate.
-func EnsureHeartbeat(ctx context.Context, db *sql.DB) error {
-	for _, stmt := range heartbeatSchema {
-		if _, err := db.ExecContext(ctx, stmt); err != nil {
-			return fmt.Errorf("create heartbeat schema: %w", err)
-		}
-	}
-	return nil
-}
+// scriptWaitDelay bounds runScript's wait, once ctx ended or the script exited, for the killed
+// group to exit and for output pipes a background child still holds (exec.Cmd.WaitDelay).
+const scriptWaitDelay = 100 * time.Millisecond
 
 // runScript runs a check script under ctx and kills its whole process group on expiry.
 func runScript(ctx context.Context, script string) error {
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", script)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 100 * time.Millisecond
+	cmd.WaitDelay = scriptWaitDelay
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {

@@ -17,7 +17,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,8 +25,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keepraft/keepraft/testenv"
 	"github.com/vishvananda/netns"
+
+	"github.com/keepraft/keepraft/internal/netnsdo"
+	"github.com/keepraft/keepraft/testenv"
 )
 
 func requireInteg(t *testing.T) {
@@ -81,51 +82,28 @@ func mustRun(t *testing.T, name string, args ...string) {
 	}
 }
 
-// inNetns runs f on a thread switched into namespace ns. Sockets opened in f stay in ns.
-func inNetns(t *testing.T, ns string, f func()) {
-	t.Helper()
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatalf("get current netns: %v", err)
-	}
-	defer orig.Close()
-	target, err := netns.GetFromName(ns)
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatalf("open netns %s: %v", ns, err)
-	}
-	defer target.Close()
-	if err := netns.Set(target); err != nil {
-		runtime.UnlockOSThread()
-		t.Fatalf("enter netns %s: %v", ns, err)
-	}
-	defer func() {
-		if err := netns.Set(orig); err != nil {
-			// Leave the thread locked: the runtime discards it when the goroutine ends.
-			t.Errorf("restore netns: %v", err)
-			return
-		}
-		runtime.UnlockOSThread()
-	}()
-	f()
-}
-
 // dialIn opens our Conn on interface ifname inside namespace ns.
 func dialIn(t *testing.T, ns, ifname string) *Conn {
 	t.Helper()
+	h, err := netns.GetFromName(ns)
+	if err != nil {
+		t.Fatalf("open netns %s: %v", ns, err)
+	}
+	defer h.Close()
 	var c *Conn
-	inNetns(t, ns, func() {
+	err = netnsdo.Do(h, func() error {
 		ifi, err := net.InterfaceByName(ifname)
 		if err != nil {
-			t.Fatalf("interface %s: %v", ifname, err)
+			return fmt.Errorf("interface %s: %w", ifname, err)
 		}
-		c, err = Dial(ifi)
-		if err != nil {
-			t.Fatalf("dial %s: %v", ifname, err)
+		if c, err = Dial(ifi); err != nil {
+			return fmt.Errorf("dial %s: %w", ifname, err)
 		}
+		return nil
 	})
+	if err != nil {
+		t.Fatalf("netns %s: %v", ns, err)
+	}
 	t.Cleanup(func() { c.Close() })
 	return c
 }

@@ -9,17 +9,18 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/pprof"
 	"syscall"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/keepraft/keepraft/config"
+	"github.com/keepraft/keepraft/internal/cpuprofile"
 	"github.com/keepraft/keepraft/internal/mancmd"
+	"github.com/keepraft/keepraft/internal/sdnotify"
 	"github.com/keepraft/keepraft/node"
+	"github.com/keepraft/keepraft/watchdog"
 )
 
 // version is set with -ldflags "-X main.version=...".
@@ -82,17 +83,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 			log.Info("keepraftd starting", zap.String("version", version), zap.String("config", opts.config), zap.String("role", cfg.Node.Role))
-			n, err := node.New(cfg, log, node.Options{NoVIP: opts.noVIP, Watchdog: watchdogCommand(opts.config), Version: version})
+			n, err := node.New(cfg, log, node.Options{NoVIP: opts.noVIP, Watchdog: watchdog.Command(opts.config), Version: version})
 			if err != nil {
 				log.Error("start", zap.Error(err))
 				return err
 			}
-			stop, err := cpuProfile(opts.cpuProfile)
+			stop, err := cpuprofile.Start(opts.cpuProfile)
 			if err != nil {
-				return err
+				return fmt.Errorf("--cpuprofile: %w", err)
 			}
 			defer stop()
-			return runNode(cmd.Context(), n, newNotifier(log))
+			return sdnotify.New(log).Supervise(cmd.Context(), n)
 		},
 	}
 	root.Flags().StringVarP(&opts.config, "config", "c", "", "path of the YAML config file")
@@ -105,19 +106,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	return root.ExecuteContext(ctx)
-}
-
-// runNode runs the node and, beside it, the systemd notifier: READY=1 once the node's run
-// loop has started, watchdog pings while it lives, STOPPING=1 when it ends.
-func runNode(ctx context.Context, n interface{ Run(context.Context) error }, sd *notifier) error {
-	g, gctx := errgroup.WithContext(ctx)
-	nctx, nodeDone := context.WithCancel(gctx)
-	g.Go(func() error {
-		defer nodeDone()
-		return n.Run(gctx)
-	})
-	g.Go(func() error { return sd.Run(nctx) })
-	return g.Wait()
 }
 
 func checkConfigCmd(stdout io.Writer) *cobra.Command {
@@ -155,23 +143,4 @@ func newLogger(cfg *config.Config, w io.Writer) (*zap.Logger, error) {
 		enc = zapcore.NewConsoleEncoder(ec)
 	}
 	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), lvl)), nil
-}
-
-// cpuProfile starts a CPU profile into path ("" does nothing) and returns its stop.
-func cpuProfile(path string) (func(), error) {
-	if path == "" {
-		return func() {}, nil
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, fmt.Errorf("--cpuprofile: %w", err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("--cpuprofile: %w", err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		_ = f.Close()
-	}, nil
 }

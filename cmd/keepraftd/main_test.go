@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/keepraft/keepraft/watchdog"
 )
 
 func TestCheckConfig(t *testing.T) {
@@ -81,7 +83,7 @@ func TestImportKeepalivedSeed(t *testing.T) {
 // one this binary accepts (a daemon that spawns an unknown subcommand never opens writes).
 func TestWatchdogCommandIsKnown(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "missing.yaml")
-	cmd := watchdogCommand(missing)()
+	cmd := watchdog.Command(missing)()
 	var out, errOut bytes.Buffer
 	err := run(context.Background(), cmd.Args[1:], &out, &errOut)
 	if err == nil || strings.Contains(err.Error(), "unknown command") || !strings.Contains(err.Error(), missing) {

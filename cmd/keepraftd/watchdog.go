@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -15,26 +13,8 @@ import (
 
 	"github.com/keepraft/keepraft/config"
 	"github.com/keepraft/keepraft/node"
+	"github.com/keepraft/keepraft/watchdog"
 )
-
-// watchdogCommand builds the command keepraftd starts as its fence watchdog: this same
-// binary, in its own process group (a signal to keepraftd's group must not stop it).
-func watchdogCommand(configPath string) func() *exec.Cmd {
-	return func() *exec.Cmd {
-		exe, err := os.Executable()
-		if err != nil {
-			exe = os.Args[0]
-		}
-		path, err := filepath.Abs(configPath)
-		if err != nil {
-			path = configPath
-		}
-		cmd := exec.Command(exe, "fence-watchdog", "--config", path)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		return cmd
-	}
-}
 
 // watchdogCmd is the fence watchdog process keepraftd starts (file descriptor 3 is its
 // pipe). It ignores SIGTERM and SIGINT: it ends when keepraftd's pipe closes, after
@@ -42,7 +22,7 @@ func watchdogCommand(configPath string) func() *exec.Cmd {
 func watchdogCmd(stderr io.Writer) *cobra.Command {
 	var path string
 	cmd := &cobra.Command{
-		Use:    "fence-watchdog --config FILE",
+		Use:    watchdog.Subcommand + " --config FILE",
 		Short:  "fence the local server when the owner's lease expires (started by keepraftd)",
 		Hidden: true,
 		Args:   cobra.NoArgs,
@@ -65,7 +45,7 @@ func watchdogCmd(stderr io.Writer) *cobra.Command {
 			}
 			pipe := os.NewFile(3, "keepraftd")
 			if pipe == nil {
-				return errors.New("fence-watchdog: no pipe on file descriptor 3 (it is started by keepraftd)")
+				return errors.New(watchdog.Subcommand + ": no pipe on file descriptor 3 (it is started by keepraftd)")
 			}
 			signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 			return node.RunWatchdog(cmd.Context(), cfg, pipe, log)
