@@ -137,7 +137,7 @@ func (s State) CheckFailover(to string, unreachable map[string]bool) (string, er
 	case s.Phase == PhaseActive && s.Owner == to:
 		return "", fmt.Errorf("failover to %s: %w: it already owns the VIP", to, ErrNoChange)
 	}
-	if why := s.ineligible(to, View{Unreachable: unreachable}); why != "" && !(why == "ownership revoked" || why == "switching away") {
+	if why := s.ineligible(to, View{Unreachable: unreachable}, false); why != "" && !(why == "ownership revoked" || why == "switching away") {
 		return "", fmt.Errorf("failover to %s: %w: %s", to, ErrNoCandidate, why)
 	}
 	var note string

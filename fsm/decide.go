@@ -134,6 +134,8 @@ func assign(s State, v View, mk func(Type, any) []Event) []Event {
 		d.Reason, d.Force = operatorFailover(fo), true
 	case fo != nil:
 		d.Reason = fmt.Sprintf("%s: target %s cannot take over, %s takes its place", operatorFailover(fo), fo.To, d.Owner)
+	case s.Members[d.Owner].Maintenance:
+		d.Reason = fmt.Sprintf("no other node can serve: %s takes ownership back although it is in maintenance", d.Owner)
 	case s.Phase == PhaseNone:
 		d.Reason = "initial assignment"
 	case sw != nil && d.Owner == s.Owner:
@@ -192,7 +194,10 @@ const (
 // again only once it released (it dropped the VIP and fenced itself, so it can be
 // promoted in the next epoch); last a node whose promotion failed in the current epoch.
 // So a handover always ends while any node can serve, and a switchover target that is
-// not eligible falls back to the next node. Ties go to stable health (see
+// not eligible falls back to the next node. When no node is eligible, an owner that
+// released this epoch and is out only for maintenance takes ownership back, last of all:
+// a maintenance handover whose target failed after the release leaves no cluster without
+// an owner. Ties go to stable health (see
 // [View.Damping]), then higher priority, then the smaller id, so the result is
 // deterministic. Why says why a node is not eligible, or why it ranks low.
 func Candidates(s State, v View) []Candidate {
@@ -207,12 +212,23 @@ func Candidates(s State, v View) []Candidate {
 			continue
 		}
 		c := ranked{Candidate: Candidate{Node: id, Priority: m.Priority, Eligible: true}}
-		if why := s.ineligible(id, v); why != "" {
+		if why := s.ineligible(id, v, false); why != "" {
 			c.Eligible, c.Why = false, why
 		} else {
 			c.rank, c.Why = s.rank(id)
 		}
 		out = append(out, c)
+	}
+	// A handover must not end with no owner: when nobody is eligible, an owner that
+	// released this epoch and is out only for maintenance (the target it handed over to
+	// failed after the release) takes ownership back, ranked last.
+	if !slices.ContainsFunc(out, func(c ranked) bool { return c.Eligible }) {
+		for i, c := range out {
+			if c.Why == "maintenance" && s.releasedNow(c.Node) && s.ineligible(c.Node, v, true) == "" {
+				out[i].Eligible, out[i].rank = true, rankFailed+1
+				out[i].Why = "in maintenance, but it released this epoch and no other node can serve: taken back"
+			}
+		}
 	}
 	stable := func(c ranked) int {
 		m := s.Members[c.Node]
@@ -246,11 +262,17 @@ func Candidates(s State, v View) []Candidate {
 	return cands
 }
 
-// ineligible returns why database member id cannot be assigned in s now, or "".
-func (s State) ineligible(id string, v View) string {
+// releasedNow reports whether member id released the current epoch.
+func (s State) releasedNow(id string) bool {
+	return s.Phase == PhaseReleased && s.LastRelease != nil && s.LastRelease.Epoch == s.Epoch && s.LastRelease.Owner == id
+}
+
+// ineligible returns why database member id cannot be assigned in s now, or "";
+// ignoreMaintenance looks past a maintenance flag.
+func (s State) ineligible(id string, v View, ignoreMaintenance bool) string {
 	m := s.Members[id]
 	switch {
-	case m.Maintenance:
+	case m.Maintenance && !ignoreMaintenance:
 		return "maintenance"
 	case !m.HealthKnown:
 		return "health unknown"
