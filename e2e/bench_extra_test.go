@@ -209,6 +209,15 @@ func TestBenchIdle(t *testing.T) {
 		for _, name := range []string{"db1", "db2", "witness"} {
 			rows = append(rows, idleRow(t, "keepraftd "+name, c.procs[name].PID, window)...)
 		}
+		// Stopped one by one while the others run, so each ends cleanly and writes its
+		// profile (the owner hands over first).
+		for _, name := range []string{"db1", "db2", "witness"} {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			if err := c.procs[name].Stop(ctx); err != nil {
+				t.Errorf("stop keepraftd %s: %v", name, err)
+			}
+			cancel()
+		}
 	})
 	t.Run("keepalived", func(t *testing.T) {
 		_, _, _, procs := keepalivedPair(t, time.Second)
