@@ -40,8 +40,8 @@ test-integ: ## integration tests in network namespaces with real MariaDB and kee
 	@if [ "$$(id -u)" != 0 ]; then echo "make test-integ: needs root for network namespaces" >&2; exit 1; fi
 	KEEPRAFT_INTEG=1 $(GO) test -count=1 -p 1 -timeout 45m ./...
 
-FUZZTIME ?= 30s
-fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
+FUZZTIME ?= 60s
+fuzz: ## run every fuzz target for FUZZTIME each (default 60s)
 	@set -e; for pkg in ./vrrp ./probe ./kaconf ./node; do \
 	  for f in $$($(GO) test -list 'Fuzz.*' $$pkg | grep ^Fuzz); do \
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; done; done

@@ -1,10 +1,11 @@
 // Package mtls authenticates keepraft's control plane with mutual TLS 1.3.
 //
-// Every node holds a certificate whose first DNS SAN is its node id ("db1",
-// "witness"); the operators' CLI holds one with SAN "raftctl". All of them chain to
-// one cluster CA, configured as PEM files in cluster.tls. Load reads and checks those
-// files into a Bundle, which hands out server and client tls.Configs that enforce the
-// identity rules, and NewStreamLayer puts raft's NetworkTransport on top of them.
+// Every node holds a certificate with a DNS SAN equal to its node id ("db1", "witness";
+// other SANs such as "db1.example.com" may come with it); the operators' CLI holds one
+// with SAN "raftctl". All of them chain to one cluster CA, configured as PEM files in
+// cluster.tls. Load reads and checks those files into a Bundle, which hands out server
+// and client tls.Configs that enforce the identity rules, and NewStreamLayer puts raft's
+// NetworkTransport on top of them.
 // Generate writes a small CA and per-name certificates for tests and small setups.
 package mtls
 
@@ -15,6 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -192,7 +195,8 @@ func checkValidity(c *x509.Certificate, now time.Time) error {
 	return nil
 }
 
-// identity returns the first DNS SAN of c, or "" when it has none.
+// identity returns the first DNS SAN of c, or "" when it has none: the identity of a
+// certificate that names no cluster member (an operator's).
 func identity(c *x509.Certificate) string {
 	if len(c.DNSNames) == 0 {
 		return ""
@@ -200,14 +204,40 @@ func identity(c *x509.Certificate) string {
 	return c.DNSNames[0]
 }
 
+// hasName reports whether one of c's DNS SANs is name. Every identity check against an
+// expected id goes through it, so a certificate with SANs [db1.example.com, db1] is db1's.
+func hasName(c *x509.Certificate, name string) bool {
+	return name != "" && slices.Contains(c.DNSNames, name)
+}
+
+// pickIdentity returns the first DNS SAN of c that member accepts, and true; when none
+// does (or member is nil) the first DNS SAN and false; "" when c has no DNS SAN.
+func pickIdentity(c *x509.Certificate, member func(id string) bool) (string, bool) {
+	if member != nil {
+		for _, n := range c.DNSNames {
+			if member(n) {
+				return n, true
+			}
+		}
+	}
+	return identity(c), false
+}
+
 // ID returns this bundle's identity: the first DNS SAN of its certificate.
 func (b *Bundle) ID() string { return b.id }
 
+// Has reports whether one of the DNS SANs of this bundle's certificate is name.
+func (b *Bundle) Has(name string) bool { return hasName(b.cert.Leaf, name) }
+
+// Names returns the DNS SANs of this bundle's certificate, in order.
+func (b *Bundle) Names() []string { return slices.Clone(b.cert.Leaf.DNSNames) }
+
 // ServerConfig returns a TLS 1.3-only server config. With requireClient, a client
 // certificate chaining to the CA is required (handshake fails otherwise); without, it is
-// verified if given. allow (may be nil = any identity) is called with the verified client
-// identity and refuses the handshake when it returns false; a client that presents no
-// certificate (possible only without requireClient) is not passed to allow.
+// verified if given. allow (may be nil = any identity) is called with each DNS SAN of the
+// verified client certificate in turn, and the handshake is refused when it returns false
+// for all of them; a client that presents no certificate (possible only without
+// requireClient) is not passed to allow.
 func (b *Bundle) ServerConfig(requireClient bool, allow func(id string) bool) *tls.Config {
 	auth := tls.VerifyClientCertIfGiven
 	if requireClient {
@@ -228,12 +258,15 @@ func (b *Bundle) ServerConfig(requireClient bool, allow func(id string) bool) *t
 				}
 				return nil
 			}
-			id := identity(cs.VerifiedChains[0][0])
-			if id == "" {
-				return fmt.Errorf("client %q: %w", cs.VerifiedChains[0][0].Subject, ErrNoIdentity)
+			leaf := cs.VerifiedChains[0][0]
+			if identity(leaf) == "" {
+				return fmt.Errorf("client %q: %w", leaf.Subject, ErrNoIdentity)
 			}
-			if allow != nil && !allow(id) {
-				return fmt.Errorf("client %s: %w", id, ErrPeerNotAllowed)
+			if allow == nil {
+				return nil
+			}
+			if _, ok := pickIdentity(leaf, allow); !ok {
+				return fmt.Errorf("client %s: %w", strings.Join(leaf.DNSNames, ","), ErrPeerNotAllowed)
 			}
 			return nil
 		},
@@ -241,9 +274,8 @@ func (b *Bundle) ServerConfig(requireClient bool, allow func(id string) bool) *t
 }
 
 // ClientConfig returns a TLS 1.3-only client config presenting this bundle's certificate
-// and accepting only a server whose certificate chains to the CA and whose DNS SAN equals
-// serverID ("" = any identity from the CA). The identity compared is the first DNS SAN,
-// the same one PeerID reports.
+// and accepting only a server whose certificate chains to the CA and has a DNS SAN equal
+// to serverID ("" = any identity from the CA). Any of the DNS SANs may match.
 func (b *Bundle) ClientConfig(serverID string) *tls.Config {
 	pool := b.pool
 	return &tls.Config{
@@ -275,8 +307,8 @@ func (b *Bundle) ClientConfig(serverID string) *tls.Config {
 			if id == "" {
 				return fmt.Errorf("server %q: %w", leaf.Subject, ErrNoIdentity)
 			}
-			if serverID != "" && id != serverID {
-				return fmt.Errorf("server %s, want %s: %w", id, serverID, ErrPeerIdentity)
+			if serverID != "" && !hasName(leaf, serverID) {
+				return fmt.Errorf("server %s, want %s: %w", strings.Join(leaf.DNSNames, ","), serverID, ErrPeerIdentity)
 			}
 			return nil
 		},
@@ -288,18 +320,32 @@ func (b *Bundle) ClientConfig(serverID string) *tls.Config {
 // with ClientConfig the chain was checked by its VerifyConnection, so the peer
 // certificate is used even though crypto/tls records no verified chain there.
 func PeerID(cs tls.ConnectionState) (string, bool) {
-	if !cs.HandshakeComplete {
+	return PeerIdentity(cs, nil)
+}
+
+// PeerIdentity is PeerID for a caller that knows the cluster's members: the identity is
+// the first DNS SAN of the verified peer certificate that member accepts (a member id),
+// or, when none does, the first DNS SAN (an operator's certificate). False when the peer
+// presented no certificate or it has no DNS SAN.
+func PeerIdentity(cs tls.ConnectionState, member func(id string) bool) (string, bool) {
+	leaf := peerLeaf(cs)
+	if leaf == nil {
 		return "", false
 	}
-	var leaf *x509.Certificate
+	id, _ := pickIdentity(leaf, member)
+	return id, id != ""
+}
+
+// peerLeaf returns the verified peer certificate of a finished handshake, or nil.
+func peerLeaf(cs tls.ConnectionState) *x509.Certificate {
+	if !cs.HandshakeComplete {
+		return nil
+	}
 	switch {
 	case len(cs.VerifiedChains) > 0 && len(cs.VerifiedChains[0]) > 0:
-		leaf = cs.VerifiedChains[0][0]
+		return cs.VerifiedChains[0][0]
 	case len(cs.PeerCertificates) > 0:
-		leaf = cs.PeerCertificates[0]
-	default:
-		return "", false
+		return cs.PeerCertificates[0]
 	}
-	id := identity(leaf)
-	return id, id != ""
+	return nil
 }

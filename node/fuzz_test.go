@@ -81,7 +81,12 @@ func FuzzProposeBody(f *testing.F) {
 	fuzzBody(f, api.PathPropose,
 		`{"v":1,"type":"HealthChanged","by":"witness","epoch":0,"data":{"node":"witness","healthy":true}}`,
 		`{"v":1,"type":"OwnerReleased","by":"witness","epoch":3,"data":{"owner":"witness"}}`,
-		`{"v":99,"type":"Nope","by":"witness"}`, `{}`, `[]`, `{"type":"MemberJoined","by":"witness","data":{"member":{"id":""}}}`)
+		`{"v":99,"type":"Nope","by":"witness"}`, `{}`, `[]`, `{"type":"MemberJoined","by":"witness","data":{"member":{"id":""}}}`,
+		`{"v":3,"type":"PauseChanged","by":"witness","data":{"paused":true,"operator":"x","from":"1.2.3.4:5"}}`,
+		`{"v":3,"type":"FailoverRequested","by":"witness","data":{"to":"witness","operator":"x"}}`,
+		`{"v":1,"type":"SwitchoverRequested","by":"witness","data":{"to":""}}`,
+		`{"v":3,"type":"RejoinResumed","by":"witness","data":{"node":"witness","accept":"0-1-1"}}`,
+		`{"v":1,"type":"ForeignVRRPMasterSeen","by":"witness","data":{"source":"10.0.0.9","vrid":51}}`)
 }
 
 func FuzzRenewBody(f *testing.F) {
@@ -98,4 +103,16 @@ func FuzzMaintenanceBody(f *testing.F) {
 
 func FuzzGoodbyeBody(f *testing.F) {
 	fuzzBody(f, api.PathGoodbye, `{"node":"witness"}`, `{"node":"nobody"}`, `{"node":[1]}`)
+}
+
+func FuzzPauseBody(f *testing.F) {
+	fuzzBody(f, api.PathPause, `{"paused":true,"reason":"upgrade"}`, `{"paused":false}`, `{"paused":"yes"}`, `{"reason":null,"operator":"x","from":"y"}`)
+}
+
+func FuzzFailoverBody(f *testing.F) {
+	fuzzBody(f, api.PathFailover, `{"to":"witness"}`, `{"to":"db2","yes":true}`, `{"to":"","yes":true}`, `{"yes":1}`)
+}
+
+func FuzzRejoinBody(f *testing.F) {
+	fuzzBody(f, api.PathRejoin, `{"node":"witness"}`, `{"node":"db1","accept":"0-1-230"}`, `{"node":"witness","accept":""}`, `{"accept":[]}`)
 }

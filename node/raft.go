@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -35,6 +38,9 @@ const (
 	jointWindow   = 30 * time.Second
 	// bootstrapLogEvery spaces the "waiting for peers" log lines.
 	bootstrapLogEvery = 5 * time.Second
+	// precheckTimeout bounds the one poll of every peer before raft starts on a new data
+	// dir (each request is bounded by the poller's own timeout, well below it).
+	precheckTimeout = 2 * time.Second
 )
 
 // Sentinel errors of the proposal path and the start.
@@ -47,48 +53,24 @@ var (
 	// advertise: it would apply differently on that voter.
 	ErrVersion = errors.New("event version not supported by every voter")
 	// ErrAmnesia is returned at start when the data dir was bootstrapped but its Raft
-	// state is gone, or when a node with a new data dir finds peers that already hold
-	// state: starting would forget votes and log.
-	ErrAmnesia = errors.New("raft state missing")
+	// state is gone, when its Raft state was stored by a start that never finished its
+	// bootstrap, or when a node with a new data dir finds peers that already hold state:
+	// starting would forget votes and log. It is [store.ErrAmnesia].
+	ErrAmnesia = store.ErrAmnesia
+	// errSealed answers every Raft RPC, both ways, while a node on a new data dir has
+	// not decided to bootstrap.
+	errSealed = errors.New("raft transport sealed: this node's data dir is new and it has not bootstrapped yet")
 )
 
-// openRaft opens the stores and starts raft without bootstrapping; a new cluster is
-// bootstrapped by the bootstrap task once every peer is new too.
+// openRaft opens the stores, decides how this node starts on its data dir, and starts
+// raft without bootstrapping. Every refusal comes before raft.NewRaft. On a new data dir
+// it first asks every peer once: a peer that holds state means this node lost its own,
+// and it refuses. Otherwise it writes the pending marker and starts raft sealed (see
+// [sealedTransport]); the bootstrap task unseals it once every peer is new too.
 func (n *Node) openRaft(trans raft.Transport) error {
 	cfg := n.cfg
+	dataDir := cfg.Node.DataDir
 	rlog := hclogzap.New(n.log.Named("raft"), hclog.Info)
-	dir, err := store.Inspect(cfg.Node.DataDir)
-	if err != nil {
-		return fmt.Errorf("inspect data dir: %w", err)
-	}
-	if dir.Amnesiac() {
-		return amnesia(cfg.Node.DataDir)
-	}
-	stores, err := store.Open(cfg.Node.DataDir, store.Options{Logger: rlog})
-	if err != nil {
-		return fmt.Errorf("open data dir %s: %w", cfg.Node.DataDir, err)
-	}
-	n.stores = stores
-	if trans == nil && n.tls != nil {
-		nt, err := tlsTransport(cfg, n.tls, n, rlog)
-		if err != nil {
-			return errors.Join(err, stores.Close())
-		}
-		trans, n.closeTrans = nt, nt.Close
-	}
-	if trans == nil {
-		addr, err := net.ResolveTCPAddr("tcp", cfg.Cluster.RaftAddr)
-		if err != nil {
-			return errors.Join(fmt.Errorf("cluster.raft_addr: %w", err), stores.Close())
-		}
-		tcp, err := raft.NewTCPTransportWithLogger(cfg.Cluster.RaftAddr, addr, tcpPool, tcpTimeout, rlog)
-		if err != nil {
-			return errors.Join(fmt.Errorf("listen on cluster.raft_addr %s: %w", cfg.Cluster.RaftAddr, err), stores.Close())
-		}
-		trans, n.closeTrans = tcp, tcp.Close
-	}
-	n.trans = trans
-
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.Node.ID)
 	rt := cfg.Cluster.Raft
@@ -97,32 +79,92 @@ func (n *Node) openRaft(trans raft.Transport) error {
 	rc.NotifyCh = n.leaderCh
 	rc.Logger = rlog
 	if err := raft.ValidateConfig(rc); err != nil {
-		return errors.Join(fmt.Errorf("cluster.raft: %w", err), n.closeStores())
+		return fmt.Errorf("cluster.raft: %w", err)
 	}
+
+	dir, err := store.Inspect(dataDir)
+	if err != nil {
+		return fmt.Errorf("inspect data dir: %w", err)
+	}
+	if dir.Amnesiac() {
+		return amnesia(dataDir)
+	}
+	if _, _, err := store.ReadMarker(dataDir); err != nil {
+		return err
+	}
+	stores, err := store.Open(dataDir, store.Options{Logger: rlog})
+	if err != nil {
+		return fmt.Errorf("open data dir %s: %w", dataDir, err)
+	}
+	n.stores = stores
 	existing, err := raft.HasExistingState(stores.Log, stores.Stable, stores.Snap)
 	if err != nil {
-		return errors.Join(fmt.Errorf("inspect %s: %w", cfg.Node.DataDir, err), n.closeStores())
+		return errors.Join(fmt.Errorf("inspect %s: %w", dataDir, err), n.closeStores())
 	}
-	_, marked, err := store.ReadMarker(cfg.Node.DataDir)
+	start, err := dir.Decide(dataDir, existing)
 	if err != nil {
 		return errors.Join(err, n.closeStores())
 	}
-	switch {
-	case existing && !marked:
+	switch start {
+	case store.StartLegacy:
 		// A data dir from before markers existed: mark it now.
-		if err := store.WriteMarker(cfg.Node.DataDir, store.Marker{Node: cfg.Node.ID, Cluster: peerIDs(cfg), At: time.Now()}); err != nil {
+		if err := n.mark(); err != nil {
 			return errors.Join(err, n.closeStores())
 		}
-	case !existing && marked:
-		return errors.Join(amnesia(cfg.Node.DataDir), n.closeStores())
+		n.log.Info("data dir from before the bootstrap marker: marked", zap.String("data_dir", dataDir), zap.String("marker", store.MarkerFile))
+	case store.StartExisting:
+		if dir.Pending {
+			// The bootstrap completed, but the pending marker outlived a crash.
+			if err := store.ClearPending(dataDir); err != nil {
+				return errors.Join(err, n.closeStores())
+			}
+		}
+	case store.StartNew:
+		if err := n.precheckPeers(); err != nil {
+			return errors.Join(err, n.closeStores())
+		}
+		if err := store.WritePending(dataDir, store.Marker{Node: cfg.Node.ID, Cluster: peerIDs(cfg), At: time.Now()}); err != nil {
+			return errors.Join(err, n.closeStores())
+		}
 	}
-	n.fresh.Store(!existing)
+
+	if trans == nil && n.tls != nil {
+		nt, err := tlsTransport(cfg, n.tls, n, rlog)
+		if err != nil {
+			return errors.Join(err, n.closeStores())
+		}
+		trans, n.closeTrans = nt, nt.Close
+	}
+	if trans == nil {
+		addr, err := net.ResolveTCPAddr("tcp", cfg.Cluster.RaftAddr)
+		if err != nil {
+			return errors.Join(fmt.Errorf("cluster.raft_addr: %w", err), n.closeStores())
+		}
+		tcp, err := raft.NewTCPTransportWithLogger(cfg.Cluster.RaftAddr, addr, tcpPool, tcpTimeout, rlog)
+		if err != nil {
+			return errors.Join(fmt.Errorf("listen on cluster.raft_addr %s: %w", cfg.Cluster.RaftAddr, err), n.closeStores())
+		}
+		trans, n.closeTrans = tcp, tcp.Close
+	}
+	var sealed *sealedTransport
+	if start == store.StartNew {
+		sealed = newSealedTransport(trans)
+		trans = sealed.transport()
+	}
+	n.trans = trans
+	n.fresh.Store(start == store.StartNew)
 	n.raft, err = raft.NewRaft(rc, n.fsm, stores.Log, stores.Stable, stores.Snap, trans)
 	if err != nil {
+		if sealed != nil {
+			err = errors.Join(err, sealed.Close())
+		}
 		return errors.Join(fmt.Errorf("start raft: %w", err), n.closeStores())
 	}
-	if existing {
-		n.log.Info("restarting from existing state", zap.String("data_dir", cfg.Node.DataDir))
+	if start == store.StartNew {
+		n.log.Info("new data dir: raft is sealed until every peer reports a new data dir too", zap.String("data_dir", dataDir),
+			zap.String("pending", store.PendingFile))
+	} else {
+		n.log.Info("restarting from existing state", zap.String("data_dir", dataDir), zap.Stringer("start", start))
 	}
 	return nil
 }
@@ -130,7 +172,14 @@ func (n *Node) openRaft(trans raft.Transport) error {
 // amnesia is the refusal to start a node that would forget its votes and log.
 func amnesia(dir string) error {
 	return fmt.Errorf("%w: data dir %s was bootstrapped (%s present) but its Raft state (%s) is missing or empty; "+
-		"starting would forget this node's votes and log; %s", ErrAmnesia, dir, store.MarkerFile, "raft.db", store.Recovery)
+		"starting would forget this node's votes and log; %s", ErrAmnesia, dir, store.MarkerFile, store.LogFile, store.Recovery)
+}
+
+// peersHoldState is the refusal of a new data dir whose peer already holds state.
+func peersHoldState(dir, peer string, applied uint64) error {
+	return fmt.Errorf("%w: this node's data dir %s holds no Raft state (%s is new), but peer %s already holds cluster state "+
+		"(applied index %d): this node was part of the cluster and lost its data dir, or is joining an existing cluster; %s",
+		ErrAmnesia, dir, store.LogFile, peer, applied, store.Recovery)
 }
 
 func (n *Node) closeStores() error {
@@ -153,11 +202,56 @@ func (n *Node) shutdownRaft() error {
 	return errors.Join(err, n.closeStores())
 }
 
+// precheckPeers polls every peer once before raft starts on a new data dir and refuses
+// when one that answers holds state. Peers that do not answer yet (new nodes still
+// starting) are left to the bootstrap task.
+func (n *Node) precheckPeers() error {
+	ctx, cancel := context.WithTimeout(context.Background(), precheckTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, p := range n.cfg.Cluster.Peers {
+		if p.ID != n.cfg.Node.ID {
+			wg.Go(func() { n.poll.pollOne(ctx, p) })
+		}
+	}
+	wg.Wait()
+	_, _, err := n.peersNew(n.poll.snapshot())
+	return err
+}
+
+// peersNew reads the peers' latest reports: an error when one holds state; else ready
+// when every peer answered with a new data dir, or when one that answered bootstrapped
+// jointly moments ago (it reports fresh at a term above 0) and none holds state; missing
+// lists those that did not answer. The second way is safe: that peer bootstrapped only
+// after every peer, those missing now included, had reported a new data dir, so the
+// cluster it formed is the one this node joins by bootstrapping the same configuration.
+// It keeps a node that saw a peer bootstrap from waiting forever for one that went down
+// meanwhile (and from refusing once that peer's joint window is over).
+func (n *Node) peersNew(views map[string]api.Peer) (ready bool, missing []string, err error) {
+	joint := false
+	for _, p := range n.cfg.Cluster.Peers {
+		if p.ID == n.cfg.Node.ID {
+			continue
+		}
+		v, ok := views[p.ID]
+		if !ok || !v.OK {
+			missing = append(missing, p.ID)
+			continue
+		}
+		if !v.Report.Fresh {
+			return false, nil, peersHoldState(n.cfg.Node.DataDir, p.ID, v.Report.Applied)
+		}
+		joint = joint || v.Report.Term > 0
+	}
+	return len(missing) == 0 || joint, missing, nil
+}
+
 // bootstrap forms a new cluster when this node's data dir is new: it waits until every
 // peer answers and reports a new data dir as well (or a joint bootstrap moments ago),
 // then bootstraps with the configured voters, as every other new node does, so three
 // new nodes form one cluster with no extra step. A peer that already holds state means
-// this node lost its own (a wiped data dir): it refuses to go on.
+// this node lost its own (a wiped data dir): it refuses to go on. Until then raft is
+// sealed: it neither votes nor hears a leader, so a refused start leaves no Raft state.
 func (n *Node) bootstrap(ctx context.Context) error {
 	if !n.fresh.Load() {
 		return nil
@@ -166,30 +260,8 @@ func (n *Node) bootstrap(ctx context.Context) error {
 	defer t.Stop()
 	var waitingLogged time.Time
 	for {
-		peers := n.poll.snapshot()
-		ready, missing := true, []string{}
-		for _, p := range n.cfg.Cluster.Peers {
-			if p.ID == n.cfg.Node.ID {
-				continue
-			}
-			v, ok := peers[p.ID]
-			if !ok || !v.OK {
-				ready = false
-				missing = append(missing, p.ID)
-				continue
-			}
-			if !v.Report.Fresh {
-				return fmt.Errorf("%w: this node's data dir %s is new, but peer %s already holds cluster state (applied index %d): "+
-					"this node was part of the cluster and lost its data dir, or is joining an existing cluster. Recover by removing this member "+
-					"(raft remove-peer) and re-adding it with an empty data dir, or by restoring its data dir from a backup",
-					ErrAmnesia, n.cfg.Node.DataDir, p.ID, v.Report.Applied)
-			}
-		}
-		if n.raft.LastIndex() > 0 {
-			// A peer bootstrapped first and its leader already replicated to us.
-			n.log.Info("joined the cluster formed by the peers")
-			err := n.mark()
-			n.endFresh()
+		ready, missing, err := n.peersNew(n.poll.snapshot())
+		if err != nil {
 			return err
 		}
 		if ready {
@@ -207,6 +279,11 @@ func (n *Node) bootstrap(ctx context.Context) error {
 	}
 }
 
+// bootstrapNow writes the marker, stores the bootstrap configuration while raft is still
+// sealed, removes the pending marker and only then unseals raft. A crash before the
+// configuration is stored leaves marker and pending marker without Raft state, which
+// starts new again; a crash after it leaves Raft state beside the marker, a normal
+// restart.
 func (n *Node) bootstrapNow() error {
 	if err := n.mark(); err != nil {
 		return err
@@ -215,8 +292,14 @@ func (n *Node) bootstrapNow() error {
 	for _, p := range n.cfg.Cluster.Peers {
 		servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.RaftAddr)})
 	}
-	if err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
-		return fmt.Errorf("bootstrap cluster: %w", err)
+	if err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil {
+		return fmt.Errorf("bootstrap cluster in %s: %w", n.cfg.Node.DataDir, err)
+	}
+	if err := store.ClearPending(n.cfg.Node.DataDir); err != nil {
+		return err
+	}
+	if s, ok := n.trans.(interface{ unseal() }); ok {
+		s.unseal()
 	}
 	n.log.Info("bootstrapped new cluster", zap.Int("voters", len(servers)))
 	n.endFresh()
@@ -245,6 +328,161 @@ func peerIDs(cfg *config.Config) []string {
 		ids = append(ids, p.ID)
 	}
 	return ids
+}
+
+// sealedTransport wraps raft's transport on a new data dir until the node decides to
+// bootstrap. hashicorp/raft grants a vote to any candidate while its configuration is
+// empty, and stores the term of any leader that reaches it; a node that lost its data
+// dir must do neither before it learns that its peers hold state. Sealed, every RPC is
+// refused both ways: requests that arrive (heartbeats on their fast path included) are
+// answered with errSealed before raft sees them, and raft's own requests fail with
+// errSealed. bootstrapNow unseals it once the bootstrap configuration is stored. A
+// forwarder goroutine hands the inner transport's requests to raft; Close (called by
+// raft's Shutdown) stops it.
+type sealedTransport struct {
+	inner raft.Transport
+	open  atomic.Bool
+	out   chan raft.RPC
+	done  chan struct{}
+	once  sync.Once
+}
+
+// sealedPreVote is a sealedTransport over a transport with pre-vote, which raft
+// detects by the method set.
+type sealedPreVote struct{ *sealedTransport }
+
+func newSealedTransport(inner raft.Transport) *sealedTransport {
+	s := &sealedTransport{inner: inner, out: make(chan raft.RPC), done: make(chan struct{})}
+	go s.forward()
+	return s
+}
+
+// transport returns s as raft should see it: with pre-vote when the inner one has it.
+func (s *sealedTransport) transport() raft.Transport {
+	if _, ok := s.inner.(raft.WithPreVote); ok {
+		return sealedPreVote{s}
+	}
+	return s
+}
+
+func (s *sealedTransport) unseal() { s.open.Store(true) }
+
+func (s *sealedTransport) forward() {
+	in := s.inner.Consumer()
+	for {
+		select {
+		case <-s.done:
+			return
+		case rpc, ok := <-in:
+			if !ok {
+				return
+			}
+			if !s.open.Load() {
+				refuse(rpc, errSealed)
+				continue
+			}
+			select {
+			case s.out <- rpc:
+			case <-s.done:
+				refuse(rpc, raft.ErrTransportShutdown)
+				return
+			}
+		}
+	}
+}
+
+// refuse answers rpc with err and an empty response of its type: some senders read the
+// response even beside an error (the in-memory transport's pipeline does).
+func refuse(rpc raft.RPC, err error) {
+	var resp any
+	switch rpc.Command.(type) {
+	case *raft.AppendEntriesRequest:
+		resp = &raft.AppendEntriesResponse{}
+	case *raft.RequestVoteRequest:
+		resp = &raft.RequestVoteResponse{}
+	case *raft.RequestPreVoteRequest:
+		resp = &raft.RequestPreVoteResponse{}
+	case *raft.InstallSnapshotRequest:
+		resp = &raft.InstallSnapshotResponse{}
+	case *raft.TimeoutNowRequest:
+		resp = &raft.TimeoutNowResponse{}
+	}
+	rpc.Respond(resp, err)
+}
+
+func (s *sealedTransport) Consumer() <-chan raft.RPC              { return s.out }
+func (s *sealedTransport) LocalAddr() raft.ServerAddress          { return s.inner.LocalAddr() }
+func (s *sealedTransport) DecodePeer(b []byte) raft.ServerAddress { return s.inner.DecodePeer(b) }
+func (s *sealedTransport) EncodePeer(id raft.ServerID, addr raft.ServerAddress) []byte {
+	return s.inner.EncodePeer(id, addr)
+}
+
+func (s *sealedTransport) SetHeartbeatHandler(cb func(rpc raft.RPC)) {
+	if cb == nil {
+		s.inner.SetHeartbeatHandler(nil)
+		return
+	}
+	s.inner.SetHeartbeatHandler(func(rpc raft.RPC) {
+		if !s.open.Load() {
+			refuse(rpc, errSealed)
+			return
+		}
+		cb(rpc)
+	})
+}
+
+func (s *sealedTransport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
+	if !s.open.Load() {
+		return nil, errSealed
+	}
+	return s.inner.AppendEntriesPipeline(id, target)
+}
+
+func (s *sealedTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	if !s.open.Load() {
+		return errSealed
+	}
+	return s.inner.AppendEntries(id, target, args, resp)
+}
+
+func (s *sealedTransport) RequestVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
+	if !s.open.Load() {
+		return errSealed
+	}
+	return s.inner.RequestVote(id, target, args, resp)
+}
+
+func (s *sealedTransport) InstallSnapshot(id raft.ServerID, target raft.ServerAddress, args *raft.InstallSnapshotRequest, resp *raft.InstallSnapshotResponse, data io.Reader) error {
+	if !s.open.Load() {
+		return errSealed
+	}
+	return s.inner.InstallSnapshot(id, target, args, resp, data)
+}
+
+func (s *sealedTransport) TimeoutNow(id raft.ServerID, target raft.ServerAddress, args *raft.TimeoutNowRequest, resp *raft.TimeoutNowResponse) error {
+	if !s.open.Load() {
+		return errSealed
+	}
+	return s.inner.TimeoutNow(id, target, args, resp)
+}
+
+// Close stops the forwarder and closes the inner transport (raft's Shutdown calls it, as
+// it would the inner one's).
+func (s *sealedTransport) Close() error {
+	s.once.Do(func() { close(s.done) })
+	if c, ok := s.inner.(raft.WithClose); ok {
+		if err := c.Close(); err != nil {
+			return fmt.Errorf("close raft transport: %w", err)
+		}
+	}
+	return nil
+}
+
+func (s sealedPreVote) RequestPreVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
+	if !s.open.Load() {
+		return errSealed
+	}
+	return s.inner.(raft.WithPreVote).RequestPreVote(id, target, args, resp)
 }
 
 // IsLeader reports whether this node is the raft leader now.

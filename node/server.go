@@ -169,14 +169,19 @@ func writeErr(w http.ResponseWriter, code int, format string, args ...any) {
 	writeJSON(w, code, api.ErrorResponse{Error: fmt.Sprintf(format, args...)})
 }
 
-// identity is the verified identity of the request's client certificate ("" without).
-func identity(r *http.Request) string {
+// identity is the verified identity of the request's client certificate ("" without):
+// its first DNS SAN that is a member id (a node's certificate may carry other names
+// before it), else its first DNS SAN (an operator's certificate).
+func (a *server) identity(r *http.Request) string {
 	if r.TLS == nil {
 		return ""
 	}
-	id, _ := mtls.PeerID(*r.TLS)
+	id, _ := mtls.PeerIdentity(*r.TLS, a.isMember)
 	return id
 }
+
+// isMember reports whether id is one of cluster.peers.
+func (a *server) isMember(id string) bool { return slices.Contains(peerIDs(a.n.cfg), id) }
 
 // hasToken reports whether the request carries the cluster bearer token.
 func (a *server) hasToken(r *http.Request) bool {
@@ -201,11 +206,11 @@ func (a *server) peer(h http.HandlerFunc) http.HandlerFunc {
 			h(w, r)
 			return
 		}
-		id := identity(r)
+		id := a.identity(r)
 		switch {
 		case id == "":
 			unauthorized(w, "a cluster node's client certificate is required")
-		case !slices.Contains(peerIDs(a.n.cfg), id):
+		case !a.isMember(id):
 			writeErr(w, http.StatusForbidden, "certificate %q is not a cluster node", id)
 		default:
 			h(w, r)
@@ -221,7 +226,7 @@ func (a *server) operator(h http.HandlerFunc) http.HandlerFunc {
 			unauthorized(w, "missing or wrong bearer token (see cluster.token_file)")
 			return
 		}
-		if a.n.tls != nil && identity(r) == "" {
+		if a.n.tls != nil && a.identity(r) == "" {
 			unauthorized(w, "a client certificate from the cluster CA is required (raftctl --cert/--key)")
 			return
 		}
@@ -233,7 +238,7 @@ func (a *server) operator(h http.HandlerFunc) http.HandlerFunc {
 // bounds how many run at once.
 func (a *server) reader(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if a.n.tls != nil && identity(r) == "" && !a.hasToken(r) {
+		if a.n.tls != nil && a.identity(r) == "" && !a.hasToken(r) {
 			unauthorized(w, "a client certificate or the bearer token is required")
 			return
 		}
@@ -248,12 +253,28 @@ func (a *server) reader(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// caller names who sent an operator request, for the journal.
-func caller(r *http.Request) string {
-	if id := identity(r); id != "" {
-		return id
+// stamp returns who sent an operator request and from where, for the journal: the
+// caller's certificate identity ("token" without one) and its address.
+func (a *server) stamp(r *http.Request) (operator, from string) {
+	operator = a.identity(r)
+	if operator == "" {
+		operator = "token"
 	}
-	return "token"
+	return operator, r.RemoteAddr
+}
+
+// callerIs answers 403 under TLS unless the caller's certificate is node's: a node renews
+// only its own lease and announces only its own goodbye. Without TLS the token is all
+// there is to check.
+func (a *server) callerIs(w http.ResponseWriter, r *http.Request, what, node string) bool {
+	if a.n.tls == nil {
+		return true
+	}
+	if id := a.identity(r); id != node {
+		writeErr(w, http.StatusForbidden, "%s for %q: the certificate is %q's", what, node, id)
+		return false
+	}
+	return true
 }
 
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
@@ -424,7 +445,10 @@ func (a *server) journal(w http.ResponseWriter, r *http.Request) {
 }
 
 // propose commits a forwarded event. Only the leader accepts; a follower answers 421 so
-// the sender retries against the new leader.
+// the sender retries against the new leader. Operator events arrive here too: a node
+// whose operator route took the call forwards them when it does not lead, so they cannot
+// be refused; the leader re-checks them as the route did and journals the forwarding hop
+// (forwardedOperator).
 func (a *server) propose(w http.ResponseWriter, r *http.Request) {
 	var ev fsm.Event
 	if err := decodeBody(w, r, &ev); err != nil {
@@ -440,7 +464,7 @@ func (a *server) propose(w http.ResponseWriter, r *http.Request) {
 	}
 	sender := ev.By
 	if a.n.tls != nil {
-		sender = identity(r)
+		sender = a.identity(r)
 	}
 	if err := authorize(ev, sender, a.n.fsm.State()); err != nil {
 		code := http.StatusForbidden
@@ -454,6 +478,15 @@ func (a *server) propose(w http.ResponseWriter, r *http.Request) {
 	if !a.n.IsLeader() {
 		writeErr(w, http.StatusMisdirectedRequest, "not the leader (leader is %q)", a.n.leader())
 		return
+	}
+	if operatorEvents[ev.Type] {
+		checked, err := forwardedOperator(ev, sender, r.RemoteAddr, a.n.fsm.State(), a.n.unreachable())
+		if err != nil {
+			a.n.log.Warn("refused a forwarded operator event", zap.String("type", string(ev.Type)), zap.String("sender", sender), zap.String("remote", r.RemoteAddr), zap.Error(err))
+			operatorRefused(w, err)
+			return
+		}
+		ev = checked
 	}
 	resp, err := a.n.Apply(ev, forwardTimeout)
 	if err != nil {
@@ -470,15 +503,37 @@ func (a *server) propose(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
+// renew answers a lease renewal: under TLS only from the owner it names.
 func (a *server) renew(w http.ResponseWriter, r *http.Request) {
 	var req api.RenewRequest
 	if err := decodeBody(w, r, &req); err != nil {
 		return
 	}
+	if !a.callerIs(w, r, "renew", req.Owner) {
+		return
+	}
 	writeJSON(w, http.StatusOK, a.n.promiser.Grant(req))
 }
 
-// conflict answers 409 for a request the state refuses, 200 with a note for a no-op.
+// operatorRefused answers a refused forwarded operator event: 403 for a forgery, 412 for
+// an unconfirmed failover, 400 for a bad event, 409 for a verb not every member applies,
+// else as the operator route would (checkFailed).
+func operatorRefused(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, errForbidden):
+		writeErr(w, http.StatusForbidden, "%v", err)
+	case errors.Is(err, errUnconfirmed):
+		writeErr(w, http.StatusPreconditionFailed, "%v", err)
+	case errors.Is(err, fsm.ErrInvalid):
+		writeErr(w, http.StatusBadRequest, "%v", err)
+	case errors.Is(err, errVerbUnsupported):
+		writeErr(w, http.StatusConflict, "%v", err)
+	default:
+		checkFailed(w, err)
+	}
+}
+
+// checkFailed answers 409 for a request the state refuses, 200 with a note for a no-op.
 func checkFailed(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, fsm.ErrNoChange):
@@ -497,7 +552,7 @@ func (a *server) switchover(w http.ResponseWriter, r *http.Request) {
 	if err := decodeBody(w, r, &req); err != nil {
 		return
 	}
-	req.Operator, req.From = caller(r), r.RemoteAddr
+	req.Operator, req.From = a.stamp(r)
 	if _, err := a.n.fsm.State().CheckSwitchover(req.To, a.n.unreachable()); err != nil {
 		checkFailed(w, err)
 		return
@@ -512,7 +567,7 @@ func (a *server) maintenance(w http.ResponseWriter, r *http.Request) {
 	if err := decodeBody(w, r, &req); err != nil {
 		return
 	}
-	req.Operator, req.From = caller(r), r.RemoteAddr
+	req.Operator, req.From = a.stamp(r)
 	if err := a.n.fsm.State().CheckMaintenance(req.Node, req.On, a.n.unreachable()); err != nil {
 		checkFailed(w, err)
 		return
@@ -575,7 +630,7 @@ func (a *server) pause(w http.ResponseWriter, r *http.Request) {
 	if err := decodeBody(w, r, &req); err != nil {
 		return
 	}
-	req.Operator, req.From = caller(r), r.RemoteAddr
+	req.Operator, req.From = a.stamp(r)
 	s := a.n.fsm.State()
 	if err := s.CheckPause(req.Paused); err != nil {
 		checkFailed(w, err)
@@ -608,7 +663,9 @@ func (a *server) failover(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusPreconditionFailed, "failover to %s needs confirmation: %s", req.To, note)
 		return
 	}
-	a.proposeVersioned(w, r, fsm.FailoverRequested, operatorVerbVersion, fsm.FailoverData{To: req.To, Loss: note, Operator: caller(r), From: r.RemoteAddr})
+	d := fsm.FailoverData{To: req.To, Loss: note}
+	d.Operator, d.From = a.stamp(r)
+	a.proposeVersioned(w, r, fsm.FailoverRequested, operatorVerbVersion, d)
 }
 
 // rejoinResume answers POST /v1/rejoin {"node": "db1", "accept": "1-1-230"}: the owner
@@ -619,7 +676,7 @@ func (a *server) rejoinResume(w http.ResponseWriter, r *http.Request) {
 	if err := decodeBody(w, r, &req); err != nil {
 		return
 	}
-	req.Operator, req.From = caller(r), r.RemoteAddr
+	req.Operator, req.From = a.stamp(r)
 	s := a.n.fsm.State()
 	if err := s.CheckRejoinResume(req.Node, req.Accept); err != nil {
 		checkFailed(w, err)
@@ -631,14 +688,17 @@ func (a *server) rejoinResume(w http.ResponseWriter, r *http.Request) {
 	a.proposeVersioned(w, r, fsm.RejoinResumed, operatorVerbVersion, req)
 }
 
-// goodbye records that a peer is stopping gracefully.
+// goodbye records that a peer is stopping gracefully: under TLS only from that peer.
 func (a *server) goodbye(w http.ResponseWriter, r *http.Request) {
 	var req api.GoodbyeRequest
 	if err := decodeBody(w, r, &req); err != nil {
 		return
 	}
-	if !slices.Contains(peerIDs(a.n.cfg), req.Node) {
+	if !a.isMember(req.Node) {
 		writeErr(w, http.StatusBadRequest, "node: %q is not a cluster member", req.Node)
+		return
+	}
+	if !a.callerIs(w, r, "goodbye", req.Node) {
 		return
 	}
 	a.n.log.Info("peer is stopping", zap.String("peer", req.Node))

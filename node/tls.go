@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
@@ -15,15 +16,15 @@ import (
 	"github.com/keepraft/keepraft/mtls"
 )
 
-// loadTLS loads cluster.tls and checks that the certificate's identity is node.id.
+// loadTLS loads cluster.tls and checks that one of the certificate's DNS SANs is node.id.
 func loadTLS(cfg *config.Config) (*mtls.Bundle, error) {
 	t := cfg.Cluster.TLS
 	b, err := mtls.Load(mtls.Files{CA: t.CAFile, Cert: t.CertFile, Key: t.KeyFile})
 	if err != nil {
 		return nil, fmt.Errorf("cluster.tls: %w", err)
 	}
-	if b.ID() != cfg.Node.ID {
-		return nil, fmt.Errorf("cluster.tls.cert_file: %s is the certificate of %q, not of node.id %q", t.CertFile, b.ID(), cfg.Node.ID)
+	if !b.Has(cfg.Node.ID) {
+		return nil, fmt.Errorf("cluster.tls.cert_file: %s is the certificate of %q, not of node.id %q", t.CertFile, strings.Join(b.Names(), ", "), cfg.Node.ID)
 	}
 	return b, nil
 }

@@ -73,6 +73,7 @@ cluster:
 			t.Errorf("run: %v", err)
 		}
 	})
+	waitListening(t, addrs[id+"/api"])
 	return n, certs, foreign, addrs
 }
 
@@ -230,6 +231,9 @@ func TestAPIOverTLS(t *testing.T) {
 func TestAuthorize(t *testing.T) {
 	s := fsm.NewState()
 	s.Owner = "db2"
+	for _, m := range []fsm.Member{{ID: "db1", Role: fsm.RoleDatabase}, {ID: "db2", Role: fsm.RoleDatabase}, {ID: "witness", Role: fsm.RoleWitness}} {
+		s.Members[m.ID] = &fsm.NodeState{Member: m}
+	}
 	mk := func(typ fsm.Type, by string, p any) fsm.Event {
 		ev, err := fsm.NewEvent(typ, by, time.Now(), 1, "", p)
 		if err != nil {
@@ -259,6 +263,16 @@ func TestAuthorize(t *testing.T) {
 		{"operator pause forwarded", mk(fsm.PauseChanged, "db1", fsm.PauseData{Paused: true}), "db1", true},
 		{"operator failover forwarded", mk(fsm.FailoverRequested, "db1", fsm.FailoverData{To: "db2"}), "db1", true},
 		{"bad payload", fsm.Event{V: 1, Type: fsm.HealthChanged, By: "db1", Data: []byte(`{"node":`)}, "db1", false},
+		{"foreign VRRP master seen by a database node", mk(fsm.ForeignVRRPMasterSeen, "db1", fsm.ForeignData{Source: "10.0.0.9", VRID: 51}), "db1", true},
+		{"foreign VRRP master seen by the witness", mk(fsm.ForeignVRRPMasterSeen, "witness", fsm.ForeignData{Source: "10.0.0.9", VRID: 51}), "witness", false},
+		{"foreign VRRP master signed as another node", mk(fsm.ForeignVRRPMasterSeen, "db1", fsm.ForeignData{Source: "10.0.0.9"}), "db2", false},
+		{"foreign VRRP master with a bad payload", fsm.Event{V: 1, Type: fsm.ForeignVRRPMasterSeen, By: "db1", Data: []byte(`{"vrid":"x"}`)}, "db1", false},
+		{"foreign VRRP master by a stranger", mk(fsm.ForeignVRRPMasterSeen, "db9", fsm.ForeignData{Source: "10.0.0.9"}), "db9", false},
+		{"maintenance forwarded", mk(fsm.MaintenanceChanged, "witness", fsm.MaintenanceData{Node: "db1", On: true}), "witness", true},
+		{"rejoin resume forwarded", mk(fsm.RejoinResumed, "db1", fsm.RejoinResumeData{Node: "db2"}), "db1", true},
+		{"semi-sync of another", mk(fsm.SemiSyncChanged, "db1", fsm.SemiSyncData{Node: "db2", Status: "OFF"}), "db1", false},
+		{"VIP conflict of another", mk(fsm.VIPConflictSeen, "db1", fsm.VIPConflictData{Node: "db2"}), "db1", false},
+		{"unknown type", fsm.Event{V: 1, Type: "FromTheFuture", By: "db1"}, "db1", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -164,6 +164,17 @@ func TestInspect(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, DirState{RaftDB: true, Snapshots: 1}, false, false},
+		{"pending marker only", func(t *testing.T, dir string) {
+			if err := WritePending(dir, marker); err != nil {
+				t.Fatal(err)
+			}
+		}, DirState{Pending: true}, true, false},
+		{"pending marker left beside a bootstrap", func(t *testing.T, dir string) {
+			bootstrapped(t, dir)
+			if err := WritePending(dir, marker); err != nil {
+				t.Fatal(err)
+			}
+		}, DirState{Marker: true, Pending: true, RaftDB: true, Snapshots: 1}, false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -175,6 +186,76 @@ func TestInspect(t *testing.T) {
 			}
 			if got != tt.want || got.New() != tt.wantNew || got.Amnesiac() != tt.wantAmnesiac {
 				t.Fatalf("Inspect = %+v new %t amnesiac %t; want %+v new %t amnesiac %t", got, got.New(), got.Amnesiac(), tt.want, tt.wantNew, tt.wantAmnesiac)
+			}
+		})
+	}
+}
+
+// TestPendingRoundTrip: WritePending leaves only the pending marker, which ClearPending
+// removes, twice without error; neither touches the marker.
+func TestPendingRoundTrip(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	m := Marker{Node: "db2", Cluster: []string{"db1", "db2", "witness"}, At: time.Now()}
+	if err := WritePending(dir, m); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := Inspect(dir); err != nil || d != (DirState{Pending: true}) {
+		t.Fatalf("Inspect after WritePending = %+v, %v; want only Pending", d, err)
+	}
+	if err := WriteMarker(dir, m); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := ClearPending(dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d, err := Inspect(dir); err != nil || d != (DirState{Marker: true}) {
+		t.Fatalf("Inspect after ClearPending = %+v, %v; want only Marker", d, err)
+	}
+	if err := WritePending(dir, Marker{}); err == nil {
+		t.Fatal("WritePending without a node id succeeded")
+	}
+}
+
+// TestDecide walks the start table: only a dir with no Raft state and no finished
+// bootstrap starts new; lost state, and state stored by a start that never finished its
+// bootstrap, are refused with the file and the recovery named.
+func TestDecide(t *testing.T) {
+	const dir = "/var/lib/keepraft"
+	tests := []struct {
+		name      string
+		give      DirState
+		raftState bool
+		want      Start
+		wantIn    []string // in the error; nil = no error
+	}{
+		{"new dir", DirState{}, false, StartNew, nil},
+		{"empty raft.db from a start that never bootstrapped", DirState{RaftDB: true}, false, StartNew, nil},
+		{"refused or unfinished start", DirState{Pending: true, RaftDB: true}, false, StartNew, nil},
+		{"marker written, bootstrap never reached Raft", DirState{Marker: true, Pending: true, RaftDB: true}, false, StartNew, nil},
+		{"bootstrapped, raft.db emptied", DirState{Marker: true, RaftDB: true}, false, 0, []string{MarkerFile, LogFile, "restore this node's own data dir", dir}},
+		{"bootstrapped", DirState{Marker: true, RaftDB: true}, true, StartExisting, nil},
+		{"bootstrapped, pending left by a crash", DirState{Marker: true, Pending: true, RaftDB: true}, true, StartExisting, nil},
+		{"from before markers", DirState{RaftDB: true, Snapshots: 1}, true, StartLegacy, nil},
+		{"state stored by an undecided start", DirState{Pending: true, RaftDB: true}, true, 0, []string{PendingFile, MarkerFile, LogFile, "restore this node's own data dir", dir}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.give.Decide(dir, tt.raftState)
+			if tt.wantIn == nil {
+				if err != nil || got != tt.want {
+					t.Fatalf("Decide = %v, %v; want %v", got, err, tt.want)
+				}
+				return
+			}
+			if !errors.Is(err, ErrAmnesia) {
+				t.Fatalf("Decide = %v, %v; want ErrAmnesia", got, err)
+			}
+			for _, want := range append(tt.wantIn, Recovery) {
+				if !strings.Contains(err.Error(), want) {
+					t.Fatalf("Decide error %q does not name %q", err, want)
+				}
 			}
 		})
 	}

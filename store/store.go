@@ -3,7 +3,6 @@ package store
 import (
 	"errors"
 	"fmt"
-
 	"os"
 	"path/filepath"
 	"time"
@@ -26,6 +25,18 @@ const (
 	retainSnapshots = 3
 )
 
+// Timeouts of the bbolt file lock.
+const (
+	// defaultLockTimeout is how long [Open] waits for the bbolt file lock when
+	// [Options].LockTimeout is zero: long enough for a keepraftd that is stopping to
+	// release it, short enough that a second keepraftd on the same dir fails at once.
+	defaultLockTimeout = 2 * time.Second
+	// journalLockTimeout is how long [ReadJournal] waits for a shared lock on raft.db
+	// before it reports [ErrLocked]: a running node holds the lock for good, so a longer
+	// wait would only delay that answer.
+	journalLockTimeout = time.Second
+)
+
 // Sentinel errors of package store.
 var (
 	// ErrLocked is returned by [Open] and [ReadJournal] when a running node holds the
@@ -41,7 +52,7 @@ var (
 type Options struct {
 	// Logger receives the snapshot store's messages; nil discards them.
 	Logger hclog.Logger
-	// LockTimeout bounds the wait for the bbolt file lock (default 2 s).
+	// LockTimeout bounds the wait for the bbolt file lock (default defaultLockTimeout, 2 s).
 	LockTimeout time.Duration
 }
 
@@ -69,7 +80,7 @@ func Open(dir string, opts Options) (*Stores, error) {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	if opts.LockTimeout == 0 {
-		opts.LockTimeout = 2 * time.Second
+		opts.LockTimeout = defaultLockTimeout
 	}
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()
@@ -133,7 +144,7 @@ func ReadJournal(dir string) (*Journal, error) {
 	}
 	// Copy the log under a shared lock, then open the copy: raft-boltdb wants write
 	// access, and the node's own file must stay untouched.
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: journalLockTimeout})
 	if err != nil {
 		if errors.Is(err, bbolt.ErrTimeout) {
 			return nil, fmt.Errorf("read journal from %s: %w", dir, ErrLocked)

@@ -13,9 +13,11 @@ import (
 	"go.etcd.io/bbolt"
 )
 
-// Recovery is what an operator does about a damaged raft.db; [ErrCorrupt] errors for it
-// end with this text.
-const Recovery = "remove this member and re-add it with an empty data dir, or restore the data dir from a backup"
+// Recovery is what an operator does about a damaged or lost raft.db; [ErrCorrupt] errors
+// for it and [ErrAmnesia] errors end with this text.
+const Recovery = "restore this node's own data dir from a backup taken while its keepraftd was stopped, " +
+	"or re-form the cluster in a maintenance window (docs/runbook.md, \"Replacing a failed host\"; " +
+	"this version has no verb to remove and re-add one member)"
 
 // The parts of the bbolt file format that checkMeta reads: two meta pages at the start of
 // the file, each a page header followed by the meta fields, in native byte order.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -71,16 +72,38 @@ func (c *cli) client(auth bool) (*api.Client, error) {
 		}
 		cl = api.NewTLSClient("", &http.Client{Transport: &http.Transport{TLSClientConfig: b.ClientConfig("")}})
 	case auth:
-		tok, err := os.ReadFile(c.tokenFile)
+		tok, err := readToken(c.tokenFile)
 		if err != nil {
-			return nil, fmt.Errorf("--token-file: %w", err)
+			return nil, err
 		}
-		cl = api.NewClient(strings.TrimSpace(string(tok)), http.DefaultClient)
+		cl = api.NewClient(tok, http.DefaultClient)
 	default:
 		cl = api.NewClient("", http.DefaultClient)
 	}
 	c.clients[auth] = cl
 	return cl, nil
+}
+
+// readToken reads the bearer token of --token-file, refusing a file that group or others
+// may read or write, as keepraftd does for cluster.token_file.
+func readToken(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("--token-file: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("--token-file: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return "", fmt.Errorf("--token-file: %s has mode %04o: group or others can read or write it; chmod 600 it", path, perm)
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return "", fmt.Errorf("--token-file: read %s: %w", path, err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 // call sends one API request, trying the --addr addresses in order until one answers.

@@ -82,6 +82,29 @@ func TestStatusExitCodes(t *testing.T) {
 	})
 }
 
+// TestStatusControlPlane: status says whether the control plane is plaintext.
+func TestStatusControlPlane(t *testing.T) {
+	tests := []struct {
+		plane string
+		want  string
+	}{
+		{"plaintext", "control plane: plaintext\n"},
+		{"mutual TLS", "control plane: mutual TLS\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.plane, func(t *testing.T) {
+			owner := newFake(t, api.Status{Node: "db1", Local: api.LocalStatus{Holding: true, LeaseValid: true, Promoted: true}})
+			st := clusterStatus(owner.addr(), "")
+			st.ControlPlane = tt.plane
+			w := newFake(t, st)
+			out, _, errOut := raftctl(t, "--addr", w.addr(), "status")
+			if !strings.Contains(out, tt.want) {
+				t.Fatalf("status lacks %q:\n%s%s", tt.want, out, errOut)
+			}
+		})
+	}
+}
+
 func TestStatusJSON(t *testing.T) {
 	owner := newFake(t, api.Status{Node: "db1", Local: api.LocalStatus{Holding: true, Promoted: true, GTID: "0-1-70"}})
 	st := clusterStatus(owner.addr(), "")
