@@ -20,6 +20,13 @@ import (
 // killWait bounds how long Kill and Close wait for a SIGKILLed process to disappear.
 const killWait = 10 * time.Second
 
+// freezeWait bounds how long Freeze waits for every thread to stop; freezePoll is how
+// often it looks.
+const (
+	freezeWait = time.Second
+	freezePoll = time.Millisecond
+)
+
 // ErrProcessGone is returned by [Proc] methods when the process has already exited, or when
 // its PID now belongs to a different process (start time mismatch).
 var ErrProcessGone = errors.New("process gone")
@@ -75,7 +82,46 @@ func (p *Proc) signalGroup(sig syscall.Signal) error {
 }
 
 // Freeze stops the process and its group with SIGSTOP.
-func (p *Proc) Freeze() error { return p.signalGroup(syscall.SIGSTOP) }
+//
+// kill(2) returns before every thread has stopped (a thread running on another CPU stops
+// at its next interruption), so Freeze then waits, at most freezeWait, until every thread
+// of the process shows the stopped state: a test acting right after Freeze meets a frozen
+// process. A thread in uninterruptible sleep (a full disk) may not stop in time; Freeze
+// then returns anyway, the signal stays pending.
+func (p *Proc) Freeze() error {
+	if err := p.signalGroup(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(freezeWait)
+	for !allStopped(p.PID) && time.Now().Before(deadline) {
+		time.Sleep(freezePoll)
+	}
+	return nil
+}
+
+// allStopped reports whether every thread of pid is in the stopped state ('T' or 't' in
+// /proc/PID/task/TID/stat); a process that is gone counts as stopped.
+func allStopped(pid int) bool {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return true
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+		if err != nil {
+			continue // the thread exited
+		}
+		// The state is the first field after the command name, which ends with ')'.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 || i+2 >= len(b) {
+			return false
+		}
+		if st := b[i+2]; st != 'T' && st != 't' {
+			return false
+		}
+	}
+	return true
+}
 
 // Thaw resumes a frozen process group with SIGCONT.
 func (p *Proc) Thaw() error { return p.signalGroup(syscall.SIGCONT) }
