@@ -143,10 +143,14 @@ type NodeReport struct {
 	ReadOnly *bool `json:"read_only,omitempty"`
 	// Fresh is true while the node's data dir holds no Raft state and was never
 	// bootstrapped: it waits for every peer to be fresh too before bootstrapping.
-	Fresh       bool   `json:"fresh,omitempty"`
-	Healthy     *bool  `json:"healthy,omitempty"`
-	Detail      string `json:"detail,omitempty"`
-	Replication string `json:"replication,omitempty"`
+	Fresh bool `json:"fresh,omitempty"`
+	// Heard lists, while a node that bootstrapped jointly still reports Fresh, the peers
+	// whose Raft traffic reached it since: a peer that finds itself in the list took part
+	// in the cluster and must not bootstrap again.
+	Heard       []string `json:"heard,omitempty"`
+	Healthy     *bool    `json:"healthy,omitempty"`
+	Detail      string   `json:"detail,omitempty"`
+	Replication string   `json:"replication,omitempty"`
 	// Replica is Replication, typed (set by builds that fill it; see [ParseReplication]).
 	Replica *Replica `json:"replica,omitempty"`
 	GTID    string   `json:"gtid,omitempty"`

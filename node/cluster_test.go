@@ -391,6 +391,18 @@ func (c *memCluster) waitLeader(not string, within time.Duration) string {
 	return ""
 }
 
+// waitFor waits until cond holds, at most within.
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", within, what)
+		}
+		time.Sleep(waitPoll)
+	}
+}
+
 // otherDB is the database node that is not id.
 func otherDB(id string) string {
 	if id == "db1" {
@@ -871,35 +883,40 @@ func TestBootstrapSealedRaft(t *testing.T) {
 
 // TestBootstrapPeersNew: a new node bootstraps once every peer reports a new data dir, or
 // once one reports a joint bootstrap moments ago (fresh at a term above 0) and none holds
-// state; a peer that holds state is a refusal.
+// state; a peer that holds state, or that bootstrapped jointly and heard this node's Raft
+// traffic since, is a refusal.
 func TestBootstrapPeersNew(t *testing.T) {
 	n := &Node{cfg: newMemCluster(t).cfgs["db2"]}
 	fresh := api.Peer{OK: true, Report: api.NodeReport{Fresh: true}}
-	joint := api.Peer{OK: true, Report: api.NodeReport{Fresh: true, Term: 1, Applied: 3}}
+	joint := api.Peer{OK: true, Report: api.NodeReport{Fresh: true, Term: 1, Applied: 3, Heard: []string{"witness"}}}
+	jointHeard := api.Peer{OK: true, Report: api.NodeReport{Fresh: true, Term: 2, Applied: 5, Heard: []string{"db2", "witness"}}}
 	state := api.Peer{OK: true, Report: api.NodeReport{Term: 4, Applied: 40}}
 	down := api.Peer{Err: "connection refused"}
+	const holds, heard = "witness already holds cluster state", "db1, which bootstrapped the cluster moments ago, has heard this node's Raft traffic"
 	tests := []struct {
 		name        string
 		give        map[string]api.Peer
 		wantReady   bool
 		wantMissing []string
-		wantErr     bool
+		wantErr     string
 	}{
-		{"nobody answered", map[string]api.Peer{}, false, []string{"db1", "witness"}, false},
-		{"one new, one down", map[string]api.Peer{"db1": fresh, "witness": down}, false, []string{"witness"}, false},
-		{"every peer new", map[string]api.Peer{"db1": fresh, "witness": fresh}, true, nil, false},
-		{"one bootstrapped jointly, one new", map[string]api.Peer{"db1": joint, "witness": fresh}, true, nil, false},
-		{"one bootstrapped jointly, one down", map[string]api.Peer{"db1": joint, "witness": down}, true, []string{"witness"}, false},
-		{"one holds state", map[string]api.Peer{"db1": fresh, "witness": state}, false, nil, true},
-		{"one holds state, one bootstrapped jointly", map[string]api.Peer{"db1": joint, "witness": state}, false, nil, true},
-		{"one holds state, one down", map[string]api.Peer{"db1": down, "witness": state}, false, nil, true},
+		{"nobody answered", map[string]api.Peer{}, false, []string{"db1", "witness"}, ""},
+		{"one new, one down", map[string]api.Peer{"db1": fresh, "witness": down}, false, []string{"witness"}, ""},
+		{"every peer new", map[string]api.Peer{"db1": fresh, "witness": fresh}, true, nil, ""},
+		{"one bootstrapped jointly, one new", map[string]api.Peer{"db1": joint, "witness": fresh}, true, nil, ""},
+		{"one bootstrapped jointly, one down", map[string]api.Peer{"db1": joint, "witness": down}, true, []string{"witness"}, ""},
+		{"one bootstrapped jointly and heard this node", map[string]api.Peer{"db1": jointHeard, "witness": joint}, false, nil, heard},
+		{"one bootstrapped jointly and heard this node, one down", map[string]api.Peer{"db1": jointHeard, "witness": down}, false, nil, heard},
+		{"one holds state", map[string]api.Peer{"db1": fresh, "witness": state}, false, nil, holds},
+		{"one holds state, one bootstrapped jointly", map[string]api.Peer{"db1": joint, "witness": state}, false, nil, holds},
+		{"one holds state, one down", map[string]api.Peer{"db1": down, "witness": state}, false, nil, holds},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ready, missing, err := n.peersNew(tt.give)
-			if tt.wantErr {
-				if !errors.Is(err, ErrAmnesia) || !strings.Contains(err.Error(), "witness already holds cluster state") || !strings.Contains(err.Error(), store.Recovery) {
-					t.Fatalf("peersNew = %t, %v, %v; want ErrAmnesia naming witness and the recovery", ready, missing, err)
+			if tt.wantErr != "" {
+				if !errors.Is(err, ErrAmnesia) || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), store.Recovery) {
+					t.Fatalf("peersNew = %t, %v, %v; want ErrAmnesia: %q, naming the recovery", ready, missing, err, tt.wantErr)
 				}
 				return
 			}
@@ -907,5 +924,43 @@ func TestBootstrapPeersNew(t *testing.T) {
 				t.Fatalf("peersNew = %t, %v, %v; want %t, %v", ready, missing, err, tt.wantReady, tt.wantMissing)
 			}
 		})
+	}
+}
+
+// TestNoAmnesiaInJointWindow: a node wiped moments after the joint bootstrap, while its
+// peers still report the bootstrap as joint, refuses to bootstrap again: its peers heard
+// its Raft traffic. (Before the peers listed whom they heard, it bootstrapped a second
+// time and could vote again in a term it had voted in.)
+func TestNoAmnesiaInJointWindow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("in-process cluster runs for several seconds")
+	}
+	c := newMemCluster(t)
+	c.jointWindow = time.Hour
+	for _, id := range memIDs {
+		c.start(id)
+	}
+	c.waitServing("", formWithin)
+	waitFor(t, formWithin, "a peer heard db2", func() bool {
+		for _, id := range []string{"db1", "witness"} {
+			if fresh, heard := c.nodes[id].isFresh(); fresh && slices.Contains(heard, "db2") {
+				return true
+			}
+		}
+		return false
+	})
+	dir := c.cfgs["db2"].Node.DataDir
+	c.stop("db2")
+	c.expectErr["db2"] = true
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	before := readRaftDB(t, dir)
+	r := c.attempt("db2", attemptOpts{})
+	if !errors.Is(r.err, ErrAmnesia) || !strings.Contains(r.err.Error(), "has heard this node's Raft traffic") {
+		t.Fatalf("wiped inside the joint window: %v, want ErrAmnesia: a peer heard it", r.err)
+	}
+	if after := readRaftDB(t, dir); after != before {
+		t.Fatalf("raft.db went from %+v to %+v: the refused start took part in Raft", before, after)
 	}
 }

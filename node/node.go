@@ -100,6 +100,7 @@ type Node struct {
 	kernelFence bool
 
 	closeTrans func() error
+	sealed     *sealedTransport // nil unless the data dir was new at start
 	closers    []func() error
 	vrrpTasks  []func(context.Context) error
 	fresh      atomic.Bool
@@ -507,7 +508,8 @@ func (r renewer) Renew(ctx context.Context, peer string, req api.RenewRequest) (
 func (n *Node) Report() api.NodeReport {
 	s := n.fsm.State()
 	r := api.NodeReport{Node: n.cfg.Node.ID, Applied: s.Index, Epoch: s.Epoch, Phase: s.Phase, RaftState: n.raft.State().String(),
-		Term: n.raft.CurrentTerm(), Stopping: n.stopping.Load(), Fresh: n.isFresh()}
+		Term: n.raft.CurrentTerm(), Stopping: n.stopping.Load()}
+	r.Fresh, r.Heard = n.isFresh()
 	if n.IsLeader() && n.ctl.ReadyTerm() == r.Term {
 		r.LeaderApplied = s.Index
 	}

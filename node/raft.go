@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -151,7 +152,7 @@ func (n *Node) openRaft(trans raft.Transport) error {
 		sealed = newSealedTransport(trans)
 		trans = sealed.transport()
 	}
-	n.trans = trans
+	n.trans, n.sealed = trans, sealed
 	n.fresh.Store(start == store.StartNew)
 	n.raft, err = raft.NewRaft(rc, n.fsm, stores.Log, stores.Stable, stores.Snap, trans)
 	if err != nil {
@@ -180,6 +181,15 @@ func peersHoldState(dir, peer string, applied uint64) error {
 	return fmt.Errorf("%w: this node's data dir %s holds no Raft state (%s is new), but peer %s already holds cluster state "+
 		"(applied index %d): this node was part of the cluster and lost its data dir, or is joining an existing cluster; %s",
 		ErrAmnesia, dir, store.LogFile, peer, applied, store.Recovery)
+}
+
+// peerHeardUs is the refusal of a new data dir whose peer bootstrapped jointly moments
+// ago and has since heard this node's Raft traffic: this node took part in the new
+// cluster (it may have voted or acknowledged entries) and lost its data dir since.
+func peerHeardUs(dir, peer string) error {
+	return fmt.Errorf("%w: this node's data dir %s holds no Raft state (%s is new), but peer %s, which bootstrapped "+
+		"the cluster moments ago, has heard this node's Raft traffic since: this node took part in the cluster and lost "+
+		"its data dir; %s", ErrAmnesia, dir, store.LogFile, peer, store.Recovery)
 }
 
 func (n *Node) closeStores() error {
@@ -241,6 +251,9 @@ func (n *Node) peersNew(views map[string]api.Peer) (ready bool, missing []string
 		if !v.Report.Fresh {
 			return false, nil, peersHoldState(n.cfg.Node.DataDir, p.ID, v.Report.Applied)
 		}
+		if slices.Contains(v.Report.Heard, n.cfg.Node.ID) {
+			return false, nil, peerHeardUs(n.cfg.Node.DataDir, p.ID)
+		}
 		joint = joint || v.Report.Term > 0
 	}
 	return len(missing) == 0 || joint, missing, nil
@@ -298,8 +311,8 @@ func (n *Node) bootstrapNow() error {
 	if err := store.ClearPending(n.cfg.Node.DataDir); err != nil {
 		return err
 	}
-	if s, ok := n.trans.(interface{ unseal() }); ok {
-		s.unseal()
+	if n.sealed != nil {
+		n.sealed.unseal()
 	}
 	n.log.Info("bootstrapped new cluster", zap.Int("voters", len(servers)))
 	n.endFresh()
@@ -317,9 +330,16 @@ func (n *Node) endFresh() {
 	n.fresh.Store(false)
 }
 
-// isFresh is what this node reports to a peer deciding whether to bootstrap.
-func (n *Node) isFresh() bool {
-	return n.fresh.Load() || time.Now().UnixNano() < n.jointUntil.Load()
+// isFresh is what this node reports to a peer deciding whether to bootstrap, and heard
+// the peers whose Raft traffic reached it since its joint bootstrap (none before it).
+func (n *Node) isFresh() (fresh bool, heard []string) {
+	if n.fresh.Load() {
+		return true, nil
+	}
+	if time.Now().UnixNano() >= n.jointUntil.Load() || n.sealed == nil {
+		return false, nil
+	}
+	return true, n.sealed.heardFrom()
 }
 
 func peerIDs(cfg *config.Config) []string {
@@ -342,9 +362,13 @@ func peerIDs(cfg *config.Config) []string {
 type sealedTransport struct {
 	inner raft.Transport
 	open  atomic.Bool
-	out   chan raft.RPC
-	done  chan struct{}
-	once  sync.Once
+	// heard records, once unsealed, the peers whose Raft traffic reached this node: a
+	// request from them, or an answer to one of ours.
+	heardMu sync.Mutex
+	heard   map[string]bool
+	out     chan raft.RPC
+	done    chan struct{}
+	once    sync.Once
 }
 
 // sealedPreVote is a sealedTransport over a transport with pre-vote, which raft
@@ -367,6 +391,46 @@ func (s *sealedTransport) transport() raft.Transport {
 
 func (s *sealedTransport) unseal() { s.open.Store(true) }
 
+// hear records id as heard from.
+func (s *sealedTransport) hear(id string) {
+	if id == "" {
+		return
+	}
+	s.heardMu.Lock()
+	defer s.heardMu.Unlock()
+	if s.heard == nil {
+		s.heard = map[string]bool{}
+	}
+	s.heard[id] = true
+}
+
+// hearRPC records the sender of an incoming request.
+func (s *sealedTransport) hearRPC(rpc raft.RPC) {
+	if h, ok := rpc.Command.(raft.WithRPCHeader); ok {
+		s.hear(string(h.GetRPCHeader().ID))
+	}
+}
+
+// hearAnswer records id when a request to it was answered.
+func (s *sealedTransport) hearAnswer(id raft.ServerID, err error) error {
+	if err == nil {
+		s.hear(string(id))
+	}
+	return err
+}
+
+// heardFrom lists the peers heard from since the unseal, sorted.
+func (s *sealedTransport) heardFrom() []string {
+	s.heardMu.Lock()
+	defer s.heardMu.Unlock()
+	ids := make([]string, 0, len(s.heard))
+	for id := range s.heard {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
 func (s *sealedTransport) forward() {
 	in := s.inner.Consumer()
 	for {
@@ -381,6 +445,7 @@ func (s *sealedTransport) forward() {
 				refuse(rpc, errSealed)
 				continue
 			}
+			s.hearRPC(rpc)
 			select {
 			case s.out <- rpc:
 			case <-s.done:
@@ -427,6 +492,7 @@ func (s *sealedTransport) SetHeartbeatHandler(cb func(rpc raft.RPC)) {
 			refuse(rpc, errSealed)
 			return
 		}
+		s.hearRPC(rpc)
 		cb(rpc)
 	})
 }
@@ -442,28 +508,28 @@ func (s *sealedTransport) AppendEntries(id raft.ServerID, target raft.ServerAddr
 	if !s.open.Load() {
 		return errSealed
 	}
-	return s.inner.AppendEntries(id, target, args, resp)
+	return s.hearAnswer(id, s.inner.AppendEntries(id, target, args, resp))
 }
 
 func (s *sealedTransport) RequestVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
 	if !s.open.Load() {
 		return errSealed
 	}
-	return s.inner.RequestVote(id, target, args, resp)
+	return s.hearAnswer(id, s.inner.RequestVote(id, target, args, resp))
 }
 
 func (s *sealedTransport) InstallSnapshot(id raft.ServerID, target raft.ServerAddress, args *raft.InstallSnapshotRequest, resp *raft.InstallSnapshotResponse, data io.Reader) error {
 	if !s.open.Load() {
 		return errSealed
 	}
-	return s.inner.InstallSnapshot(id, target, args, resp, data)
+	return s.hearAnswer(id, s.inner.InstallSnapshot(id, target, args, resp, data))
 }
 
 func (s *sealedTransport) TimeoutNow(id raft.ServerID, target raft.ServerAddress, args *raft.TimeoutNowRequest, resp *raft.TimeoutNowResponse) error {
 	if !s.open.Load() {
 		return errSealed
 	}
-	return s.inner.TimeoutNow(id, target, args, resp)
+	return s.hearAnswer(id, s.inner.TimeoutNow(id, target, args, resp))
 }
 
 // Close stops the forwarder and closes the inner transport (raft's Shutdown calls it, as
@@ -482,7 +548,7 @@ func (s sealedPreVote) RequestPreVote(id raft.ServerID, target raft.ServerAddres
 	if !s.open.Load() {
 		return errSealed
 	}
-	return s.inner.(raft.WithPreVote).RequestPreVote(id, target, args, resp)
+	return s.hearAnswer(id, s.inner.(raft.WithPreVote).RequestPreVote(id, target, args, resp))
 }
 
 // IsLeader reports whether this node is the raft leader now.
