@@ -133,6 +133,7 @@ func New(cfg *config.Config, log *zap.Logger, opts Options) (*Node, error) {
 		n.client = api.NewClient(token, nil)
 	}
 	n.poll = newPoller(cfg, n.client, now, log)
+	n.poll.leader, n.poll.steady = n.leader, n.steady
 	if err := n.openRaft(opts.Transport); err != nil {
 		return nil, err
 	}
@@ -455,9 +456,17 @@ func (n *Node) observe(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-ch:
+			n.poll.kick()
 		case <-t.C:
 		}
 	}
+}
+
+// steady reports whether the applied state is a steady active owner (the poller then
+// polls the peers other than the leader at its idle pace).
+func (n *Node) steady() bool {
+	s := n.fsm.State()
+	return s.Phase == fsm.PhaseActive && s.Owner != ""
 }
 
 // farewell tells every peer, when this node stops gracefully, that it is leaving, so an

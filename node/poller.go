@@ -12,46 +12,121 @@ import (
 	"github.com/keepraft/keepraft/config"
 )
 
-// pollEveryMax caps the poll period (which is otherwise lease/4).
+// pollEveryMax caps the fast poll period (which is otherwise lease/4).
 const pollEveryMax = 100 * time.Millisecond
 
-// poller reads every peer's /v1/node report at a fixed pace. The controller decides from
-// these reports, followers learn the leader's applied index from them, and status shows
-// each member's last contact.
+// poller reads every peer's /v1/node report. The controller decides from these reports,
+// followers learn the leader's applied index from them, and status shows each member's
+// last contact.
+//
+// The pace follows what the reports are for. A follower polls the raft leader every
+// `every` (lease/4, at most 100 ms): it acts on ownership only while the leader's
+// applied index is at most one lease old. Every other peer is polled as fast only
+// while the cluster is busy: the state is not a steady active owner, or the journal
+// changed within the last two lease periods (kick). In the steady state they are
+// polled every `idle` (lease/2), which keeps each report well under the two lease
+// periods after which the controller counts a peer as unreachable. The timing a
+// decision needs is carried inside the report (ages of renewals and promises are
+// measured against the report's own time), so a slower poll never makes one unsafe;
+// a journal change polls every peer at once.
 type poller struct {
 	self   string
 	peers  []config.Peer
 	client *api.Client
 	log    *zap.Logger
 	every  time.Duration
-	now    func() time.Duration
+	idle   time.Duration
+	// busyWindow is how long after a kick every peer is polled fast.
+	busyWindow time.Duration
+	now        func() time.Duration
+	// leader names the raft leader ("" when unknown), steady says whether the applied
+	// state is a steady active owner; both nil poll every peer every `every`.
+	leader func() string
+	steady func() bool
+	kicks  chan struct{}
 
 	mu    sync.Mutex
 	views map[string]api.Peer
 	// maxLeader is the highest LeaderApplied any peer reported since start.
 	maxLeader uint64
+	// busyUntil is the boot-clock time until which every peer is polled fast.
+	busyUntil time.Duration
 }
 
 func newPoller(cfg *config.Config, client *api.Client, now func() time.Duration, log *zap.Logger) *poller {
-	return &poller{self: cfg.Node.ID, peers: cfg.Cluster.Peers, client: client, log: log.Named("poller"), every: min(cfg.Failover.Lease/4, pollEveryMax), now: now, views: map[string]api.Peer{}}
+	return &poller{self: cfg.Node.ID, peers: cfg.Cluster.Peers, client: client, log: log.Named("poller"),
+		every: min(cfg.Failover.Lease/4, pollEveryMax), idle: cfg.Failover.Lease / 2, busyWindow: 2 * cfg.Failover.Lease,
+		now: now, views: map[string]api.Peer{}, kicks: make(chan struct{}, 1)}
+}
+
+// kick polls every peer at once and keeps the fast pace for the busy window.
+func (p *poller) kick() {
+	p.mu.Lock()
+	p.busyUntil = p.now() + p.busyWindow
+	p.mu.Unlock()
+	select {
+	case p.kicks <- struct{}{}:
+	default:
+	}
+}
+
+// period is how long until peer id is polled again.
+func (p *poller) period(id, leader string, steady bool) time.Duration {
+	if steady && id != leader {
+		return p.idle
+	}
+	return p.every
+}
+
+// isSteady reports whether the non-leader peers may be polled at the idle pace.
+func (p *poller) isSteady(leader string) bool {
+	if p.steady == nil || !p.steady() || (leader == "" && p.leader != nil) {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.now() >= p.busyUntil
 }
 
 func (p *poller) Run(ctx context.Context) error {
-	t := time.NewTicker(p.every)
-	defer t.Stop()
+	due := map[string]time.Duration{}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	lastLeader := ""
 	for {
+		leader := ""
+		if p.leader != nil {
+			leader = p.leader()
+		}
+		steady := p.isSteady(leader)
+		now := p.now()
 		var wg sync.WaitGroup
 		for _, peer := range p.peers {
 			if peer.ID == p.self {
 				continue
 			}
+			if d, ok := due[peer.ID]; ok && d > now && !(peer.ID == leader && leader != lastLeader) {
+				continue
+			}
+			due[peer.ID] = now + p.period(peer.ID, leader, steady)
 			wg.Go(func() { p.pollOne(ctx, peer) })
 		}
 		wg.Wait()
+		lastLeader = leader
+		wait := p.idle
+		now = p.now()
+		for _, d := range due {
+			wait = min(wait, max(d-now, 0))
+		}
+		// A change of leader is seen within `every`.
+		wait = min(wait, p.every)
+		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case <-timer.C:
+		case <-p.kicks:
+			clear(due)
 		}
 	}
 }

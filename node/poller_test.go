@@ -1,0 +1,117 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/keepraft/keepraft/api"
+	"github.com/keepraft/keepraft/config"
+	"github.com/keepraft/keepraft/internal/boottime"
+)
+
+// countingPeer serves /v1/node and counts the polls.
+type countingPeer struct {
+	srv   *httptest.Server
+	polls atomic.Int64
+}
+
+func newCountingPeer(t *testing.T, id string) *countingPeer {
+	t.Helper()
+	p := &countingPeer{}
+	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.polls.Add(1)
+		_ = json.NewEncoder(w).Encode(api.NodeReport{Node: id})
+	}))
+	t.Cleanup(p.srv.Close)
+	return p
+}
+
+// TestPollerPace: a follower polls the raft leader fast and, in the steady state, the
+// other peers at the idle pace; not steady, or within the busy window after a kick,
+// every peer is polled fast, and a kick polls every peer at once.
+func TestPollerPace(t *testing.T) {
+	const lease = 800 * time.Millisecond // every = 100 ms, idle = 400 ms
+	const window = 2 * time.Second
+	tests := []struct {
+		name   string
+		steady bool
+		kick   bool
+		// wantRatio bounds leader polls / other polls from below and above.
+		minRatio, maxRatio float64
+	}{
+		{"steady: the leader fast, the other at the idle pace", true, false, 2.5, 6},
+		{"not steady: both fast", false, false, 0.6, 1.6},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			leader, other := newCountingPeer(t, "witness"), newCountingPeer(t, "db2")
+			cfg := &config.Config{}
+			cfg.Node.ID = "db1"
+			cfg.Failover.Lease = lease
+			cfg.Cluster.Peers = []config.Peer{{ID: "db1"}, {ID: "witness", APIAddr: strings.TrimPrefix(leader.srv.URL, "http://")},
+				{ID: "db2", APIAddr: strings.TrimPrefix(other.srv.URL, "http://")}}
+			p := newPoller(cfg, api.NewClient("", nil), boottime.Now, zap.NewNop())
+			p.leader = func() string { return "witness" }
+			p.steady = func() bool { return tt.steady }
+			ctx, cancel := context.WithCancel(context.Background())
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				if err := p.Run(ctx); err != nil {
+					t.Error(err)
+				}
+			})
+			time.Sleep(window)
+			cancel()
+			wg.Wait()
+			l, o := leader.polls.Load(), other.polls.Load()
+			ratio := float64(l) / float64(max(o, 1))
+			if ratio < tt.minRatio || ratio > tt.maxRatio {
+				t.Fatalf("in %v: leader polled %d times, other %d (ratio %.1f), want a ratio in [%.1f, %.1f]", window, l, o, ratio, tt.minRatio, tt.maxRatio)
+			}
+		})
+	}
+}
+
+// TestPollerKick: in the steady state a kick polls every peer at once and keeps them at
+// the fast pace for the busy window.
+func TestPollerKick(t *testing.T) {
+	const lease = 2 * time.Second // every = 100 ms, idle = 1 s, busy window 4 s
+	leader, other := newCountingPeer(t, "witness"), newCountingPeer(t, "db2")
+	cfg := &config.Config{}
+	cfg.Node.ID = "db1"
+	cfg.Failover.Lease = lease
+	cfg.Cluster.Peers = []config.Peer{{ID: "db1"}, {ID: "witness", APIAddr: strings.TrimPrefix(leader.srv.URL, "http://")},
+		{ID: "db2", APIAddr: strings.TrimPrefix(other.srv.URL, "http://")}}
+	p := newPoller(cfg, api.NewClient("", nil), boottime.Now, zap.NewNop())
+	p.leader = func() string { return "witness" }
+	p.steady = func() bool { return true }
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() {
+		if err := p.Run(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	waitFor(t, time.Second, "first poll of db2", func() bool { return other.polls.Load() == 1 })
+	time.Sleep(300 * time.Millisecond)
+	if n := other.polls.Load(); n != 1 {
+		t.Fatalf("steady: db2 polled %d times within 300 ms of the first poll, want 1 (idle pace 1 s)", n)
+	}
+	p.kick()
+	waitFor(t, 200*time.Millisecond, "db2 polled right after the kick", func() bool { return other.polls.Load() >= 2 })
+	time.Sleep(time.Second)
+	if n := other.polls.Load(); n < 6 {
+		t.Fatalf("busy window: db2 polled %d times in the second after the kick, want the fast pace (about 10)", n)
+	}
+}
