@@ -154,7 +154,7 @@ func (p *Prober) Fence(ctx context.Context) (finalGTID string, err error) {
 	return Fence(ctx, p.db, p.cfg.Flavor, p.cfg.AppUsers)
 }
 
-// Check probes the server once, bounded by Config.Timeout: connect (ping), SELECT 1, the server
+// Check probes the server once, bounded by Config.Timeout: connect, the server
 // variables and GTID positions, SHOW REPLICA STATUS, the semi-sync status, READ ONLY ADMIN holders
 // (MariaDB), the optional write check and the optional script. The returned error is non-nil
 // exactly when Health.Up is false; Health then still carries what was read before the failure.
@@ -179,10 +179,7 @@ func (p *Prober) check(ctx context.Context, h *Health) error {
 		return fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close()
-	var one int
-	if err := conn.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
-		return fmt.Errorf("select 1: %w", err)
-	}
+	// The first query doubles as the liveness check: a server that answers it is up.
 	if err := readVars(ctx, conn, p.cfg.Flavor, h); err != nil {
 		return err
 	}
