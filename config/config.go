@@ -321,7 +321,7 @@ func Default() Config {
 			HeartbeatTimeout:   400 * time.Millisecond,
 			ElectionTimeout:    400 * time.Millisecond,
 			LeaderLeaseTimeout: 200 * time.Millisecond,
-			CommitTimeout:      100 * time.Millisecond,
+			CommitTimeout:      250 * time.Millisecond,
 			SnapshotThreshold:  1024,
 			SnapshotInterval:   30 * time.Second,
 			JournalRetain:      10000,

@@ -39,7 +39,7 @@ func TestParseReference(t *testing.T) {
 	if cfg.Node.ID != "db1" || len(cfg.Cluster.Peers) != 3 || cfg.VIP.Addresses[0].String() != "10.0.0.100/32" {
 		t.Fatalf("unexpected config %+v", cfg)
 	}
-	if cfg.Failover.Lease != 500*time.Millisecond || cfg.Cluster.Raft.CommitTimeout != 100*time.Millisecond {
+	if cfg.Failover.Lease != 500*time.Millisecond || cfg.Cluster.Raft.CommitTimeout != 250*time.Millisecond {
 		t.Fatalf("durations not parsed: %+v", cfg.Failover)
 	}
 }
@@ -179,7 +179,7 @@ func TestBuildErrorsExact(t *testing.T) {
 			"cluster.raft.election_timeout: must be positive, got 0s"}},
 		{"leader lease negative", []string{"leader_lease_timeout: 200ms", "leader_lease_timeout: -5ms"}, []string{
 			"cluster.raft.leader_lease_timeout: must be positive, got -5ms"}},
-		{"commit invalid", []string{"commit_timeout: 100ms", "commit_timeout: 5"}, []string{
+		{"commit invalid", []string{"commit_timeout: 250ms", "commit_timeout: 5"}, []string{
 			`cluster.raft.commit_timeout: invalid duration "5"` + dur}},
 		{"snapshot interval negative", []string{"snapshot_interval: 30s", "snapshot_interval: -1s"}, []string{
 			"cluster.raft.snapshot_interval: must be positive, got -1s"}},
@@ -194,8 +194,8 @@ func TestBuildErrorsExact(t *testing.T) {
 		{"heartbeat too short", []string{"heartbeat_timeout: 400ms", "heartbeat_timeout: 40ms"}, []string{
 			"cluster.raft.leader_lease_timeout: (200ms) cannot be larger than heartbeat_timeout (40ms)",
 			"cluster.raft.heartbeat_timeout: (40ms) below 50ms causes needless elections on loaded hosts",
-			"cluster.raft.commit_timeout: (100ms) must be below heartbeat_timeout (40ms)"}},
-		{"commit not below heartbeat", []string{"commit_timeout: 100ms", "commit_timeout: 400ms"}, []string{
+			"cluster.raft.commit_timeout: (250ms) must be below heartbeat_timeout (40ms)"}},
+		{"commit not below heartbeat", []string{"commit_timeout: 250ms", "commit_timeout: 400ms"}, []string{
 			"cluster.raft.commit_timeout: (400ms) must be below heartbeat_timeout (400ms)"}},
 
 		{"mysql interval invalid", []string{"interval: 100ms", "interval: fast"}, []string{`mysql.interval: invalid duration "fast"` + dur}},
