@@ -248,9 +248,13 @@ func (m *Manager) Set(ctx context.Context, desired []netip.Prefix) (Result, erro
 		}
 	}
 
-	have, err := m.held(link)
-	if err != nil {
-		errs = append(errs, err)
+	// Only managed prefixes are ever removed: when every one is wanted there is nothing
+	// to remove, and the renewal skips the address dump.
+	var have []netip.Prefix
+	if len(want) < len(m.opts.Managed) {
+		if have, err = m.held(link); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	for _, p := range have {
 		if want[p] {
