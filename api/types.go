@@ -167,6 +167,9 @@ type NodeReport struct {
 type RenewRequest struct {
 	Owner string `json:"owner"`
 	Epoch uint64 `json:"epoch"`
+	// Report is the owner's own /v1/node report, sent along so the voter need not poll
+	// the owner while it renews (ignored unless it names Owner).
+	Report *NodeReport `json:"report,omitempty"`
 }
 
 // RenewResponse answers a [RenewRequest].
@@ -174,6 +177,9 @@ type RenewResponse struct {
 	Node     string `json:"node"`
 	Promised bool   `json:"promised"`
 	Reason   string `json:"reason,omitempty"`
+	// Report is the voter's /v1/node report, so the owner need not poll it (ignored
+	// unless it names Node).
+	Report *NodeReport `json:"report,omitempty"`
 }
 
 // ProposeResponse is the answer to POST /v1/propose and to the operator verbs.

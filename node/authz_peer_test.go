@@ -254,3 +254,43 @@ func TestLoadTLSAnySAN(t *testing.T) {
 		})
 	}
 }
+
+// TestRenewCarriesReports: a renewal carries the owner's report to the voter, which
+// records it as its view of the owner (so it need not poll it), and the answer carries
+// the voter's report; a carried report naming another node than the owner is ignored.
+func TestRenewCarriesReports(t *testing.T) {
+	n, certs, apiAddr := frozenWitness(t)
+	c := newCertClient(t, certs, "db1-fqdn")
+	tests := []struct {
+		name     string
+		report   api.NodeReport
+		wantView map[string]uint64 // peer → Applied its view must show (0: not the carried report)
+	}{
+		{"the owner's own report", api.NodeReport{Node: "db1", Applied: 77}, map[string]uint64{"db1": 77}},
+		{"a report naming db2", api.NodeReport{Node: "db2", Applied: 99}, map[string]uint64{"db1": 77, "db2": 0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := c.Renew(context.Background(), apiAddr, api.RenewRequest{Owner: "db1", Epoch: n.State().Epoch, Report: &tt.report}, callTimeout)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.Report == nil || resp.Report.Node != "witness" || resp.Report.Applied != n.State().Index {
+				t.Fatalf("answer carries report %+v, want the witness's (applied %d)", resp.Report, n.State().Index)
+			}
+			views := n.poll.snapshot()
+			for id, want := range tt.wantView {
+				v, ok := views[id]
+				if want == 0 {
+					if ok && v.OK && v.Report.Applied == tt.report.Applied {
+						t.Errorf("view of %s = %+v: the carried report was recorded", id, v)
+					}
+					continue
+				}
+				if !ok || !v.OK || v.Report.Applied != want {
+					t.Errorf("view of %s = %+v, want OK with applied %d", id, v, want)
+				}
+			}
+		})
+	}
+}

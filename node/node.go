@@ -509,8 +509,26 @@ func (n *Node) unreachable() map[string]bool {
 // renewer sends the owner's Renew requests through the API client.
 type renewer struct{ n *Node }
 
+// Each request carries this node's report and each answer the peer's, which stand in
+// for the polls between the two while the owner renews.
 func (r renewer) Renew(ctx context.Context, peer string, req api.RenewRequest) (api.RenewResponse, error) {
-	return r.n.client.Renew(ctx, r.n.peer(peer).APIAddr, req, 0)
+	rep := r.n.Report()
+	req.Report = &rep
+	resp, err := r.n.client.Renew(ctx, r.n.peer(peer).APIAddr, req, 0)
+	if err == nil && resp.Report != nil && resp.Report.Node == peer {
+		r.n.poll.record(peer, *resp.Report)
+	}
+	return resp, err
+}
+
+// hasPeer reports whether id is a configured peer other than this node.
+func (n *Node) hasPeer(id string) bool {
+	for _, p := range n.cfg.Cluster.Peers {
+		if p.ID == id {
+			return id != n.cfg.Node.ID
+		}
+	}
+	return false
 }
 
 // Report is this node's answer to GET /v1/node.

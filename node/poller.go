@@ -93,6 +93,7 @@ func (p *poller) Run(ctx context.Context) error {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	lastLeader := ""
+	kicked := false
 	for {
 		leader := ""
 		if p.leader != nil {
@@ -108,11 +109,18 @@ func (p *poller) Run(ctx context.Context) error {
 			if d, ok := due[peer.ID]; ok && d > now && !(peer.ID == leader && leader != lastLeader) {
 				continue
 			}
-			due[peer.ID] = now + p.period(peer.ID, leader, steady)
+			period := p.period(peer.ID, leader, steady)
+			// A report a renewal carried in meanwhile stands in for this poll (not after
+			// a kick, which wants every report from after the change).
+			if at, ok := p.fresh(peer.ID, period); ok && !kicked {
+				due[peer.ID] = at + period
+				continue
+			}
+			due[peer.ID] = now + period
 			wg.Go(func() { p.pollOne(ctx, peer) })
 		}
 		wg.Wait()
-		lastLeader = leader
+		lastLeader, kicked = leader, false
 		wait := p.idle
 		now = p.now()
 		for _, d := range due {
@@ -127,29 +135,47 @@ func (p *poller) Run(ctx context.Context) error {
 		case <-timer.C:
 		case <-p.kicks:
 			clear(due)
+			kicked = true
 		}
 	}
 }
 
 func (p *poller) pollOne(ctx context.Context, peer config.Peer) {
 	r, err := p.client.Node(ctx, peer.APIAddr, p.every*2)
+	if err == nil {
+		p.record(peer.ID, r)
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	v := p.views[peer.ID]
-	if err != nil {
-		if v.OK {
-			p.log.Info("peer unreachable", zap.String("peer", peer.ID), zap.Error(err))
-		}
-		v.OK, v.Err = false, err.Error()
-	} else {
-		if !v.OK && v.At != 0 {
-			p.log.Info("peer reachable again", zap.String("peer", peer.ID))
-		}
-		p.maxLeader = max(p.maxLeader, r.LeaderApplied)
-		left := v.Left && r.Stopping
-		v = api.Peer{Report: r, At: p.now(), OK: true, Left: left}
+	if v.OK {
+		p.log.Info("peer unreachable", zap.String("peer", peer.ID), zap.Error(err))
 	}
+	v.OK, v.Err = false, err.Error()
 	p.views[peer.ID] = v
+}
+
+// record stores peer id's report, taken now: from a poll, or carried by a lease
+// renewal (the owner's in its request, a voter's in its answer).
+func (p *poller) record(id string, r api.NodeReport) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	v := p.views[id]
+	if !v.OK && v.At != 0 {
+		p.log.Info("peer reachable again", zap.String("peer", id))
+	}
+	p.maxLeader = max(p.maxLeader, r.LeaderApplied)
+	left := v.Left && r.Stopping
+	p.views[id] = api.Peer{Report: r, At: p.now(), OK: true, Left: left}
+}
+
+// fresh reports whether peer id's view was recorded less than period ago, and when.
+func (p *poller) fresh(id string, period time.Duration) (time.Duration, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	v, ok := p.views[id]
+	return v.At, ok && v.OK && p.now()-v.At < period
 }
 
 // learned returns the highest applied index a leader reported since start (0: none).

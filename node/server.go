@@ -512,7 +512,13 @@ func (a *server) renew(w http.ResponseWriter, r *http.Request) {
 	if !a.callerIs(w, r, "renew", req.Owner) {
 		return
 	}
-	writeJSON(w, http.StatusOK, a.n.promiser.Grant(req))
+	if req.Report != nil && req.Report.Node == req.Owner && a.n.hasPeer(req.Owner) {
+		a.n.poll.record(req.Owner, *req.Report)
+	}
+	resp := a.n.promiser.Grant(req)
+	rep := a.n.Report()
+	resp.Report = &rep
+	writeJSON(w, http.StatusOK, resp)
 }
 
 // operatorRefused answers a refused forwarded operator event: 403 for a forgery, 412 for
