@@ -117,10 +117,29 @@ type Prober struct {
 	adminsMu sync.Mutex
 	admins   []string
 	adminsAt time.Time
+	// slow caches what a check reads only every slowEvery: the replica status, and the
+	// semi-sync status of a read-only server. A failed check clears it.
+	slowMu sync.Mutex
+	slow   slowPart
 }
 
-// adminsTTL is how long the list of accounts that bypass read_only is reused.
-const adminsTTL = 10 * time.Second
+// slowPart is the part of a check read at the slow pace, with the time it was read.
+type slowPart struct {
+	replica  ReplicaStatus
+	semiSync string
+	at       time.Time
+}
+
+const (
+	// adminsTTL is how long the list of accounts that bypass read_only is reused.
+	adminsTTL = 10 * time.Second
+	// slowEvery is how long a check reuses the replica status (and a read-only server's
+	// semi-sync status). Neither decides a failover: the replica status steers the
+	// standby's replication repairs, whose settle time (owner's stopSettle, 1 s) is
+	// longer, and the semi-sync status matters only on a writable server, which reads
+	// it on every check.
+	slowEvery = 500 * time.Millisecond
+)
 
 // New returns a Prober over db. db should come from [DSN] so that dials time out.
 func New(db *sql.DB, cfg Config, log *zap.Logger) *Prober {
@@ -183,10 +202,10 @@ func (p *Prober) check(ctx context.Context, h *Health) error {
 	if err := readVars(ctx, conn, p.cfg.Flavor, h); err != nil {
 		return err
 	}
-	if h.Replica, err = replicaStatus(ctx, conn, p.cfg.Flavor); err != nil {
-		return err
-	}
-	if h.SemiSync, err = semiSync(ctx, conn); err != nil {
+	if err := p.readSlow(ctx, conn, h); err != nil {
+		p.slowMu.Lock()
+		p.slow = slowPart{}
+		p.slowMu.Unlock()
 		return err
 	}
 	if p.cfg.Flavor == FlavorMariaDB {
@@ -219,6 +238,31 @@ func (p *Prober) check(ctx context.Context, h *Health) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// readSlow fills h's replica status and semi-sync status: read now when the cached
+// ones are older than slowEvery, else the cached ones; a writable server's semi-sync
+// status is read on every check.
+func (p *Prober) readSlow(ctx context.Context, conn *sql.Conn, h *Health) error {
+	p.slowMu.Lock()
+	defer p.slowMu.Unlock()
+	var err error
+	if p.slow.at.IsZero() || time.Since(p.slow.at) >= slowEvery {
+		at := time.Now()
+		if p.slow.replica, err = replicaStatus(ctx, conn, p.cfg.Flavor); err != nil {
+			return err
+		}
+		if p.slow.semiSync, err = semiSync(ctx, conn); err != nil {
+			return err
+		}
+		p.slow.at = at
+	} else if !h.ReadOnly {
+		if p.slow.semiSync, err = semiSync(ctx, conn); err != nil {
+			return err
+		}
+	}
+	h.Replica, h.SemiSync = p.slow.replica, p.slow.semiSync
 	return nil
 }
 
