@@ -113,6 +113,12 @@ func (m worldMySQL) SemiSyncMaster(context.Context, bool) (bool, error) { return
 func (m worldMySQL) KillStopped() (bool, error)                         { return false, nil }
 func (m worldMySQL) StopReplication(context.Context) error              { return nil }
 func (m worldMySQL) StartReplication(context.Context) error             { return nil }
+func (m worldMySQL) ReplicaChannel(context.Context) (probe.ReplicaChannel, error) {
+	return probe.ReplicaChannel{}, nil
+}
+func (m worldMySQL) ResetRelayLog(context.Context) (probe.ReplicaChannel, error) {
+	return probe.ReplicaChannel{}, probe.ErrNoChannel
+}
 func (m worldMySQL) WaitCatchUp(_ context.Context, target string, _ uint32, _ time.Duration) (probe.CatchUp, error) {
 	return probe.CatchUp{Reached: true, Target: target}, nil
 }

@@ -52,6 +52,16 @@ func (l *LocalMySQL) StartReplication(ctx context.Context) error {
 	return probe.StartReplication(ctx, l.DB)
 }
 
+// ReplicaChannel reads the replication channel's threads, errors and positioning.
+func (l *LocalMySQL) ReplicaChannel(ctx context.Context) (probe.ReplicaChannel, error) {
+	return probe.ReadReplicaChannel(ctx, l.DB, l.Flavor)
+}
+
+// ResetRelayLog discards the channel's relay logs and fetches them again (probe.ResetRelayLog).
+func (l *LocalMySQL) ResetRelayLog(ctx context.Context) (probe.ReplicaChannel, error) {
+	return probe.ResetRelayLog(ctx, l.DB, l.Flavor)
+}
+
 // WaitCatchUp waits until target (restricted to domain) is applied.
 func (l *LocalMySQL) WaitCatchUp(ctx context.Context, target string, domain uint32, timeout time.Duration) (probe.CatchUp, error) {
 	return probe.WaitCatchUp(ctx, l.DB, l.Flavor, target, domain, timeout)

@@ -40,6 +40,14 @@ type MySQL interface {
 	SemiSyncMaster(ctx context.Context, on bool) (changed bool, err error)
 	StopReplication(ctx context.Context) error
 	StartReplication(ctx context.Context) error
+	// ReplicaChannel reads the replication channel: its threads, their last errors with
+	// their numbers (Last_IO_Errno) and whether it positions by GTID. It changes nothing.
+	ReplicaChannel(ctx context.Context) (probe.ReplicaChannel, error)
+	// ResetRelayLog discards the channel's relay logs and fetches them again from the
+	// source's GTID position (STOP REPLICA; RESET REPLICA; START REPLICA, probe.ResetRelayLog).
+	// It refuses a channel that does not position by GTID or whose SQL thread has an error,
+	// and returns the channel as it found it.
+	ResetRelayLog(ctx context.Context) (probe.ReplicaChannel, error)
 	WaitCatchUp(ctx context.Context, target string, domain uint32, timeout time.Duration) (probe.CatchUp, error)
 	// WaitRelayApplied waits until everything the replication channel received is applied.
 	WaitRelayApplied(ctx context.Context, timeout time.Duration) (probe.RelayCatchUp, error)

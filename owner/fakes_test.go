@@ -175,6 +175,9 @@ type fakeMySQL struct {
 	semiSync   bool                // the semi-sync master side is on
 	semiErr    error               // switching the semi-sync master side fails with it
 	onSemiSync func()              // called inside SemiSyncMaster, before it returns
+	ioErrno    int                 // Last_IO_Errno reported while the IO thread is down with an error
+	noGTID     bool                // the channel positions by binlog file and offset, not GTID
+	resetErr   error               // ResetRelayLog fails with it
 }
 
 func newFakeMySQL(tr *trace) *fakeMySQL {
@@ -260,6 +263,44 @@ func (m *fakeMySQL) StartReplication(context.Context) error {
 	m.tr.add("mysql start replication")
 	m.replica, m.ioDown = true, false
 	return nil
+}
+
+// channel is the replication channel as ReplicaChannel reports it; the caller holds mu.
+func (m *fakeMySQL) channel() probe.ReplicaChannel {
+	c := probe.ReplicaChannel{Configured: true, IORunning: m.replica && !m.ioDown, SQLRunning: m.replica,
+		SQLError: m.replErr.LastSQLError, Positioning: "Slave_Pos", GTIDPositioned: !m.noGTID,
+		SourceLogFile: "mariadb-bin.000014", SourceLogPos: 458705}
+	if c.SQLError != "" {
+		c.SQLErrno = 1062
+	}
+	if !c.IORunning && m.replErr.LastError != "" && m.replErr.LastSQLError == "" {
+		c.IOErrno, c.IOError = m.ioErrno, m.replErr.LastError
+	}
+	if m.noGTID {
+		c.Positioning = "No"
+	}
+	return c
+}
+
+func (m *fakeMySQL) ReplicaChannel(context.Context) (probe.ReplicaChannel, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.channel(), nil
+}
+
+func (m *fakeMySQL) ResetRelayLog(context.Context) (probe.ReplicaChannel, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.tr.add("mysql reset relay log")
+	c := m.channel()
+	if m.resetErr != nil {
+		return c, m.resetErr
+	}
+	if m.noGTID || c.SQLErrno != 0 {
+		return c, errors.New("fake: reset refused")
+	}
+	m.replica, m.ioDown = true, false
+	return c, nil
 }
 
 func (m *fakeMySQL) WaitCatchUp(context.Context, string, uint32, time.Duration) (probe.CatchUp, error) {

@@ -185,6 +185,8 @@ type Owner struct {
 	fenceLostAt time.Duration
 	// ioRetryAt is the last restart of an IO thread stopped by an error.
 	ioRetryAt time.Time
+	// relay is the bookkeeping of repairRelayLog.
+	relay relayRepair
 	// promotion bookkeeping for the machine's epoch.
 	promo        *promotion
 	promoCancel  context.CancelFunc

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strconv"
 	"time"
 
 	"go.uber.org/zap"
@@ -268,7 +269,8 @@ func (o *Owner) resumeReplication(ctx context.Context, s fsm.State) {
 	// still runs (1236: the owner's binlog was read mid-write on a full disk, or the
 	// owner restarted under it) is started again, at most every ioRetryEvery: the server
 	// does not retry such errors itself, and a standby without its channel misses every
-	// write of the owner. An operator's STOP leaves no error and is left alone.
+	// write of the owner. An operator's STOP leaves no error and is left alone. A relay
+	// log that fails the same way on consecutive restarts is reset instead (repairRelayLog).
 	if !ours && phase == Standby && up && r.Configured && !r.IORunning && r.SQLRunning && r.LastError != "" && r.LastSQLError == "" {
 		o.mu.Lock()
 		due := time.Since(o.ioRetryAt) >= ioRetryEvery
@@ -277,6 +279,9 @@ func (o *Owner) resumeReplication(ctx context.Context, s fsm.State) {
 		}
 		o.mu.Unlock()
 		if !due {
+			return
+		}
+		if o.repairRelayLog(ctx, s.Owner) {
 			return
 		}
 		if err := o.d.MySQL.StartReplication(ctx); err != nil {
@@ -298,6 +303,140 @@ func (o *Owner) resumeReplication(ctx context.Context, s fsm.State) {
 	}
 	o.markReplStopped(false)
 	o.log.Info("replication from the owner restarted (a promotion of this node had stopped it)", zap.String("owner", s.Owner))
+}
+
+// Relay-log repair of a standby (repairRelayLog).
+const (
+	// relayResetAfter is how many consecutive IO-thread restarts must find the same
+	// relay-log error before the relay logs are reset: the first failure is only
+	// restarted, as any other IO error.
+	relayResetAfter = 2
+	// relayResetEvery bounds the relay-log resets of one runtime, and the messages about a
+	// damaged relay log that is left for the operator.
+	relayResetEvery = 5 * time.Minute
+	// relayStreakGap ends a streak of relay-log errors: one seen longer than this after the
+	// previous one counts as a first failure. Restarts are ioRetryEvery apart.
+	relayStreakGap = 3 * ioRetryEvery
+	// relayTimeout bounds reading the channel and the whole reset, which run on the
+	// reconcile loop (STOP, RESET and START take milliseconds when the server is well).
+	relayTimeout = 10 * time.Second
+)
+
+// relayRepair is one runtime's bookkeeping of repairRelayLog, under o.mu.
+type relayRepair struct {
+	errno    int       // the relay-log error (Last_IO_Errno) of the current streak
+	streak   int       // consecutive restarts that found it
+	seenAt   time.Time // when it was last found
+	resetAt  time.Time // the last reset attempt
+	resetPos string    // the source position the IO thread had stopped at before that reset
+	told     bool      // the failure at resetPos after that reset was reported
+	warnedAt time.Time // the last message about a channel that does not position by GTID
+}
+
+// repairRelayLog handles a standby's IO thread that stopped with an error while the SQL
+// thread runs, when its restart is due, and reports whether it did (else the caller
+// restarts it as any other IO error). It reads the error's number (Last_IO_Errno): a relay
+// log or relay log index damaged by a SIGKILL or a disk fault fails every START REPLICA
+// the same way (1595 "Relay log write failure", 1594, 1380, 1371). When the same such error
+// is found on relayResetAfter consecutive restarts, the SQL thread has no error and the
+// channel positions by GTID, the relay logs are discarded and fetched again from the GTID
+// position the standby has applied (probe.ResetRelayLog: STOP, RESET without ALL, START),
+// at most every relayResetEvery; between resets the channel is restarted as before. By
+// then the SQL thread has had ioRetryEvery to apply what the relay log held, and whatever
+// it did not is fetched again from the owner, whose binlog the IO thread was just reading.
+// A channel positioned by binlog file and offset would forget its position at a reset: it
+// is left alone for the operator, with the manual fix in the log.
+func (o *Owner) repairRelayLog(ctx context.Context, owner string) bool {
+	rctx, cancel := context.WithTimeout(ctx, relayTimeout)
+	defer cancel()
+	ch, err := o.d.MySQL.ReplicaChannel(rctx)
+	if err != nil {
+		o.log.Warn("read the replication channel's IO error", zap.Error(err))
+		return false
+	}
+	now := time.Now()
+	o.mu.Lock()
+	rr := &o.relay
+	if !ch.RelayLogFailed() {
+		rr.errno, rr.streak = 0, 0
+		o.mu.Unlock()
+		return false
+	}
+	if ch.IOErrno != rr.errno || now.Sub(rr.seenAt) > relayStreakGap {
+		rr.errno, rr.streak = ch.IOErrno, 0
+	}
+	rr.streak++
+	rr.seenAt = now
+	streak, pos := rr.streak, sourcePos(ch)
+	fields := []zap.Field{zap.String("owner", owner), zap.Int("io_errno", ch.IOErrno), zap.String("io_error", ch.IOError),
+		zap.String("positioning", ch.Positioning), zap.String("source_pos", pos), zap.Int("failures", streak)}
+	switch {
+	case ch.SQLErrno != 0 || ch.SQLError != "":
+		// Applying failed as well: the operator's, as any SQL error.
+		o.mu.Unlock()
+		return true
+	case streak < relayResetAfter:
+		o.mu.Unlock()
+		return false
+	case !ch.GTIDPositioned:
+		warn := now.Sub(rr.warnedAt) >= relayResetEvery
+		if warn {
+			rr.warnedAt = now
+		}
+		o.mu.Unlock()
+		if warn {
+			o.log.Error("replication IO thread keeps failing with a relay-log error and the channel does not position by GTID: not restarted or reset, fix it by hand",
+				append(fields, zap.String("manual_fix", relayManualFix(o.cfg.Flavor)))...)
+		}
+		return true
+	case now.Sub(rr.resetAt) < relayResetEvery:
+		// Reset lately: restart as before until the next reset is due.
+		again := !rr.told && rr.resetPos == pos
+		if again {
+			rr.told = true
+		}
+		o.mu.Unlock()
+		if again {
+			o.log.Error("relay logs were reset but the IO thread fails again at the same position of the owner's binlog: the owner's binlog is likely damaged there (MariaDB logs a checksum error, 1743, before 1595); check it with mysqlbinlog on the owner",
+				append(fields, zap.Duration("next_reset_in", relayResetEvery-now.Sub(rr.resetAt)))...)
+		}
+		return false
+	}
+	rr.resetAt, rr.resetPos, rr.told = now, pos, false
+	o.mu.Unlock()
+	if _, err := o.d.MySQL.ResetRelayLog(rctx); err != nil {
+		// The channel is as it was (restarted), or left stopped when RESET changed its
+		// positioning: either way the standby misses the owner's writes.
+		o.log.Error("reset the relay logs of a replication channel failing with a relay-log error (RESET REPLICA needs RELOAD)",
+			append(fields, zap.Error(err))...)
+		return true
+	}
+	o.mu.Lock()
+	rr.errno, rr.streak = 0, 0
+	o.mu.Unlock()
+	o.log.Warn("replication IO thread kept failing with a relay-log error: relay logs discarded and fetched again from the GTID position (STOP, RESET, START REPLICA)",
+		append(fields, zap.Duration("next_reset_after", relayResetEvery))...)
+	return true
+}
+
+// sourcePos is where the IO thread stopped reading the source's binlog, as file:offset.
+func sourcePos(c probe.ReplicaChannel) string {
+	return c.SourceLogFile + ":" + strconv.FormatUint(c.SourceLogPos, 10)
+}
+
+// relayManualFix is the operator's repair of a damaged relay log on a channel positioned by
+// binlog file and offset: restart from where the SQL thread stopped in the source's binlog.
+func relayManualFix(f probe.Flavor) string {
+	if f == probe.FlavorMySQL {
+		return "on this server: STOP REPLICA; SHOW REPLICA STATUS (note Relay_Source_Log_File and Exec_Source_Log_Pos); RESET REPLICA; " +
+			"CHANGE REPLICATION SOURCE TO SOURCE_LOG_FILE='<Relay_Source_Log_File>', SOURCE_LOG_POS=<Exec_Source_Log_Pos>; START REPLICA " +
+			"(or restart mysqld with relay_log_recovery=ON). " +
+			"With GTID auto-positioning (SOURCE_AUTO_POSITION=1) keepraft does this itself"
+	}
+	return "on this server: STOP REPLICA; SHOW REPLICA STATUS (note Relay_Master_Log_File and Exec_Master_Log_Pos); RESET REPLICA; " +
+		"CHANGE MASTER TO MASTER_LOG_FILE='<Relay_Master_Log_File>', MASTER_LOG_POS=<Exec_Master_Log_Pos>; START REPLICA " +
+		"(or restart mariadbd with relay_log_recovery=ON). " +
+		"With GTID positioning (MASTER_USE_GTID=slave_pos) keepraft does this itself"
 }
 
 // openWrites sets read_only=0 after re-checking ownership and the lease right before.
