@@ -318,9 +318,9 @@ func Default() Config {
 	return Config{
 		Node: Node{Role: "database"},
 		Cluster: Cluster{Raft: Raft{
-			HeartbeatTimeout:   400 * time.Millisecond,
-			ElectionTimeout:    400 * time.Millisecond,
-			LeaderLeaseTimeout: 200 * time.Millisecond,
+			HeartbeatTimeout:   time.Second,
+			ElectionTimeout:    time.Second,
+			LeaderLeaseTimeout: 500 * time.Millisecond,
 			CommitTimeout:      250 * time.Millisecond,
 			SnapshotThreshold:  1024,
 			SnapshotInterval:   30 * time.Second,

@@ -61,7 +61,7 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"kernel lease fraction", [2]string{"kernel_lease: 1s", "kernel_lease: 1500ms"}, "vip.kernel_lease: must be whole seconds"},
 		{"bad fence", [2]string{"fence: auto", "fence: iptables"}, `vip.fence: must be auto, nftables or off, got "iptables"`},
 		{"lease too short", [2]string{"lease: 500ms", "lease: 50ms"}, "failover.lease: (50ms) must be ≥ 150ms"},
-		{"raft inequality", [2]string{"leader_lease_timeout: 200ms", "leader_lease_timeout: 900ms"}, "cluster.raft.leader_lease_timeout: (900ms) cannot be larger than heartbeat_timeout (400ms)"},
+		{"raft inequality", [2]string{"leader_lease_timeout: 500ms", "leader_lease_timeout: 1500ms"}, "cluster.raft.leader_lease_timeout: (1.5s) cannot be larger than heartbeat_timeout (1s)"},
 		{"probe slower than fall", [2]string{"\n  timeout: 200ms", "\n  timeout: 2s"}, "mysql.timeout: (2s) must not exceed"},
 		{"self missing", [2]string{"- {id: db1,", "- {id: db4,"}, "cluster.peers: must include this node"},
 		{"bad addr", [2]string{"api_addr: 10.0.0.11:7001\n  token", "api_addr: 10.0.0.11\n  token"}, "cluster.api_addr: invalid address"},
@@ -173,11 +173,11 @@ func TestBuildErrorsExact(t *testing.T) {
 			"cluster.peers: needs an odd number of voters (two database nodes and a witness), got 2"}},
 		{"self missing", []string{"- {id: db1,", "- {id: db4,"}, []string{`cluster.peers: must include this node ("db1")`}},
 
-		{"heartbeat invalid", []string{"heartbeat_timeout: 400ms", "heartbeat_timeout: soon"}, []string{
+		{"heartbeat invalid", []string{"heartbeat_timeout: 1s", "heartbeat_timeout: soon"}, []string{
 			`cluster.raft.heartbeat_timeout: invalid duration "soon"` + dur}},
-		{"election zero", []string{"election_timeout: 400ms", "election_timeout: 0s"}, []string{
+		{"election zero", []string{"election_timeout: 1s", "election_timeout: 0s"}, []string{
 			"cluster.raft.election_timeout: must be positive, got 0s"}},
-		{"leader lease negative", []string{"leader_lease_timeout: 200ms", "leader_lease_timeout: -5ms"}, []string{
+		{"leader lease negative", []string{"leader_lease_timeout: 500ms", "leader_lease_timeout: -5ms"}, []string{
 			"cluster.raft.leader_lease_timeout: must be positive, got -5ms"}},
 		{"commit invalid", []string{"commit_timeout: 250ms", "commit_timeout: 5"}, []string{
 			`cluster.raft.commit_timeout: invalid duration "5"` + dur}},
@@ -187,16 +187,16 @@ func TestBuildErrorsExact(t *testing.T) {
 			"cluster.raft.snapshot_threshold: must be ≥ 1, got 0"}},
 		{"journal retain", []string{"journal_retain: 10000", "journal_retain: 99"}, []string{
 			"cluster.raft.journal_retain: must be ≥ 100, got 99"}},
-		{"leader lease too long", []string{"leader_lease_timeout: 200ms", "leader_lease_timeout: 900ms"}, []string{
-			"cluster.raft.leader_lease_timeout: (900ms) cannot be larger than heartbeat_timeout (400ms)"}},
-		{"election below heartbeat", []string{"election_timeout: 400ms", "election_timeout: 300ms"}, []string{
-			"cluster.raft.election_timeout: (300ms) must be ≥ heartbeat_timeout (400ms)"}},
-		{"heartbeat too short", []string{"heartbeat_timeout: 400ms", "heartbeat_timeout: 40ms"}, []string{
-			"cluster.raft.leader_lease_timeout: (200ms) cannot be larger than heartbeat_timeout (40ms)",
+		{"leader lease too long", []string{"leader_lease_timeout: 500ms", "leader_lease_timeout: 1500ms"}, []string{
+			"cluster.raft.leader_lease_timeout: (1.5s) cannot be larger than heartbeat_timeout (1s)"}},
+		{"election below heartbeat", []string{"election_timeout: 1s", "election_timeout: 300ms"}, []string{
+			"cluster.raft.election_timeout: (300ms) must be ≥ heartbeat_timeout (1s)"}},
+		{"heartbeat too short", []string{"heartbeat_timeout: 1s", "heartbeat_timeout: 40ms"}, []string{
+			"cluster.raft.leader_lease_timeout: (500ms) cannot be larger than heartbeat_timeout (40ms)",
 			"cluster.raft.heartbeat_timeout: (40ms) below 50ms causes needless elections on loaded hosts",
 			"cluster.raft.commit_timeout: (250ms) must be below heartbeat_timeout (40ms)"}},
-		{"commit not below heartbeat", []string{"commit_timeout: 250ms", "commit_timeout: 400ms"}, []string{
-			"cluster.raft.commit_timeout: (400ms) must be below heartbeat_timeout (400ms)"}},
+		{"commit not below heartbeat", []string{"commit_timeout: 250ms", "commit_timeout: 1s"}, []string{
+			"cluster.raft.commit_timeout: (1s) must be below heartbeat_timeout (1s)"}},
 
 		{"mysql interval invalid", []string{"interval: 100ms", "interval: fast"}, []string{`mysql.interval: invalid duration "fast"` + dur}},
 		{"mysql timeout zero", []string{"\n  timeout: 200ms", "\n  timeout: 0ms"}, []string{"mysql.timeout: must be positive, got 0ms"}},
