@@ -229,7 +229,11 @@ func TestBenchIdle(t *testing.T) {
 	if t.Failed() {
 		t.Fatal("no summary")
 	}
-	b := fmt.Sprintf("CPU over %s idle (user+system, %% of one core) and resident memory, each process tree (keepraftd with its fence watchdog; keepalived with its VRRP child).\n\n| node | CPU | RSS |\n|---|---|---|\n%s", window, strings.Join(rows, ""))
+	b := fmt.Sprintf("CPU over %s idle (user+system, %% of one core) and resident memory, each process tree (keepraftd with its fence watchdog; keepalived with its VRRP child). "+
+		"\"RSS, sum\" adds the trees' resident sets, counting the executable and library pages that the tree's processes share once per process; "+
+		"\"resident, shared once\" counts the private pages of every process and the largest shared part once (the watchdog is keepraftd's own executable, keepalived's child a fork); "+
+		"\"main process\" is the RSS of keepraftd or of keepalived's parent alone.\n\n"+
+		"| node | CPU | RSS, sum | resident, shared once | main process |\n|---|---|---|---|---|\n%s", window, strings.Join(rows, ""))
 	t.Log("\n" + b)
 	benchReport["4 idle"] = "## Idle cost\n\n" + b
 	writeBenchReport(t)
@@ -246,13 +250,41 @@ func idleRow(t *testing.T, name string, pid int, window time.Duration) []string 
 	}
 	time.Sleep(window)
 	var ticks uint64
-	var rss int
+	var rss, private, shared int
 	for _, p := range tree {
 		ticks += cpuTicks(p) - before[p]
-		rss += rssKB(p)
+		r, priv := memKB(p)
+		rss += r
+		private += priv
+		shared = max(shared, r-priv)
 	}
 	cpu := float64(ticks) / 100 / window.Seconds() * 100 // USER_HZ is 100 on Linux
-	return []string{fmt.Sprintf("| %s | %.2f %% | %.1f MB |\n", name, cpu, float64(rss)/1024)}
+	main, _ := memKB(pid)
+	return []string{fmt.Sprintf("| %s | %.2f %% | %.1f MB | %.1f MB | %.1f MB |\n", name, cpu, float64(rss)/1024,
+		float64(private+shared)/1024, float64(main)/1024)}
+}
+
+// memKB reads pid's resident set and the private part of it (pages no other process
+// maps) from /proc/PID/smaps_rollup.
+func memKB(pid int) (rss, private int) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return rssKB(pid), 0
+	}
+	for l := range strings.SplitSeq(string(b), "\n") {
+		k, v, ok := strings.Cut(l, ":")
+		if !ok {
+			continue
+		}
+		kb, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+		switch k {
+		case "Rss":
+			rss = kb
+		case "Private_Clean", "Private_Dirty":
+			private += kb
+		}
+	}
+	return rss, private
 }
 
 // processTree returns pid and its descendants.
