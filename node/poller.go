@@ -19,13 +19,13 @@ const pollEveryMax = 100 * time.Millisecond
 // followers learn the leader's applied index from them, and status shows each member's
 // last contact.
 //
-// The pace follows what the reports are for. A follower polls the raft leader every
-// `every` (lease/4, at most 100 ms): it acts on ownership only while the leader's
-// applied index is at most one lease old. Every other peer is polled as fast only
-// while the cluster is busy: the state is not a steady active owner, or the journal
-// changed within the last two lease periods (kick). In the steady state they are
-// polled every `idle` (lease/2), which keeps each report well under the two lease
-// periods after which the controller counts a peer as unreachable. The timing a
+// The pace follows what the reports are for. While the cluster is busy (the state is
+// not a steady active owner, or the journal changed within the last two lease periods:
+// kick) every peer is polled every `every` (lease/4, at most 100 ms). In the steady
+// state a follower polls the raft leader every lease/3: it acts on ownership only while
+// the leader's applied index is at most one lease old, and this leaves a poll to spare.
+// The other peers are polled every `idle` (lease/2), which keeps each report well under
+// the two lease periods after which the controller counts a peer as unreachable. The timing a
 // decision needs is carried inside the report (ages of renewals and promises are
 // measured against the report's own time), so a slower poll never makes one unsafe;
 // a journal change polls every peer at once.
@@ -36,6 +36,9 @@ type poller struct {
 	log    *zap.Logger
 	every  time.Duration
 	idle   time.Duration
+	// leaderIdle is the steady pace of the raft leader's polls (lease/3): a follower's
+	// view of the leader must stay under one lease old, with a poll to spare.
+	leaderIdle time.Duration
 	// busyWindow is how long after a kick every peer is polled fast.
 	busyWindow time.Duration
 	now        func() time.Duration
@@ -55,8 +58,9 @@ type poller struct {
 
 func newPoller(cfg *config.Config, client *api.Client, now func() time.Duration, log *zap.Logger) *poller {
 	return &poller{self: cfg.Node.ID, peers: cfg.Cluster.Peers, client: client, log: log.Named("poller"),
-		every: min(cfg.Failover.Lease/4, pollEveryMax), idle: cfg.Failover.Lease / 2, busyWindow: 2 * cfg.Failover.Lease,
-		now: now, views: map[string]api.Peer{}, kicks: make(chan struct{}, 1)}
+		every: min(cfg.Failover.Lease/4, pollEveryMax), idle: cfg.Failover.Lease / 2, leaderIdle: cfg.Failover.Lease / 3,
+		busyWindow: 2 * cfg.Failover.Lease,
+		now:        now, views: map[string]api.Peer{}, kicks: make(chan struct{}, 1)}
 }
 
 // kick polls every peer at once and keeps the fast pace for the busy window.
@@ -72,10 +76,13 @@ func (p *poller) kick() {
 
 // period is how long until peer id is polled again.
 func (p *poller) period(id, leader string, steady bool) time.Duration {
-	if steady && id != leader {
-		return p.idle
+	switch {
+	case !steady:
+		return p.every
+	case id == leader:
+		return p.leaderIdle
 	}
-	return p.every
+	return p.idle
 }
 
 // isSteady reports whether the non-leader peers may be polled at the idle pace.

@@ -136,8 +136,8 @@ const (
 	// slowEvery is how long a check reuses the replica status (and a read-only server's
 	// semi-sync status). Neither decides a failover: the replica status steers the
 	// standby's replication repairs, whose settle time (owner's stopSettle, 1 s) is
-	// longer, and the semi-sync status matters only on a writable server, which reads
-	// it on every check.
+	// longer, and the semi-sync status matters only on a writable server where it is ON,
+	// which reads it on every check (readSlow).
 	slowEvery = 500 * time.Millisecond
 )
 
@@ -242,8 +242,10 @@ func (p *Prober) check(ctx context.Context, h *Health) error {
 }
 
 // readSlow fills h's replica status and semi-sync status: read now when the cached
-// ones are older than slowEvery, else the cached ones; a writable server's semi-sync
-// status is read on every check.
+// ones are older than slowEvery, else the cached ones. A writable server whose semi-sync
+// status is ON has it read on every check: its fall back to asynchronous replication
+// (which ends the claim that a failover loses no acknowledged write) is seen at once,
+// while OFF turns ON only by an operator's switch, seen within slowEvery.
 func (p *Prober) readSlow(ctx context.Context, conn *sql.Conn, h *Health) error {
 	p.slowMu.Lock()
 	defer p.slowMu.Unlock()
@@ -257,7 +259,7 @@ func (p *Prober) readSlow(ctx context.Context, conn *sql.Conn, h *Health) error 
 			return err
 		}
 		p.slow.at = at
-	} else if !h.ReadOnly {
+	} else if !h.ReadOnly && p.slow.semiSync == "ON" {
 		if p.slow.semiSync, err = semiSync(ctx, conn); err != nil {
 			return err
 		}
