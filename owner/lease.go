@@ -171,7 +171,7 @@ func (o *Owner) acquireOrRenew(ctx context.Context, sent time.Duration) {
 	o.mu.Lock()
 	held := o.held
 	o.mu.Unlock()
-	if !held && o.probeConflict(ctx, s.Epoch) {
+	if !held && o.conflict(ctx, s.Epoch) {
 		return
 	}
 	o.vipMu.Lock()
@@ -216,6 +216,57 @@ func (o *Owner) acquireOrRenew(ctx context.Context, sent time.Duration) {
 		o.notify(ctx, "master")
 		o.poke()
 	}
+}
+
+// preProbe is an ARP conflict probe started with a promotion: it runs while the
+// promotion catches up and the lease is gathered, so the acquisition that follows need
+// not wait for a probe of its own (60 ms).
+type preProbe struct {
+	epoch uint64
+	done  chan struct{}
+	// Set before done closes: taken is the probe's answer, at when it ended (lease
+	// clock), ok whether it ran to the end (not cancelled with its promotion).
+	taken, ok bool
+	at        time.Duration
+}
+
+// startPreProbe starts the ARP conflict probe of epoch's acquisition, unless there is no
+// VIP to probe.
+func (o *Owner) startPreProbe(ctx context.Context, epoch uint64) {
+	if o.d.VIP == nil || len(o.cfg.VIPs) == 0 {
+		return
+	}
+	p := &preProbe{epoch: epoch, done: make(chan struct{})}
+	o.mu.Lock()
+	o.pre = p
+	o.mu.Unlock()
+	o.spawn(func() {
+		defer close(p.done)
+		p.taken = o.probeConflict(ctx, epoch)
+		p.ok, p.at = ctx.Err() == nil, o.now()
+	})
+}
+
+// conflict reports whether another host answers ARP for a VIP before an acquisition in
+// epoch. The first acquisition after a promotion takes the probe the promotion started
+// (waiting for it if it still runs) when it ended less than preProbeFresh ago; any
+// other probes now.
+func (o *Owner) conflict(ctx context.Context, epoch uint64) bool {
+	o.mu.Lock()
+	p := o.pre
+	o.pre = nil
+	o.mu.Unlock()
+	if p != nil && p.epoch == epoch {
+		select {
+		case <-p.done:
+			if p.ok && o.now()-p.at < preProbeFresh {
+				return p.taken
+			}
+		case <-ctx.Done():
+			return true
+		}
+	}
+	return o.probeConflict(ctx, epoch)
 }
 
 // probeConflict probes every VIP with ARP before an acquisition. A host that answers blocks

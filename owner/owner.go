@@ -66,6 +66,9 @@ const (
 	prevFenceEvery = 200 * time.Millisecond
 	// conflictProbeTimeout bounds the ARP probe before an acquisition.
 	conflictProbeTimeout = 200 * time.Millisecond
+	// preProbeFresh is how long the ARP probe started with a promotion stands in for the
+	// probe before the acquisition that follows it.
+	preProbeFresh = time.Second
 	// rejoinEvery spaces rejoin checks; rejoinBlockedEvery spaces re-checks of a
 	// blocked rejoin.
 	rejoinEvery        = 2 * time.Second
@@ -201,7 +204,9 @@ type Owner struct {
 	// remote probe verdicts and journaled conflicts.
 	remote    map[string]string
 	conflicts map[string]bool
-	foreign   map[netip.Addr]time.Duration
+	// pre is the ARP conflict probe started with the current promotion (conflict).
+	pre     *preProbe
+	foreign map[netip.Addr]time.Duration
 }
 
 // New builds the runtime.

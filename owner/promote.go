@@ -28,6 +28,8 @@ func (o *Owner) startPromotion(ctx context.Context, epoch uint64, s fsm.State) {
 	case o.renewKick <- struct{}{}:
 	default:
 	}
+	// Not under pctx: the probe outlives a promotion that ends before it does.
+	o.startPreProbe(ctx, epoch)
 	o.spawn(func() {
 		defer cancel()
 		res, data := o.promote(pctx, epoch, s)

@@ -151,25 +151,68 @@ func TestEveryAddOrRenewRechecksTheConjunction(t *testing.T) {
 	}
 }
 
+// TestAcquisitionBlockedByARPAnswer: the probe a promotion starts blocks the acquisition
+// that follows it when another host answered, and is journaled once; the next
+// acquisition probes again and adds the VIP once nobody answers.
 func TestAcquisitionBlockedByARPAnswer(t *testing.T) {
 	r := newRig(t)
+	r.vip.conflict = net.HardwareAddr{2, 0, 0, 0, 0, 9}
 	assign(t, r.node, "db1", false)
 	r.healthy(true)
 	r.grantLease(r.node.State().Epoch)
 	r.settle(t)
-	r.vip.conflict = net.HardwareAddr{2, 0, 0, 0, 0, 9}
 	r.o.acquireOrRenew(context.Background(), r.clock.now())
 	r.o.bg.Wait()
 	if r.vip.isHeld() {
 		t.Fatalf("VIP added although another host answered ARP; trace:\n%s", r.tr)
 	}
-	if r.tr.count("propose VIPConflictSeen") != 1 {
-		t.Fatalf("conflict not journaled; trace:\n%s", r.tr)
+	if r.tr.count("propose VIPConflictSeen") != 1 || r.tr.count("vip arp probe") != 1 {
+		t.Fatalf("want one probe (the promotion's), its conflict journaled; trace:\n%s", r.tr)
 	}
 	r.vip.conflict = nil
 	r.o.acquireOrRenew(context.Background(), r.clock.now())
 	if !r.vip.isHeld() || r.tr.count("vip arp probe") != 2 {
 		t.Fatalf("want a second probe and the VIP once nobody answers; trace:\n%s", r.tr)
+	}
+}
+
+// TestPromotionProbesARPAhead: the acquisition after a promotion takes the probe the
+// promotion started instead of probing again, unless that probe is older than
+// preProbeFresh or was for another epoch.
+func TestPromotionProbesARPAhead(t *testing.T) {
+	tests := []struct {
+		name       string
+		age        time.Duration
+		otherEpoch bool
+		wantProbes int
+	}{
+		{"fresh probe of this epoch", 0, false, 1},
+		{"probe older than preProbeFresh", preProbeFresh, false, 2},
+		{"probe of another epoch", 0, true, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			assign(t, r.node, "db1", false)
+			r.healthy(true)
+			r.grantLease(r.node.State().Epoch)
+			r.settle(t)
+			r.o.bg.Wait()
+			if n := r.tr.count("vip arp probe"); n != 1 {
+				t.Fatalf("promotion probed %d times, want 1; trace:\n%s", n, r.tr)
+			}
+			if tt.otherEpoch {
+				r.o.mu.Lock()
+				r.o.pre.epoch++
+				r.o.mu.Unlock()
+			}
+			r.clock.advance(tt.age)
+			r.grantLease(r.node.State().Epoch)
+			r.o.acquireOrRenew(context.Background(), r.clock.now())
+			if !r.vip.isHeld() || r.tr.count("vip arp probe") != tt.wantProbes {
+				t.Fatalf("held %v after %d probes, want held after %d; trace:\n%s", r.vip.isHeld(), r.tr.count("vip arp probe"), tt.wantProbes, r.tr)
+			}
+		})
 	}
 }
 
