@@ -25,6 +25,9 @@ func mustPacket(t *testing.T, op arp.Operation, srcHW net.HardwareAddr, srcIP ne
 	return p
 }
 
+// probeWindow is how long a probe listens in all: until probeListen after the last one.
+const probeWindow = (probeCount-1)*probeInterval + probeListen
+
 func TestProbeConflict(t *testing.T) {
 	ownMAC := newFakeLinks("eth0").mac
 	vip := vipA.Addr()
@@ -39,7 +42,7 @@ func TestProbeConflict(t *testing.T) {
 		{
 			name:     "nobody answers",
 			give:     func(t *testing.T) []scripted { return nil },
-			wantTook: 60 * time.Millisecond,
+			wantTook: probeWindow,
 		},
 		{
 			name: "holder replies",
@@ -52,10 +55,10 @@ func TestProbeConflict(t *testing.T) {
 		{
 			name: "holder replies to the second probe, late in the window",
 			give: func(t *testing.T) []scripted {
-				return []scripted{{after: 59 * time.Millisecond, pkt: mustPacket(t, arp.OperationReply, peerMAC, vip, ownMAC, zero)}}
+				return []scripted{{after: probeWindow - time.Millisecond, pkt: mustPacket(t, arp.OperationReply, peerMAC, vip, ownMAC, zero)}}
 			},
 			wantMAC:  peerMAC,
-			wantTook: 59 * time.Millisecond,
+			wantTook: probeWindow - time.Millisecond,
 		},
 		{
 			name: "holder announces itself",
@@ -68,17 +71,17 @@ func TestProbeConflict(t *testing.T) {
 		{
 			name: "another host probes for it at the same time",
 			give: func(t *testing.T) []scripted {
-				return []scripted{{after: 5 * time.Millisecond, pkt: mustPacket(t, arp.OperationRequest, peerMAC, zero, zeroMAC, vip)}}
+				return []scripted{{after: 3 * time.Millisecond, pkt: mustPacket(t, arp.OperationRequest, peerMAC, zero, zeroMAC, vip)}}
 			},
 			wantMAC:  peerMAC,
-			wantTook: 5 * time.Millisecond,
+			wantTook: 3 * time.Millisecond,
 		},
 		{
 			name: "reply after the window is ignored",
 			give: func(t *testing.T) []scripted {
-				return []scripted{{after: 61 * time.Millisecond, pkt: mustPacket(t, arp.OperationReply, peerMAC, vip, ownMAC, zero)}}
+				return []scripted{{after: probeWindow + time.Millisecond, pkt: mustPacket(t, arp.OperationReply, peerMAC, vip, ownMAC, zero)}}
 			},
-			wantTook: 60 * time.Millisecond,
+			wantTook: probeWindow,
 		},
 		{
 			name: "own packets and unrelated traffic are ignored",
@@ -90,7 +93,7 @@ func TestProbeConflict(t *testing.T) {
 					{after: 4 * time.Millisecond, pkt: mustPacket(t, arp.OperationRequest, peerMAC, zero, zeroMAC, other)},
 				}
 			},
-			wantTook: 60 * time.Millisecond,
+			wantTook: probeWindow,
 		},
 	}
 	for _, tt := range tests {
@@ -112,10 +115,10 @@ func TestProbeConflict(t *testing.T) {
 					t.Errorf("probe socket not closed")
 				}
 				// Probes: requests, broadcast, sender 0.0.0.0 with our MAC, target the VIP,
-				// 10 ms apart, as many as were due before the answer.
+				// probeInterval apart, as many as were due before the answer.
 				sent := conn.packets()
 				wantProbes := 2
-				if took < 10*time.Millisecond {
+				if took < probeInterval {
 					wantProbes = 1
 				}
 				if len(sent) != wantProbes {
@@ -125,7 +128,7 @@ func TestProbeConflict(t *testing.T) {
 					p := s.pkt
 					if p.Operation != arp.OperationRequest || !p.SenderIP.IsUnspecified() || p.TargetIP != vip ||
 						!bytes.Equal(p.SenderHardwareAddr, ownMAC) || !bytes.Equal(s.dst, ethernet.Broadcast) ||
-						s.at.Sub(start) != time.Duration(i)*10*time.Millisecond {
+						s.at.Sub(start) != time.Duration(i)*probeInterval {
 						t.Errorf("probe %d at +%s: %+v to %s", i, s.at.Sub(start), p, s.dst)
 					}
 				}

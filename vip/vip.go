@@ -33,8 +33,8 @@ const (
 // Probe timing (RFC 5227 style, shortened for a failover: a check, not a proof).
 const (
 	probeCount    = 2
-	probeInterval = 10 * time.Millisecond
-	probeListen   = 50 * time.Millisecond
+	probeInterval = 5 * time.Millisecond
+	probeListen   = 20 * time.Millisecond
 )
 
 var (
@@ -443,8 +443,9 @@ func (m *Manager) dropSender() {
 }
 
 // ProbeConflict checks, before acquiring addr, whether another host uses it: RFC 5227
-// style, it sends 2 ARP probes 10 ms apart (sender IP 0.0.0.0) and listens until 50 ms
-// after the last one. It returns the MAC of the first other host that answered for addr,
+// style, it sends 2 ARP probes 5 ms apart (sender IP 0.0.0.0) and listens until 20 ms
+// after the last one (an answer on a LAN takes well under a millisecond; the probe sits
+// on the path of every acquisition). It returns the MAC of the first other host that answered for addr,
 // claimed it, or probed for it at the same time. It is a check, not a proof: a silent,
 // slow or partitioned holder goes unnoticed. addr must be managed ([ErrUnmanaged]).
 // ProbeConflict does not block Set or Announce while it listens.
