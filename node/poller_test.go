@@ -35,6 +35,22 @@ func newCountingPeer(t *testing.T, id string) *countingPeer {
 	return p
 }
 
+// newTestPoller is db1's poller of a leader (witness) and another peer (db2), both
+// counting the polls they get, with the given lease and steadiness.
+func newTestPoller(t *testing.T, lease time.Duration, steady bool) (p *poller, leader, other *countingPeer) {
+	t.Helper()
+	leader, other = newCountingPeer(t, "witness"), newCountingPeer(t, "db2")
+	cfg := &config.Config{}
+	cfg.Node.ID = "db1"
+	cfg.Failover.Lease = lease
+	cfg.Cluster.Peers = []config.Peer{{ID: "db1"}, {ID: "witness", APIAddr: strings.TrimPrefix(leader.srv.URL, "http://")},
+		{ID: "db2", APIAddr: strings.TrimPrefix(other.srv.URL, "http://")}}
+	p = newPoller(cfg, api.NewClient("", nil), boottime.Now, zap.NewNop())
+	p.leader = func() string { return "witness" }
+	p.steady = func() bool { return steady }
+	return p, leader, other
+}
+
 // TestPollerPace: in the steady state a follower polls the raft leader every lease/3
 // and the other peers every lease/2; not steady, every peer every lease/4 (at most
 // 100 ms).
@@ -52,15 +68,7 @@ func TestPollerPace(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			leader, other := newCountingPeer(t, "witness"), newCountingPeer(t, "db2")
-			cfg := &config.Config{}
-			cfg.Node.ID = "db1"
-			cfg.Failover.Lease = lease
-			cfg.Cluster.Peers = []config.Peer{{ID: "db1"}, {ID: "witness", APIAddr: strings.TrimPrefix(leader.srv.URL, "http://")},
-				{ID: "db2", APIAddr: strings.TrimPrefix(other.srv.URL, "http://")}}
-			p := newPoller(cfg, api.NewClient("", nil), boottime.Now, zap.NewNop())
-			p.leader = func() string { return "witness" }
-			p.steady = func() bool { return tt.steady }
+			p, leader, other := newTestPoller(t, lease, tt.steady)
 			ctx, cancel := context.WithCancel(context.Background())
 			var wg sync.WaitGroup
 			wg.Go(func() {
@@ -83,15 +91,7 @@ func TestPollerPace(t *testing.T) {
 // the fast pace for the busy window.
 func TestPollerKick(t *testing.T) {
 	const lease = 2 * time.Second // every = 100 ms, idle = 1 s, busy window 4 s
-	leader, other := newCountingPeer(t, "witness"), newCountingPeer(t, "db2")
-	cfg := &config.Config{}
-	cfg.Node.ID = "db1"
-	cfg.Failover.Lease = lease
-	cfg.Cluster.Peers = []config.Peer{{ID: "db1"}, {ID: "witness", APIAddr: strings.TrimPrefix(leader.srv.URL, "http://")},
-		{ID: "db2", APIAddr: strings.TrimPrefix(other.srv.URL, "http://")}}
-	p := newPoller(cfg, api.NewClient("", nil), boottime.Now, zap.NewNop())
-	p.leader = func() string { return "witness" }
-	p.steady = func() bool { return true }
+	p, _, other := newTestPoller(t, lease, true)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer wg.Wait()
