@@ -73,10 +73,12 @@ func TestVRRPKeepalivedStaysBackupAndTakesOverOnGiveUp(t *testing.T) {
 	if err := c.procs["witness"].Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	// The last peer says goodbye as its stop begins; its exit may take longer (its fence
+	// watchdog keeps trying to fence its killed mysqld for up to 10 s).
+	stopped := time.Now()
 	if err := c.procs[other(owner)].Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	stopped := time.Now()
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel2()
 	at, err := c.tracker.WaitHolder(ctx2, "client")
@@ -85,7 +87,7 @@ func TestVRRPKeepalivedStaysBackupAndTakesOverOnGiveUp(t *testing.T) {
 	}
 	took := at.Sub(stopped)
 	t.Logf("keepraft peers stopped: keepalived MASTER with the VIP %s after the last peer left (lease 0.5 s + skew 0.8 s)", took)
-	if !strings.Contains(keepalivedLog(ka), "priority 0") || took > 2500*time.Millisecond {
+	if !strings.Contains(keepalivedLog(ka), "priority 0") || took < 0 || took > 2500*time.Millisecond {
 		t.Fatalf("keepalived took over after %s, want the priority-0 skew (< 2.5 s incl. the lease):\n%s", took, keepalivedLog(ka))
 	}
 	if err := c.procs[owner].Stop(context.Background()); err != nil {

@@ -54,13 +54,15 @@ type poller struct {
 	maxLeader uint64
 	// busyUntil is the boot-clock time until which every peer is polled fast.
 	busyUntil time.Duration
+	// leftAt is when each peer marked left said goodbye (boot clock).
+	leftAt map[string]time.Duration
 }
 
 func newPoller(cfg *config.Config, client *api.Client, now func() time.Duration, log *zap.Logger) *poller {
 	return &poller{self: cfg.Node.ID, peers: cfg.Cluster.Peers, client: client, log: log.Named("poller"),
 		every: min(cfg.Failover.Lease/4, pollEveryMax), idle: cfg.Failover.Lease / 2, leaderIdle: cfg.Failover.Lease / 3,
-		busyWindow: 2 * cfg.Failover.Lease,
-		now:        now, views: map[string]api.Peer{}, kicks: make(chan struct{}, 1)}
+		busyWindow: 2 * cfg.Failover.Lease, now: now, views: map[string]api.Peer{}, leftAt: map[string]time.Duration{},
+		kicks: make(chan struct{}, 1)}
 }
 
 // kick polls every peer at once and keeps the fast pace for the busy window.
@@ -173,8 +175,16 @@ func (p *poller) record(id string, r api.NodeReport) {
 		p.log.Info("peer reachable again", zap.String("peer", id))
 	}
 	p.maxLeader = max(p.maxLeader, r.LeaderApplied)
-	left := v.Left && r.Stopping
-	p.views[id] = api.Peer{Report: r, At: p.now(), OK: true, Left: left}
+	now := p.now()
+	// A peer that said goodbye stays left while it reports stopping, and also for a
+	// report it sent before its goodbye that arrives after it (a renewal's answer in
+	// flight): only a peer that started after its goodbye is back.
+	started := now - time.Duration(r.UptimeMS)*time.Millisecond
+	left := v.Left && (r.Stopping || started < p.leftAt[id])
+	if !left {
+		delete(p.leftAt, id)
+	}
+	p.views[id] = api.Peer{Report: r, At: now, OK: true, Left: left}
 }
 
 // fresh reports whether peer id's view was recorded less than period ago, and when.
@@ -199,6 +209,7 @@ func (p *poller) markLeft(peer string) {
 	v := p.views[peer]
 	v.Left = true
 	p.views[peer] = v
+	p.leftAt[peer] = p.now()
 }
 
 // snapshot returns a copy of every peer's latest view.

@@ -113,3 +113,31 @@ func TestPollerKick(t *testing.T) {
 		t.Fatalf("busy window: db2 polled %d times in the second after the kick, want the fast pace (about 10)", n)
 	}
 }
+
+// TestPollerLeft: a peer that said goodbye stays left while it reports stopping and for a
+// report it sent before the goodbye that arrives after it; a report from a peer started
+// after the goodbye brings it back.
+func TestPollerLeft(t *testing.T) {
+	var now time.Duration = time.Hour
+	p, _, _ := newTestPoller(t, time.Second, true)
+	p.now = func() time.Duration { return now }
+	steps := []struct {
+		name     string
+		report   api.NodeReport
+		wantLeft bool
+	}{
+		{"stopping", api.NodeReport{Node: "db2", Stopping: true, UptimeMS: 60_000}, true},
+		{"sent before the goodbye, arrived after it", api.NodeReport{Node: "db2", UptimeMS: 59_990}, true},
+		{"started after the goodbye", api.NodeReport{Node: "db2", UptimeMS: 500}, false},
+		{"running again, no goodbye since", api.NodeReport{Node: "db2", UptimeMS: 1_500}, false},
+	}
+	p.record("db2", api.NodeReport{Node: "db2", UptimeMS: 59_000})
+	p.markLeft("db2")
+	for _, s := range steps {
+		now += time.Second
+		p.record("db2", s.report)
+		if got := p.snapshot()["db2"].Left; got != s.wantLeft {
+			t.Fatalf("%s: left = %v, want %v", s.name, got, s.wantLeft)
+		}
+	}
+}
