@@ -406,10 +406,12 @@ func StartReplication(ctx context.Context, db *sql.DB) error {
 	return replicationCmd(ctx, db, "START")
 }
 
-func replicationCmd(ctx context.Context, db *sql.DB, verb string) error {
-	_, err := db.ExecContext(ctx, verb+" REPLICA")
+// replicationCmd runs "<verb> REPLICA" on q, falling back to "<verb> SLAVE" on servers that
+// do not know the REPLICA form.
+func replicationCmd(ctx context.Context, q queryer, verb string) error {
+	_, err := q.ExecContext(ctx, verb+" REPLICA")
 	if mysqlErrNumber(err) == errParse {
-		_, err = db.ExecContext(ctx, verb+" SLAVE")
+		_, err = q.ExecContext(ctx, verb+" SLAVE")
 	}
 	if err != nil {
 		return fmt.Errorf("%s replication: %w", strings.ToLower(verb), err)

@@ -383,16 +383,26 @@ const (
 	errOptionReadOnly = 1290 // ER_OPTION_PREVENTS_STATEMENT (read_only)
 )
 
-// replicaStatus reads the default channel. SHOW REPLICA STATUS exists on MariaDB ≥ 10.5.1 and
-// MySQL ≥ 8.0.22; older servers get SHOW SLAVE STATUS.
-func replicaStatus(ctx context.Context, q queryer, f Flavor) (ReplicaStatus, error) {
-	rs := ReplicaStatus{LagSeconds: -1}
-	row, found, err := showOneRow(ctx, q, "SHOW REPLICA STATUS")
+// showReplicaStatus reads the default channel's SHOW REPLICA STATUS row (SHOW SLAVE
+// STATUS on servers that do not know the REPLICA form); found is false without a channel.
+func showReplicaStatus(ctx context.Context, q queryer) (row map[string]sql.NullString, found bool, err error) {
+	row, found, err = showOneRow(ctx, q, "SHOW REPLICA STATUS")
 	if mysqlErrNumber(err) == errParse {
 		row, found, err = showOneRow(ctx, q, "SHOW SLAVE STATUS")
 	}
 	if err != nil {
-		return rs, fmt.Errorf("show replica status: %w", err)
+		return nil, false, fmt.Errorf("show replica status: %w", err)
+	}
+	return row, found, nil
+}
+
+// replicaStatus reads the default channel. SHOW REPLICA STATUS exists on MariaDB ≥ 10.5.1 and
+// MySQL ≥ 8.0.22; older servers get SHOW SLAVE STATUS.
+func replicaStatus(ctx context.Context, q queryer, f Flavor) (ReplicaStatus, error) {
+	rs := ReplicaStatus{LagSeconds: -1}
+	row, found, err := showReplicaStatus(ctx, q)
+	if err != nil {
+		return rs, err
 	}
 	if !found {
 		return rs, nil

@@ -94,12 +94,9 @@ func ReadReplicaChannel(ctx context.Context, db *sql.DB, f Flavor) (ReplicaChann
 
 func readReplicaChannel(ctx context.Context, q queryer, f Flavor) (ReplicaChannel, error) {
 	var c ReplicaChannel
-	row, found, err := showOneRow(ctx, q, "SHOW REPLICA STATUS")
-	if mysqlErrNumber(err) == errParse {
-		row, found, err = showOneRow(ctx, q, "SHOW SLAVE STATUS")
-	}
+	row, found, err := showReplicaStatus(ctx, q)
 	if err != nil {
-		return c, fmt.Errorf("show replica status: %w", err)
+		return c, err
 	}
 	if !found {
 		return c, nil
@@ -165,7 +162,7 @@ func ResetRelayLog(ctx context.Context, db *sql.DB, f Flavor) (ReplicaChannel, e
 	if err != nil {
 		return before, fmt.Errorf("reset relay log: %w", err)
 	}
-	if err := replicationCmdOn(ctx, conn, "STOP"); err != nil {
+	if err := replicationCmd(ctx, conn, "STOP"); err != nil {
 		return before, fmt.Errorf("reset relay log: %w", err)
 	}
 	// Stopped: from here a failure starts the channel again as it was, on a connection and
@@ -173,7 +170,7 @@ func ResetRelayLog(ctx context.Context, db *sql.DB, f Flavor) (ReplicaChannel, e
 	restart := func(err error) (ReplicaChannel, error) {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), restoreTimeout)
 		defer cancel()
-		if serr := replicationCmdOn(rctx, db, "START"); serr != nil {
+		if serr := replicationCmd(rctx, db, "START"); serr != nil {
 			err = errors.Join(err, fmt.Errorf("start it again: %w", serr))
 		}
 		return before, fmt.Errorf("reset relay log: %w", err)
@@ -185,7 +182,7 @@ func ResetRelayLog(ctx context.Context, db *sql.DB, f Flavor) (ReplicaChannel, e
 	if err != nil {
 		return restart(err)
 	}
-	if err := replicationCmdOn(ctx, conn, "RESET"); err != nil {
+	if err := replicationCmd(ctx, conn, "RESET"); err != nil {
 		return restart(err)
 	}
 	reset, err := readReplicaChannel(ctx, conn, f)
@@ -196,7 +193,7 @@ func ResetRelayLog(ctx context.Context, db *sql.DB, f Flavor) (ReplicaChannel, e
 		return before, fmt.Errorf("reset relay log: reset replica changed the positioning from %q to %q, channel left stopped: %w",
 			before.Positioning, reset.Positioning, ErrNotGTIDPositioned)
 	}
-	if err := replicationCmdOn(ctx, conn, "START"); err != nil {
+	if err := replicationCmd(ctx, conn, "START"); err != nil {
 		return before, fmt.Errorf("reset relay log: %w", err)
 	}
 	return before, nil
@@ -211,19 +208,6 @@ func resettable(c ReplicaChannel) error {
 		return fmt.Errorf("%w (%s)", ErrNotGTIDPositioned, c.Positioning)
 	case c.SQLErrno != 0 || c.SQLError != "":
 		return fmt.Errorf("%w: %d %s", ErrSQLThreadFailed, c.SQLErrno, c.SQLError)
-	}
-	return nil
-}
-
-// replicationCmdOn runs "<verb> REPLICA" on q, falling back to "<verb> SLAVE" on servers that
-// do not know the REPLICA form.
-func replicationCmdOn(ctx context.Context, q queryer, verb string) error {
-	_, err := q.ExecContext(ctx, verb+" REPLICA")
-	if mysqlErrNumber(err) == errParse {
-		_, err = q.ExecContext(ctx, verb+" SLAVE")
-	}
-	if err != nil {
-		return fmt.Errorf("%s replica: %w", strings.ToLower(verb), err)
 	}
 	return nil
 }
