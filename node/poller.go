@@ -97,12 +97,19 @@ func (p *poller) isSteady(leader string) bool {
 	return p.now() >= p.busyUntil
 }
 
+// Run polls each peer when it is due, each on its own: a peer that does not answer
+// (its poll waits out its timeout) delays no other peer's poll.
 func (p *poller) Run(ctx context.Context) error {
 	due := map[string]time.Duration{}
+	inflight := map[string]bool{}
+	// kicked marks the peers whose next poll must be a real one, started after a kick.
+	kicked := map[string]bool{}
+	done := make(chan string, len(p.peers))
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	lastLeader := ""
-	kicked := false
 	for {
 		leader := ""
 		if p.leader != nil {
@@ -110,9 +117,8 @@ func (p *poller) Run(ctx context.Context) error {
 		}
 		steady := p.isSteady(leader)
 		now := p.now()
-		var wg sync.WaitGroup
 		for _, peer := range p.peers {
-			if peer.ID == p.self {
+			if peer.ID == p.self || inflight[peer.ID] {
 				continue
 			}
 			if d, ok := due[peer.ID]; ok && d > now && !(peer.ID == leader && leader != lastLeader) {
@@ -121,19 +127,24 @@ func (p *poller) Run(ctx context.Context) error {
 			period := p.period(peer.ID, leader, steady)
 			// A report a renewal carried in meanwhile stands in for this poll (not after
 			// a kick, which wants every report from after the change).
-			if at, ok := p.fresh(peer.ID, period); ok && !kicked {
+			if at, ok := p.fresh(peer.ID, period); ok && !kicked[peer.ID] {
 				due[peer.ID] = at + period
 				continue
 			}
-			due[peer.ID] = now + period
-			wg.Go(func() { p.pollOne(ctx, peer) })
+			due[peer.ID], inflight[peer.ID] = now+period, true
+			delete(kicked, peer.ID)
+			wg.Go(func() {
+				p.pollOne(ctx, peer)
+				done <- peer.ID
+			})
 		}
-		wg.Wait()
-		lastLeader, kicked = leader, false
+		lastLeader = leader
 		wait := p.idle
 		now = p.now()
-		for _, d := range due {
-			wait = min(wait, max(d-now, 0))
+		for id, d := range due {
+			if !inflight[id] {
+				wait = min(wait, max(d-now, 0))
+			}
 		}
 		// A change of leader is seen within `every`.
 		wait = min(wait, p.every)
@@ -142,9 +153,13 @@ func (p *poller) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-timer.C:
+		case id := <-done:
+			delete(inflight, id)
 		case <-p.kicks:
 			clear(due)
-			kicked = true
+			for _, peer := range p.peers {
+				kicked[peer.ID] = true
+			}
 		}
 	}
 }

@@ -141,3 +141,33 @@ func TestPollerLeft(t *testing.T) {
 		}
 	}
 }
+
+// TestPollerSlowPeer: a peer whose polls wait out their timeout delays no other peer's
+// polls (a cut-off owner must not slow the controller's view of the other voters).
+func TestPollerSlowPeer(t *testing.T) {
+	const lease = 400 * time.Millisecond // every 100 ms, poll timeout 200 ms
+	p, leader, _ := newTestPoller(t, lease, false)
+	hang := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-hang }))
+	t.Cleanup(slow.Close)
+	t.Cleanup(func() { close(hang) })
+	p.peers[2].APIAddr = strings.TrimPrefix(slow.URL, "http://") // db2 never answers
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := p.Run(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	const window = 2 * time.Second
+	time.Sleep(window)
+	cancel()
+	wg.Wait()
+	// Every 100 ms: about 20; waiting for db2's 200 ms timeout each round would give 10.
+	if n := leader.polls.Load(); n < 15 {
+		t.Fatalf("in %v the leader was polled %d times beside a peer that never answers, want about 20", window, n)
+	}
+	if v := p.snapshot()["db2"]; v.OK {
+		t.Fatalf("db2 never answered but its view is %+v", v)
+	}
+}
