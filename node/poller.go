@@ -131,6 +131,11 @@ func (p *poller) Run(ctx context.Context) error {
 				due[peer.ID] = at + period
 				continue
 			}
+			// The poll right after a kick may reach a peer that has not applied the change
+			// yet (the leader applies first): the next one follows after every/4.
+			if kicked[peer.ID] {
+				period = min(period, p.every/4)
+			}
 			due[peer.ID], inflight[peer.ID] = now+period, true
 			delete(kicked, peer.ID)
 			wg.Go(func() {
