@@ -406,8 +406,11 @@ func TestIntegKernelExpiry(t *testing.T) {
 	for _, v := range vips {
 		d := gone[v]
 		t.Logf("MEASURED: %s with valid_lft 2 removed by the kernel %s after Set", v, d.Round(time.Millisecond))
-		if d < 1900*time.Millisecond || d > 3500*time.Millisecond {
-			t.Errorf("%s expired after %s, want between 1.9 s and 3.5 s", v, d)
+		// The kernel checks lifetimes on a timer rounded up to whole seconds (plus up to
+		// ADDRCONF_TIMER_FUZZ_MAX): valid_lft 2 ends 2–3 s after the add, later on a
+		// loaded host (3.7 s seen once under make test).
+		if d < 1900*time.Millisecond || d > 4*time.Second {
+			t.Errorf("%s expired after %s, want between 1.9 s and 4 s", v, d)
 		}
 		if p.addrOf(t, v) != nil {
 			t.Errorf("%s still listed after its delete event", v)
