@@ -795,3 +795,25 @@ func TestIntegFenceBlockedByRunningWrite(t *testing.T) {
 		t.Errorf("read_only = %s after Fence", got)
 	}
 }
+
+// TestIntegCheckRereadsOnRoleChange: the part of a check read every 500 ms (replica and
+// semi-sync status) is read again at once when read_only changed since: a server that
+// was just promoted with semi-sync switched on reports ON on its first writable check,
+// not the OFF it had as a standby.
+func TestIntegCheckRereadsOnRoleChange(t *testing.T) {
+	_, m := newServer(t)
+	db := daemonDB(t, m)
+	p := probe.New(db, probe.Config{Flavor: probe.FlavorMariaDB, Timeout: 2 * time.Second}, zaptest.NewLogger(t))
+	if h, err := p.Check(t.Context()); err != nil || !h.ReadOnly || h.SemiSync != "OFF" {
+		t.Fatalf("standby check = read_only %v semi-sync %q, %v; want true, OFF", h.ReadOnly, h.SemiSync, err)
+	}
+	if _, err := probe.SetSemiSyncMaster(t.Context(), db, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := probe.Promote(t.Context(), db, probe.FlavorMariaDB); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := p.Check(t.Context()); err != nil || h.ReadOnly || h.SemiSync != "ON" {
+		t.Fatalf("first check after the promotion = read_only %v semi-sync %q, %v; want false, ON", h.ReadOnly, h.SemiSync, err)
+	}
+}

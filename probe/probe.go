@@ -128,6 +128,9 @@ type slowPart struct {
 	replica  ReplicaStatus
 	semiSync string
 	at       time.Time
+	// readOnly is the server's read_only when they were read: a change of role (a
+	// promotion, a fence) makes them stale at once.
+	readOnly bool
 }
 
 const (
@@ -242,7 +245,7 @@ func (p *Prober) check(ctx context.Context, h *Health) error {
 }
 
 // readSlow fills h's replica status and semi-sync status: read now when the cached
-// ones are older than slowEvery, else the cached ones. A writable server whose semi-sync
+// ones are older than slowEvery or read_only changed since, else the cached ones. A writable server whose semi-sync
 // status is ON has it read on every check: its fall back to asynchronous replication
 // (which ends the claim that a failover loses no acknowledged write) is seen at once,
 // while OFF turns ON only by an operator's switch, seen within slowEvery.
@@ -250,7 +253,7 @@ func (p *Prober) readSlow(ctx context.Context, conn *sql.Conn, h *Health) error 
 	p.slowMu.Lock()
 	defer p.slowMu.Unlock()
 	var err error
-	if p.slow.at.IsZero() || time.Since(p.slow.at) >= slowEvery {
+	if p.slow.at.IsZero() || time.Since(p.slow.at) >= slowEvery || p.slow.readOnly != h.ReadOnly {
 		at := time.Now()
 		if p.slow.replica, err = replicaStatus(ctx, conn, p.cfg.Flavor); err != nil {
 			return err
@@ -258,7 +261,7 @@ func (p *Prober) readSlow(ctx context.Context, conn *sql.Conn, h *Health) error 
 		if p.slow.semiSync, err = semiSync(ctx, conn); err != nil {
 			return err
 		}
-		p.slow.at = at
+		p.slow.at, p.slow.readOnly = at, h.ReadOnly
 	} else if !h.ReadOnly && p.slow.semiSync == "ON" {
 		if p.slow.semiSync, err = semiSync(ctx, conn); err != nil {
 			return err
