@@ -89,6 +89,7 @@ type chaos struct {
 	counts     map[string]int
 	skipped    int
 	refused    int
+	broken     map[string]string // journaled broken channels the checks excused, by node
 	harness    []string
 	heals      []time.Time
 	statuses   map[string]statusSample
@@ -777,6 +778,11 @@ func (ch *chaos) checkTables(recs []fsm.Record) {
 			ch.logf("tables differ, excused by the blocked rejoin of %s (extra %s): %s", n, d.Extra, diff)
 			return
 		}
+		if d, ok := brokenChannel(recs, n, other(n)); ok {
+			ch.noteBroken(d)
+			ch.logf("tables differ, excused by the journaled broken channel of %s from %s (errno %d at %s): %s", n, d.Source, d.IOErrno, d.SourcePos, diff)
+			return
+		}
 	}
 	ch.violate(vTablesDiffer, "kr.writes differs between the servers after the final heal and catch-up: %s%s", diff, ch.c.replReport())
 }
@@ -802,6 +808,11 @@ func (ch *chaos) checkReplication(within time.Duration) bool {
 				last = append(last, fmt.Sprintf("%s from %s stopped, excused by the blocked rejoin of %s (extra %s)", n, from, from, d.Extra))
 				continue
 			}
+			if d, found := brokenChannel(recs, n, from); found && !io && sqlRun {
+				ch.noteBroken(d)
+				last = append(last, fmt.Sprintf("%s from %s stopped, excused by its journaled broken channel (errno %d %q at %s)", n, from, d.IOErrno, d.IOError, d.SourcePos))
+				continue
+			}
 			ok = false
 			last = append(last, fmt.Sprintf("%s from %s: io=%v sql=%v last_error=%q err=%v", n, from, io, sqlRun, lastErr, err))
 		}
@@ -818,6 +829,16 @@ func (ch *chaos) checkReplication(within time.Duration) bool {
 	}
 	ch.violate(vReplStopped, "a replication channel is stopped %s after the final heal with no journaled blocked rejoin: %s%s", within, strings.Join(last, "; "), ch.c.replReport())
 	return false
+}
+
+// noteBroken records a journaled broken channel that excused a check, for the summary.
+func (ch *chaos) noteBroken(d fsm.ReplicationData) {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if ch.broken == nil {
+		ch.broken = map[string]string{}
+	}
+	ch.broken[d.Node] = fmt.Sprintf("%s from %s: errno %d at %s (%s)", d.Node, d.Source, d.IOErrno, d.SourcePos, d.IOError)
 }
 
 // journals fetches every node's journal.

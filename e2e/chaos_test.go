@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -727,7 +728,7 @@ func (ch *chaos) finish(seed uint64, dur time.Duration, startIdx uint64) {
 	ch.mu.Unlock()
 
 	if owner != "" {
-		ch.checkReplication(30 * time.Second)
+		ch.checkReplication(40 * time.Second)
 		// Catch-up where the channels run.
 		for _, p := range [][2]string{{"db1", "db2"}, {"db2", "db1"}} {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -792,6 +793,7 @@ func (ch *chaos) summary(seed uint64, dur time.Duration, startIdx uint64, recs [
 	ch.mu.Lock()
 	counts := maps2lines(ch.counts)
 	skipped, refused, uncertain := ch.skipped, ch.refused, ch.uncertain
+	broken := slices.Sorted(maps.Values(ch.broken))
 	reads, readErrs, stale := ch.reads, ch.readErrs, ch.staleReads
 	heals := slices.Clone(ch.heals)
 	vs := slices.Clone(ch.violations)
@@ -845,6 +847,9 @@ func (ch *chaos) summary(seed uint64, dur time.Duration, startIdx uint64, recs [
 	}
 	fmt.Fprintf(&b, "\ntime to recover (heal -> a write acknowledged through the VIP with one holder): p50 %s, p99 %s, max %s over %d heals (%d never recovered before the end)",
 		chaosPct(rec, 0.5).Round(time.Millisecond), chaosPct(rec, 0.99).Round(time.Millisecond), chaosPct(rec, 1).Round(time.Millisecond), len(rec), unrecovered)
+	if len(broken) > 0 {
+		fmt.Fprintf(&b, "\nchannels journaled as broken (ReplicationBroken; excused the replication and table checks): %s", strings.Join(broken, "; "))
+	}
 	fmt.Fprintf(&b, "\nharness errors: %d", harness)
 	fmt.Fprintf(&b, "\nviolations: %d %s", len(vs), maps2lines(byClass))
 	for _, v := range vs {

@@ -278,6 +278,22 @@ func lastRejoin(recs []fsm.Record, node string) (fsm.RejoinData, bool) {
 	return d, found
 }
 
+// brokenChannel returns the last applied ReplicationBroken about node's channel from source
+// when it says the channel is broken.
+func brokenChannel(recs []fsm.Record, node, source string) (fsm.ReplicationData, bool) {
+	var d fsm.ReplicationData
+	for _, r := range recs {
+		if r.Event.Type != fsm.ReplicationBroken || r.Result != fsm.ResultApplied {
+			continue
+		}
+		var x fsm.ReplicationData
+		if r.Event.Payload(&x) == nil && x.Node == node {
+			d = x
+		}
+	}
+	return d, d.Broken && d.Source == source
+}
+
 // journalNoFail is c.journal without failing the test when no node answers.
 func (c *cluster) journalNoFail() []fsm.Record {
 	for _, n := range []string{"witness", "db1", "db2"} {

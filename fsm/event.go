@@ -43,6 +43,7 @@ const (
 	FailoverRequested     Type = "FailoverRequested"
 	RejoinResumed         Type = "RejoinResumed"
 	HookFailed            Type = "HookFailed"
+	ReplicationBroken     Type = "ReplicationBroken"
 )
 
 // Types lists every event type this build applies, in the order they were introduced.
@@ -50,7 +51,7 @@ var Types = []Type{
 	Bootstrapped, MemberJoined, MemberRemoved, HealthChanged, OwnerRevoked, OwnerReleased,
 	OwnerAssigned, OwnerPromoted, SwitchoverRequested, MaintenanceChanged, ForeignVRRPMasterSeen,
 	PromotionFailed, RejoinChecked, SemiSyncChanged, VIPConflictSeen, PauseChanged,
-	FailoverRequested, RejoinResumed, HookFailed,
+	FailoverRequested, RejoinResumed, HookFailed, ReplicationBroken,
 }
 
 // Event is one journal entry: a versioned envelope plus a type-specific payload. At is
@@ -315,6 +316,23 @@ type HookFailedData struct {
 	TimedOut bool     `json:"timed_out,omitempty"`
 	Error    string   `json:"error,omitempty"`
 	Stderr   string   `json:"stderr,omitempty"`
+}
+
+// ReplicationData is the payload of [ReplicationBroken]. Broken: the replication channel of
+// Node from Source stopped with the same IO error at the same position of Source's binlog
+// on Failures consecutive restarts, so it will not get past that position without an
+// operator (a damaged or purged binlog on Source); Node misses every later write of
+// Source meanwhile. Not Broken: the channel runs again. It is journaled only; it changes
+// no state.
+type ReplicationData struct {
+	Node      string `json:"node"`
+	Source    string `json:"source"`
+	Broken    bool   `json:"broken"`
+	IOErrno   int    `json:"io_errno,omitempty"`
+	IOError   string `json:"io_error,omitempty"`
+	SourcePos string `json:"source_pos,omitempty"` // binlog file:offset where the IO thread stopped
+	Failures  int    `json:"failures,omitempty"`
+	Hint      string `json:"hint,omitempty"`
 }
 
 // SemiSyncData is the payload of [SemiSyncChanged]: the owner's

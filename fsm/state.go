@@ -262,6 +262,7 @@ var handlers = map[Type]handler{
 	SemiSyncChanged:       on((*State).changeSemiSync),
 	VIPConflictSeen:       on((*State).seeVIPConflict),
 	HookFailed:            on((*State).failHook),
+	ReplicationBroken:     on((*State).seeReplication),
 	RejoinChecked:         on((*State).checkRejoin),
 	PauseChanged:          on((*State).changePause),
 	FailoverRequested:     on((*State).requestFailover),
@@ -440,6 +441,13 @@ func (s *State) changeSemiSync(_ uint64, _ Event, d SemiSyncData) error {
 func (*State) seeVIPConflict(uint64, Event, VIPConflictData) error { return nil }
 
 func (s *State) failHook(_ uint64, _ Event, d HookFailedData) error {
+	_, err := s.member(d.Node)
+	return err
+}
+
+// seeReplication only journals a replication channel's state: it checks that Node is a
+// member.
+func (s *State) seeReplication(_ uint64, _ Event, d ReplicationData) error {
 	_, err := s.member(d.Node)
 	return err
 }

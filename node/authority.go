@@ -69,6 +69,8 @@ func authorize(ev fsm.Event, id string, s fsm.State) error {
 		subject, err = field(ev, func(d fsm.VIPConflictData) string { return d.Node })
 	case fsm.HookFailed:
 		subject, err = field(ev, func(d fsm.HookFailedData) string { return d.Node })
+	case fsm.ReplicationBroken:
+		subject, err = field(ev, func(d fsm.ReplicationData) string { return d.Node })
 	case fsm.MemberJoined:
 		subject, err = field(ev, func(d fsm.MemberData) string { return d.Member.ID })
 	case fsm.ForeignVRRPMasterSeen:

@@ -260,6 +260,8 @@ func TestAuthorize(t *testing.T) {
 		{"operator request forwarded", mk(fsm.SwitchoverRequested, "witness", fsm.SwitchoverData{}), "witness", true},
 		{"own hook failure", mk(fsm.HookFailed, "db1", fsm.HookFailedData{Node: "db1"}), "db1", true},
 		{"another's hook failure", mk(fsm.HookFailed, "db1", fsm.HookFailedData{Node: "db2"}), "db1", false},
+		{"own broken channel", mk(fsm.ReplicationBroken, "db1", fsm.ReplicationData{Node: "db1", Source: "db2", Broken: true}), "db1", true},
+		{"another's broken channel", mk(fsm.ReplicationBroken, "db1", fsm.ReplicationData{Node: "db2", Source: "db1", Broken: true}), "db1", false},
 		{"operator pause forwarded", mk(fsm.PauseChanged, "db1", fsm.PauseData{Paused: true}), "db1", true},
 		{"operator failover forwarded", mk(fsm.FailoverRequested, "db1", fsm.FailoverData{To: "db2"}), "db1", true},
 		{"bad payload", fsm.Event{V: 1, Type: fsm.HealthChanged, By: "db1", Data: []byte(`{"node":`)}, "db1", false},

@@ -173,6 +173,12 @@ func Subjects(ev fsm.Event) []string {
 		if ev.Payload(&d) == nil {
 			add(d.Node)
 		}
+	case fsm.ReplicationBroken:
+		var d fsm.ReplicationData
+		if ev.Payload(&d) == nil {
+			add(d.Node)
+			add(d.Source)
+		}
 	case fsm.VIPConflictSeen:
 		var d fsm.VIPConflictData
 		if ev.Payload(&d) == nil {

@@ -78,6 +78,7 @@ type fakeNode struct {
 	watch       chan struct{}
 	failPropose int
 	peers       map[string]api.Peer
+	proposed    []fsm.Event // every event proposed, in order
 }
 
 func newFakeNode(tr *trace, s fsm.State) *fakeNode {
@@ -138,6 +139,7 @@ func (n *fakeNode) Propose(_ context.Context, ev fsm.Event) (api.ProposeResponse
 	n.tr.add("propose %s epoch=%d", ev.Type, ev.Epoch)
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.proposed = append(n.proposed, ev)
 	if n.failPropose > 0 {
 		n.failPropose--
 		return api.ProposeResponse{}, errors.New("no raft leader")
@@ -178,6 +180,7 @@ type fakeMySQL struct {
 	ioErrno    int                 // Last_IO_Errno reported while the IO thread is down with an error
 	noGTID     bool                // the channel positions by binlog file and offset, not GTID
 	resetErr   error               // ResetRelayLog fails with it
+	srcAdvance uint64              // added to the channel's source position (Read_Master_Log_Pos)
 }
 
 func newFakeMySQL(tr *trace) *fakeMySQL {
@@ -269,7 +272,7 @@ func (m *fakeMySQL) StartReplication(context.Context) error {
 func (m *fakeMySQL) channel() probe.ReplicaChannel {
 	c := probe.ReplicaChannel{Configured: true, IORunning: m.replica && !m.ioDown, SQLRunning: m.replica,
 		SQLError: m.replErr.LastSQLError, Positioning: "Slave_Pos", GTIDPositioned: !m.noGTID,
-		SourceLogFile: "mariadb-bin.000014", SourceLogPos: 458705}
+		SourceLogFile: "mariadb-bin.000014", SourceLogPos: 458705 + m.srcAdvance}
 	if c.SQLError != "" {
 		c.SQLErrno = 1062
 	}

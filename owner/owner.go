@@ -190,6 +190,8 @@ type Owner struct {
 	ioRetryAt time.Time
 	// relay is the bookkeeping of repairRelayLog.
 	relay relayRepair
+	// broken is the bookkeeping of watchChannel.
+	broken brokenChannel
 	// promotion bookkeeping for the machine's epoch.
 	promo        *promotion
 	promoCancel  context.CancelFunc

@@ -261,6 +261,9 @@ func (o *Owner) resumeReplication(ctx context.Context, s fsm.State) {
 	r, up, phase, ours := o.health.Replica, o.health.Up, o.m.Phase, o.stoppedRepl
 	settled := o.health.CheckedAt.After(o.replStopTried.Add(stopSettle))
 	o.mu.Unlock()
+	if phase == Standby && up && r.IORunning && r.SQLRunning {
+		o.channelRuns(ctx, s.Owner)
+	}
 	if ours && phase == Standby && up && settled && r.IORunning && r.SQLRunning {
 		o.markReplStopped(false) // the stop it records failed, or someone restarted it
 		return
@@ -281,8 +284,16 @@ func (o *Owner) resumeReplication(ctx context.Context, s fsm.State) {
 		if !due {
 			return
 		}
-		if o.repairRelayLog(ctx, s.Owner) {
-			return
+		rctx, cancel := context.WithTimeout(ctx, relayTimeout)
+		ch, err := o.d.MySQL.ReplicaChannel(rctx)
+		cancel()
+		if err != nil {
+			o.log.Warn("read the replication channel's IO error", zap.Error(err))
+		} else {
+			o.watchChannel(ctx, s.Owner, ch)
+			if o.repairRelayLog(ctx, s.Owner, ch) {
+				return
+			}
 		}
 		if err := o.d.MySQL.StartReplication(ctx); err != nil {
 			o.log.Warn("restart the replication IO thread after its error", zap.String("owner", s.Owner), zap.String("io_error", r.LastError), zap.Error(err))
@@ -346,14 +357,9 @@ type relayRepair struct {
 // it did not is fetched again from the owner, whose binlog the IO thread was just reading.
 // A channel positioned by binlog file and offset would forget its position at a reset: it
 // is left alone for the operator, with the manual fix in the log.
-func (o *Owner) repairRelayLog(ctx context.Context, owner string) bool {
+func (o *Owner) repairRelayLog(ctx context.Context, owner string, ch probe.ReplicaChannel) bool {
 	rctx, cancel := context.WithTimeout(ctx, relayTimeout)
 	defer cancel()
-	ch, err := o.d.MySQL.ReplicaChannel(rctx)
-	if err != nil {
-		o.log.Warn("read the replication channel's IO error", zap.Error(err))
-		return false
-	}
 	now := time.Now()
 	o.mu.Lock()
 	rr := &o.relay
@@ -417,6 +423,92 @@ func (o *Owner) repairRelayLog(ctx context.Context, owner string) bool {
 	o.log.Warn("replication IO thread kept failing with a relay-log error: relay logs discarded and fetched again from the GTID position (STOP, RESET, START REPLICA)",
 		append(fields, zap.Duration("next_reset_after", relayResetEvery))...)
 	return true
+}
+
+// Broken-channel reporting (watchChannel).
+const (
+	// brokenAfter is how many consecutive restarts must find the IO thread stopped with the
+	// same error at the same position of the owner's binlog before the channel is
+	// journaled as broken: restarts are ioRetryEvery apart, so about 20 s after the first
+	// failure, past the relay-log reset that comes with the second.
+	brokenAfter = 3
+	// brokenGap ends a streak: a failure found longer than this after the previous one
+	// counts as a first failure.
+	brokenGap = 3 * ioRetryEvery
+)
+
+// brokenChannel is one runtime's bookkeeping of watchChannel, under o.mu.
+type brokenChannel struct {
+	key       string    // the error and source position of the current streak
+	streak    int       // consecutive restarts that found it
+	seenAt    time.Time // when it was last found
+	journaled bool      // a ReplicationBroken{Broken: true} was proposed and not yet cleared
+	source    string    // the owner named in it
+}
+
+// watchChannel journals a standby's channel that cannot get past one position of the
+// owner's binlog (ReplicationBroken), so the operator sees it in the journal and not only in
+// the log. It is called with the channel as read before each due IO-thread restart. An IO
+// thread that stops with the same error at the same source position on brokenAfter
+// consecutive restarts, relay-log reset included, reads a binlog event it cannot take: a
+// damaged event on the owner (MariaDB: 1743 checksum, 1236 "bogus data" or "binlog
+// truncated", after a write cut by a full disk or a killed mysqld), or a purged binlog
+// (1236). The server cannot fix either itself, and meanwhile the standby misses every
+// later write of the owner, so a failover to it would lose them.
+func (o *Owner) watchChannel(ctx context.Context, owner string, ch probe.ReplicaChannel) {
+	if !ch.Configured || ch.IORunning || ch.IOErrno == 0 || ch.SQLErrno != 0 {
+		return
+	}
+	key := strconv.Itoa(ch.IOErrno) + "@" + sourcePos(ch)
+	now := time.Now()
+	o.mu.Lock()
+	b := &o.broken
+	if b.key != key || now.Sub(b.seenAt) > brokenGap {
+		b.key, b.streak = key, 0
+	}
+	b.streak++
+	b.seenAt = now
+	report := b.streak == brokenAfter && !b.journaled
+	if report {
+		b.journaled, b.source = true, owner
+	}
+	streak := b.streak
+	o.mu.Unlock()
+	if !report {
+		return
+	}
+	hint := brokenHint(o.cfg.Flavor, ch)
+	o.log.Error("replication channel is broken: the IO thread stops at the same position of the owner's binlog on every restart; this standby misses the owner's writes until an operator fixes it",
+		zap.String("owner", owner), zap.Int("io_errno", ch.IOErrno), zap.String("io_error", ch.IOError),
+		zap.String("source_pos", sourcePos(ch)), zap.Int("failures", streak), zap.String("hint", hint))
+	o.proposeNow(ctx, fsm.ReplicationBroken, fsm.ReplicationData{Node: o.cfg.Node, Source: owner, Broken: true,
+		IOErrno: ch.IOErrno, IOError: ch.IOError, SourcePos: sourcePos(ch), Failures: streak, Hint: hint})
+}
+
+// channelRuns ends a streak of watchChannel, and journals that a channel journaled as
+// broken runs again.
+func (o *Owner) channelRuns(ctx context.Context, owner string) {
+	o.mu.Lock()
+	b := &o.broken
+	b.key, b.streak = "", 0
+	clear, source := b.journaled, b.source
+	b.journaled = false
+	o.mu.Unlock()
+	if !clear {
+		return
+	}
+	o.log.Info("replication channel runs again after it was journaled as broken", zap.String("owner", owner))
+	o.proposeNow(ctx, fsm.ReplicationBroken, fsm.ReplicationData{Node: o.cfg.Node, Source: source})
+}
+
+// brokenHint is the operator's next step for a channel stuck at one source position.
+func brokenHint(f probe.Flavor, ch probe.ReplicaChannel) string {
+	tool := "mariadb-binlog"
+	if f == probe.FlavorMySQL {
+		tool = "mysqlbinlog"
+	}
+	return "on the owner, read " + ch.SourceLogFile + " from offset " + strconv.FormatUint(ch.SourceLogPos, 10) + " with " + tool +
+		" --verify-binlog-checksum; a purged binlog needs a re-seed, a damaged event the steps in docs/runbook.md (replication channel broken)"
 }
 
 // sourcePos is where the IO thread stopped reading the source's binlog, as file:offset.

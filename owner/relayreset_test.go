@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/keepraft/keepraft/fsm"
 	"github.com/keepraft/keepraft/probe"
 )
 
@@ -157,5 +158,89 @@ func TestRelayLogWithoutGTIDLeftForOperator(t *testing.T) {
 	if m["io_errno"] != int64(probe.ErrRelayLogWrite) || m["io_error"] != relayWriteErr || m["positioning"] != "No" ||
 		!strings.Contains(m["manual_fix"].(string), "MASTER_LOG_POS=<Exec_Master_Log_Pos>") {
 		t.Errorf("fields %v, want the error, its number, the positioning and the manual fix", m)
+	}
+}
+
+// brokenRecords returns the payloads of the ReplicationBroken events proposed so far.
+func brokenRecords(t *testing.T, n *fakeNode) []fsm.ReplicationData {
+	t.Helper()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []fsm.ReplicationData
+	for _, ev := range n.proposed {
+		if ev.Type != fsm.ReplicationBroken {
+			continue
+		}
+		var d fsm.ReplicationData
+		if err := ev.Payload(&d); err != nil {
+			t.Fatalf("ReplicationBroken payload: %v", err)
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// TestStandbyJournalsBrokenChannel: a standby whose IO thread stops with the same error at
+// the same source position on brokenAfter consecutive restarts (relay-log reset included)
+// journals the channel as broken, once; a channel that gets further each time, or whose SQL
+// thread failed, is not journaled; a broken channel that runs again is journaled as running.
+func TestStandbyJournalsBrokenChannel(t *testing.T) {
+	const rounds = 6
+	tests := []struct {
+		name    string
+		replErr probe.ReplicaStatus
+		errno   int
+		advance bool // the source position moves on at every failure
+		want    int  // ReplicationBroken{Broken: true} records
+	}{
+		{name: "damaged owner binlog: 1236 at the same position", replErr: probe.ReplicaStatus{LastError: fatalReadErr}, errno: 1236, want: 1},
+		{name: "checksum error seen as a relay-log write failure, reset included", replErr: probe.ReplicaStatus{LastError: relayWriteErr},
+			errno: probe.ErrRelayLogWrite, want: 1},
+		{name: "the IO thread gets further each time", replErr: probe.ReplicaStatus{LastError: fatalReadErr}, errno: 1236, advance: true},
+		{name: "SQL error: the operator's already", replErr: probe.ReplicaStatus{LastError: "Duplicate entry", LastSQLError: "Duplicate entry"},
+			errno: 1236},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			assign(t, r.node, "db2", true) // db1 is the standby
+			r.healthy(true)
+			r.settle(t)
+			for i := range rounds {
+				if i == brokenAfter-2 && len(brokenRecords(t, r.node)) != 0 {
+					t.Fatalf("journaled as broken after %d failures, want %d", i, brokenAfter)
+				}
+				if tt.advance {
+					r.db.mu.Lock()
+					r.db.srcAdvance += 100
+					r.db.mu.Unlock()
+				}
+				ioRound(r, tt.replErr, tt.errno)
+			}
+			got := brokenRecords(t, r.node)
+			if len(got) != tt.want {
+				t.Fatalf("%d ReplicationBroken records over %d failures, want %d: %+v", len(got), rounds, tt.want, got)
+			}
+			if tt.want == 0 {
+				return
+			}
+			d := got[0]
+			if !d.Broken || d.Node != "db1" || d.Source != "db2" || d.IOErrno != tt.errno || d.SourcePos != "mariadb-bin.000014:458705" ||
+				d.Failures != brokenAfter || !strings.Contains(d.Hint, "mariadb-bin.000014") {
+				t.Fatalf("journaled %+v, want db1's channel from db2 broken with errno %d at mariadb-bin.000014:458705 after %d failures", d, tt.errno, brokenAfter)
+			}
+			// The channel runs again (an operator fixed it): journaled once as running.
+			r.db.mu.Lock()
+			r.db.replErr, r.db.ioDown = probe.ReplicaStatus{}, false
+			r.db.mu.Unlock()
+			for range 3 {
+				r.healthy(true)
+				r.o.sweep(context.Background())
+			}
+			got = brokenRecords(t, r.node)
+			if len(got) != 2 || got[1].Broken || got[1].Node != "db1" || got[1].Source != "db2" {
+				t.Fatalf("after the channel ran again: %+v, want a second record saying it runs", got)
+			}
+		})
 	}
 }
