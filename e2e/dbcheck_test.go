@@ -279,16 +279,25 @@ func lastRejoin(recs []fsm.Record, node string) (fsm.RejoinData, bool) {
 }
 
 // brokenChannel returns the last applied ReplicationBroken about node's channel from source
-// when it says the channel is broken.
+// when it says the channel is broken. A later promotion of node supersedes it: the channel
+// it named is no longer the one node replicates through.
 func brokenChannel(recs []fsm.Record, node, source string) (fsm.ReplicationData, bool) {
 	var d fsm.ReplicationData
 	for _, r := range recs {
-		if r.Event.Type != fsm.ReplicationBroken || r.Result != fsm.ResultApplied {
+		if r.Result != fsm.ResultApplied {
 			continue
 		}
-		var x fsm.ReplicationData
-		if r.Event.Payload(&x) == nil && x.Node == node {
-			d = x
+		switch r.Event.Type {
+		case fsm.ReplicationBroken:
+			var x fsm.ReplicationData
+			if r.Event.Payload(&x) == nil && x.Node == node {
+				d = x
+			}
+		case fsm.OwnerPromoted:
+			var x fsm.PromotedData
+			if r.Event.Payload(&x) == nil && x.Owner == node {
+				d = fsm.ReplicationData{}
+			}
 		}
 	}
 	return d, d.Broken && d.Source == source
