@@ -412,8 +412,8 @@ func check(c *nftables.Conn, o objects) error {
 		if err != nil {
 			return fmt.Errorf("list rules of chain %s in table netdev %s: %w", want.Name, o.table.Name, err)
 		}
-		if len(rules) != 2 {
-			return fmt.Errorf("table netdev %s: %w: chain %s has %d rules, want 2", o.table.Name, ErrGone, want.Name, len(rules))
+		if len(rules) != rulesPerChain {
+			return fmt.Errorf("table netdev %s: %w: chain %s has %d rules, want %d", o.table.Name, ErrGone, want.Name, len(rules), rulesPerChain)
 		}
 	}
 	return nil

@@ -771,3 +771,64 @@ func renewer() {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestIntegRefusesUnleased: while the lease is out, a new TCP connection to the VIP is
+// refused at once with a reset from the fence (a listener is there, so the reset is not the
+// kernel's), other traffic is still dropped, and with the lease open the connection is
+// accepted.
+func TestIntegRefusesUnleased(t *testing.T) {
+	p := newPair(t)
+	f := p.fence(t)
+	var ln net.Listener
+	if err := netnsdo.Do(p.a, func() error {
+		var err error
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(vip, 3306).String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.Close()
+		}
+	}()
+	dial := func() (time.Duration, error) {
+		var took time.Duration
+		err := netnsdo.Do(p.b, func() error {
+			start := time.Now()
+			c, err := net.DialTimeout("tcp", netip.AddrPortFrom(vip, 3306).String(), time.Second)
+			took = time.Since(start)
+			if err == nil {
+				_ = c.Close()
+			}
+			return err
+		})
+		return took, err
+	}
+	pg := startPinger(t, p.b, addrB, vip, 5*time.Millisecond)
+	for i := range 3 {
+		took, err := dial()
+		if !errors.Is(err, syscall.ECONNREFUSED) || took > 200*time.Millisecond {
+			t.Fatalf("connection %d to the unleased VIP: %v after %s, want refused within 200 ms", i+1, err, took)
+		}
+		t.Logf("MEASURED: connection %d to the unleased VIP refused after %s", i+1, took)
+	}
+	if out := nft(t, p.a, "list", "chain", "netdev", TableName("va"), IngressChain); !strings.Contains(out, "packets 3 ") {
+		t.Errorf("the refusal rule did not count 3 SYNs:\n%s", out)
+	}
+	ps := pg.Stop()
+	if yes, no := answered(ps, time.Time{}, time.Now()); yes != 0 {
+		t.Errorf("closed fence: %d of %d pings answered", yes, yes+no)
+	}
+	if err := f.Open(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if took, err := dial(); err != nil {
+		t.Fatalf("connection to the leased VIP: %v after %s", err, took)
+	}
+}

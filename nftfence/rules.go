@@ -176,23 +176,83 @@ func newObjects(ifname string) objects {
 	}
 }
 
-// rules builds the fence's rules, two per chain:
+// rules builds the fence's rules, three per chain:
 //
-//	ingress: meta protocol ip  ip daddr != @vip_lease ip daddr @vip_managed counter drop
+//	ingress: meta protocol ip  ip daddr @vip_managed ip daddr != @vip_lease ip protocol tcp tcp flags & (syn|ack) == syn counter reject with tcp reset
+//	         meta protocol ip  ip daddr != @vip_lease ip daddr @vip_managed counter drop
 //	         meta protocol arp arp ptype/hlen/plen ip,6,4 arp tpa != @vip_lease arp tpa @vip_managed counter drop
-//	egress:  meta protocol ip  ip saddr != @vip_lease ip saddr @vip_managed counter drop
+//	egress:  meta protocol ip  ip saddr @vip_managed ip protocol tcp tcp flags & rst == rst accept
+//	         meta protocol ip  ip saddr != @vip_lease ip saddr @vip_managed counter drop
 //	         meta protocol arp arp ptype/hlen/plen ip,6,4 arp spa != @vip_lease arp spa @vip_managed counter drop
 //
-// The lease lookup comes first so a VIP in the lease set passes on the first lookup. An
-// expired element stops matching at lookup time, whether or not garbage collection has
-// removed it yet.
+// The lease lookup comes first in the drops so a VIP in the lease set passes on the first
+// lookup. An expired element stops matching at lookup time, whether or not garbage
+// collection has removed it yet.
+//
+// The first rule of each chain refuses, instead of dropping, a new TCP connection to a VIP
+// this host does not hold: a client whose ARP entry still names this host (the VIP just
+// moved; the new holder's gratuitous ARP is on its way) gets a reset at once and retries,
+// instead of waiting out its connect timeout on a SYN that vanished. The reset is built in
+// the ingress hook and leaves through egress with the VIP as its source, so egress lets a
+// reset from a VIP pass. A reset carries no data and answers only a SYN this host
+// received; nothing else from an unleased VIP leaves.
 func (o objects) rules() []*nftables.Rule {
 	return []*nftables.Rule{
+		{Table: o.table, Chain: o.ingress, Exprs: o.refuseRule()},
 		{Table: o.table, Chain: o.ingress, Exprs: o.ipv4Rule(ipv4DstOffset)},
 		{Table: o.table, Chain: o.ingress, Exprs: o.arpRule(arpTPAOffset)},
+		{Table: o.table, Chain: o.egress, Exprs: o.resetRule()},
 		{Table: o.table, Chain: o.egress, Exprs: o.ipv4Rule(ipv4SrcOffset)},
 		{Table: o.table, Chain: o.egress, Exprs: o.arpRule(arpSPAOffset)},
 	}
+}
+
+// rulesPerChain is how many rules rules puts in each chain.
+const rulesPerChain = 3
+
+// TCP header: the flags byte and its bits.
+const (
+	tcpFlagsOffset = 13
+	tcpSYN         = 0x02
+	tcpRST         = 0x04
+	tcpACK         = 0x10
+	ipProtoOffset  = 9
+)
+
+// tcpFlags matches an IPv4 TCP packet whose flags masked by mask equal want.
+func tcpFlags(mask, want byte) []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: ipProtoOffset, Len: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: tcpFlagsOffset, Len: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{mask}, Xor: []byte{0}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{want}},
+	}
+}
+
+// refuseRule answers a SYN (without ACK) to a managed, unleased VIP with a TCP reset.
+func (o objects) refuseRule() []expr.Any {
+	e := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: etherIPv4},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: ipv4DstOffset, Len: 4},
+		&expr.Lookup{SourceRegister: 1, SetName: o.managed.Name, SetID: o.managed.ID},
+		&expr.Lookup{SourceRegister: 1, SetName: o.lease.Name, SetID: o.lease.ID, Invert: true},
+	}
+	e = append(e, tcpFlags(tcpSYN|tcpACK, tcpSYN)...)
+	return append(e, &expr.Counter{}, &expr.Reject{Type: unix.NFT_REJECT_TCP_RST})
+}
+
+// resetRule lets a TCP reset from a managed VIP leave (the refusals of refuseRule).
+func (o objects) resetRule() []expr.Any {
+	e := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: etherIPv4},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: ipv4SrcOffset, Len: 4},
+		&expr.Lookup{SourceRegister: 1, SetName: o.managed.Name, SetID: o.managed.ID},
+	}
+	e = append(e, tcpFlags(tcpRST, tcpRST)...)
+	return append(e, &expr.Verdict{Kind: expr.VerdictAccept})
 }
 
 func (o objects) ipv4Rule(addrOffset uint32) []expr.Any {
