@@ -147,15 +147,9 @@ func TestRules(t *testing.T) {
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0x08, 0x00, 6, 4}},
 		}, fence(off)...)
 	}
-	// tcp: IPv4 TCP whose flags byte masked by mask is want.
-	tcp := func(mask, want byte) []expr.Any {
-		return []expr.Any{
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 9, Len: 1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{6}},
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
-			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{mask}, Xor: []byte{0}},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{want}},
-		}
+	tcp := []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 9, Len: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{6}},
 	}
 	refuse := slices.Concat([]expr.Any{
 		&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: 1},
@@ -163,19 +157,24 @@ func TestRules(t *testing.T) {
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
 		&expr.Lookup{SourceRegister: 1, SetName: "vip_managed", SetID: 8},
 		&expr.Lookup{SourceRegister: 1, SetName: "vip_lease", SetID: 7, Invert: true},
-	}, tcp(0x12, 0x02), []expr.Any{&expr.Counter{}, &expr.Reject{Type: unix.NFT_REJECT_TCP_RST}})
+	}, tcp, []expr.Any{&expr.Counter{}, &expr.Reject{Type: unix.NFT_REJECT_TCP_RST}})
 	reset := slices.Concat([]expr.Any{
 		&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0x08, 0x00}},
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
 		&expr.Lookup{SourceRegister: 1, SetName: "vip_managed", SetID: 8},
-	}, tcp(0x04, 0x04), []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}})
+	}, tcp, []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{0x04}, Xor: []byte{0}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0x04}},
+		&expr.Verdict{Kind: expr.VerdictAccept},
+	})
 	want := []struct {
 		name  string
 		chain string
 		exprs []expr.Any
 	}{
-		{"ingress refuse SYN to an unleased VIP", "ingress", refuse},
+		{"ingress reset TCP to an unleased VIP", "ingress", refuse},
 		{"ingress ip daddr", "ingress", ip(16)},
 		{"ingress arp tpa", "ingress", arp(24)},
 		{"egress let resets from a VIP out", "egress", reset},

@@ -775,7 +775,8 @@ func renewer() {
 // TestIntegRefusesUnleased: while the lease is out, a new TCP connection to the VIP is
 // refused at once with a reset from the fence (a listener is there, so the reset is not the
 // kernel's), other traffic is still dropped, and with the lease open the connection is
-// accepted.
+// accepted. A connection made under the lease that sends after the fence shut is reset at
+// once, instead of retransmitting into the void.
 func TestIntegRefusesUnleased(t *testing.T) {
 	p := newPair(t)
 	f := p.fence(t)
@@ -794,7 +795,8 @@ func TestIntegRefusesUnleased(t *testing.T) {
 			if err != nil {
 				return
 			}
-			_ = c.Close()
+			// Hold it open without answering, as a server busy with a statement.
+			t.Cleanup(func() { _ = c.Close() })
 		}
 	}()
 	dial := func() (time.Duration, error) {
@@ -831,4 +833,27 @@ func TestIntegRefusesUnleased(t *testing.T) {
 	if took, err := dial(); err != nil {
 		t.Fatalf("connection to the leased VIP: %v after %s", err, took)
 	}
+	var conn net.Conn
+	if err := netnsdo.Do(p.b, func() error {
+		var err error
+		conn, err = net.DialTimeout("tcp", netip.AddrPortFrom(vip, 3306).String(), time.Second)
+		return err
+	}); err != nil {
+		t.Fatalf("connection to the leased VIP: %v", err)
+	}
+	defer conn.Close()
+	if err := f.Shut(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := conn.Write([]byte("SELECT 1")); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+	_, err := conn.Read(make([]byte, 1))
+	took := time.Since(start)
+	if !errors.Is(err, syscall.ECONNRESET) || took > 100*time.Millisecond {
+		t.Fatalf("a connection sending after the fence shut: %v after %s, want reset within 100 ms", err, took)
+	}
+	t.Logf("MEASURED: a connection sending after the fence shut was reset after %s", took)
 }

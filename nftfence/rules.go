@@ -178,7 +178,7 @@ func newObjects(ifname string) objects {
 
 // rules builds the fence's rules, three per chain:
 //
-//	ingress: meta protocol ip  ip daddr @vip_managed ip daddr != @vip_lease ip protocol tcp tcp flags & (syn|ack) == syn counter reject with tcp reset
+//	ingress: meta protocol ip  ip daddr @vip_managed ip daddr != @vip_lease ip protocol tcp counter reject with tcp reset
 //	         meta protocol ip  ip daddr != @vip_lease ip daddr @vip_managed counter drop
 //	         meta protocol arp arp ptype/hlen/plen ip,6,4 arp tpa != @vip_lease arp tpa @vip_managed counter drop
 //	egress:  meta protocol ip  ip saddr @vip_managed ip protocol tcp tcp flags & rst == rst accept
@@ -189,13 +189,14 @@ func newObjects(ifname string) objects {
 // lookup. An expired element stops matching at lookup time, whether or not garbage
 // collection has removed it yet.
 //
-// The first rule of each chain refuses, instead of dropping, a new TCP connection to a VIP
-// this host does not hold: a client whose ARP entry still names this host (the VIP just
-// moved; the new holder's gratuitous ARP is on its way) gets a reset at once and retries,
-// instead of waiting out its connect timeout on a SYN that vanished. The reset is built in
-// the ingress hook and leaves through egress with the VIP as its source, so egress lets a
-// reset from a VIP pass. A reset carries no data and answers only a SYN this host
-// received; nothing else from an unleased VIP leaves.
+// The first rule of each chain answers, instead of dropping, TCP to a VIP this host does
+// not hold, with a reset: a client whose ARP entry still names this host (the VIP just
+// moved; the new holder's gratuitous ARP is on its way) learns at once that its connection
+// is gone or refused and reconnects, instead of waiting out a retransmission timeout
+// (200 ms at least) or its connect timeout on a segment that vanished. The kernel never
+// answers a reset with a reset. The reset is built in the ingress hook and leaves through
+// egress with the VIP as its source, so egress lets a reset from a VIP pass. A reset carries
+// no data; nothing else from an unleased VIP leaves.
 func (o objects) rules() []*nftables.Rule {
 	return []*nftables.Rule{
 		{Table: o.table, Chain: o.ingress, Exprs: o.refuseRule()},
@@ -210,27 +211,23 @@ func (o objects) rules() []*nftables.Rule {
 // rulesPerChain is how many rules rules puts in each chain.
 const rulesPerChain = 3
 
-// TCP header: the flags byte and its bits.
+// TCP: the protocol number's offset in the IPv4 header, the flags byte's offset in the
+// TCP header and the reset bit.
 const (
-	tcpFlagsOffset = 13
-	tcpSYN         = 0x02
-	tcpRST         = 0x04
-	tcpACK         = 0x10
 	ipProtoOffset  = 9
+	tcpFlagsOffset = 13
+	tcpRST         = 0x04
 )
 
-// tcpFlags matches an IPv4 TCP packet whose flags masked by mask equal want.
-func tcpFlags(mask, want byte) []expr.Any {
+// isTCP matches an IPv4 TCP packet.
+func isTCP() []expr.Any {
 	return []expr.Any{
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: ipProtoOffset, Len: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: tcpFlagsOffset, Len: 1},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{mask}, Xor: []byte{0}},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{want}},
 	}
 }
 
-// refuseRule answers a SYN (without ACK) to a managed, unleased VIP with a TCP reset.
+// refuseRule answers TCP to a managed, unleased VIP with a reset.
 func (o objects) refuseRule() []expr.Any {
 	e := []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: 1},
@@ -239,7 +236,7 @@ func (o objects) refuseRule() []expr.Any {
 		&expr.Lookup{SourceRegister: 1, SetName: o.managed.Name, SetID: o.managed.ID},
 		&expr.Lookup{SourceRegister: 1, SetName: o.lease.Name, SetID: o.lease.ID, Invert: true},
 	}
-	e = append(e, tcpFlags(tcpSYN|tcpACK, tcpSYN)...)
+	e = append(e, isTCP()...)
 	return append(e, &expr.Counter{}, &expr.Reject{Type: unix.NFT_REJECT_TCP_RST})
 }
 
@@ -251,7 +248,12 @@ func (o objects) resetRule() []expr.Any {
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: ipv4SrcOffset, Len: 4},
 		&expr.Lookup{SourceRegister: 1, SetName: o.managed.Name, SetID: o.managed.ID},
 	}
-	e = append(e, tcpFlags(tcpRST, tcpRST)...)
+	e = append(e, isTCP()...)
+	e = append(e,
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: tcpFlagsOffset, Len: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{tcpRST}, Xor: []byte{0}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{tcpRST}},
+	)
 	return append(e, &expr.Verdict{Kind: expr.VerdictAccept})
 }
 

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -559,4 +560,66 @@ func TestIntegSetStates(t *testing.T) {
 			t.Errorf("peer heard %d GARPs for %s, want %d", got, v, heardBefore[v.Addr()])
 		}
 	}
+}
+
+// TestIntegReleaseResetsConnections: releasing the VIP aborts the TCP connections made to it
+// (the peer's read fails with a reset at once, where it would wait for an answer that can no
+// longer come), leaves a connection to the host's own address and the listener alone.
+func TestIntegReleaseResetsConnections(t *testing.T) {
+	p := newNSPair(t)
+	m := p.manager(t, Options{Managed: []netip.Prefix{vipX}, KernelLease: 5 * time.Second})
+	if _, err := m.Set(t.Context(), []netip.Prefix{vipX}); err != nil {
+		t.Fatal(err)
+	}
+	var ln net.Listener
+	if err := netnsdo.Do(p.a, func() error {
+		var err error
+		ln, err = net.Listen("tcp", ":3306")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { _ = c.Close() }) // open, never answering: a busy server
+		}
+	}()
+	dial := func(addr string) net.Conn {
+		t.Helper()
+		var c net.Conn
+		if err := netnsdo.Do(p.b, func() error {
+			var err error
+			c, err = net.DialTimeout("tcp", addr, time.Second)
+			return err
+		}); err != nil {
+			t.Fatalf("dial %s: %v", addr, err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	toVIP := dial(netip.AddrPortFrom(vipX.Addr(), 3306).String())
+	toHost := dial("198.18.0.1:3306")
+	time.Sleep(50 * time.Millisecond) // both accepted
+	start := time.Now()
+	if _, err := m.Set(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	_ = toVIP.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_, err := toVIP.Read(make([]byte, 1))
+	took := time.Since(start)
+	if !errors.Is(err, syscall.ECONNRESET) || took > 500*time.Millisecond {
+		t.Fatalf("connection to the released VIP: read %v after %s, want a reset at once", err, took)
+	}
+	t.Logf("MEASURED: connection to the released VIP reset %s after Set(nil) began", took)
+	_ = toHost.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if _, err := toHost.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("connection to the host's own address: %v, want it open (read deadline)", err)
+	}
+	// The listener still accepts.
+	dial("198.18.0.1:3306")
 }

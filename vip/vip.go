@@ -152,6 +152,7 @@ type Manager struct {
 	log   *zap.Logger
 	links links
 	dial  dialFunc
+	reset resetFunc
 	close func() error // releases what New opened besides the ARP socket
 
 	mu      sync.Mutex
@@ -180,6 +181,7 @@ func New(opts Options, log *zap.Logger) (*Manager, error) {
 	ns := opts.NetNS
 	dial := func(ifindex int, recv bool) (arpConn, error) { return dialARP(ns, ifindex, recv) }
 	m := newManager(opts, log, &nlLinks{h: h, log: log}, dial)
+	m.reset = func(a netip.Addr) (int, error) { return resetTCP(ns, a) }
 	m.close = func() error { h.Close(); return nil }
 	if _, err := m.links.LinkByName(opts.Interface); err != nil {
 		h.Close()
@@ -196,6 +198,7 @@ func newManager(opts Options, log *zap.Logger, l links, dial dialFunc) *Manager 
 		log:   log,
 		links: l,
 		dial:  dial,
+		reset: func(netip.Addr) (int, error) { return 0, nil },
 		close: func() error { return nil },
 	}
 }
@@ -204,8 +207,9 @@ func newManager(opts Options, log *zap.Logger, l links, dial dialFunc) *Manager 
 // also the renew: every desired prefix is added, or replaced with a fresh kernel lifetime
 // if present; every managed prefix that is present and not desired is deleted; every
 // prefix that was not present before (an acquisition, also one that someone deleted by
-// hand or the kernel expired) is announced with GARPRepeat gratuitous ARPs. Addresses
-// outside [Options].Managed are never touched.
+// hand or the kernel expired) is announced with GARPRepeat gratuitous ARPs. A prefix it
+// deletes has its TCP connections reset first (see [resetTCP]). Addresses outside
+// [Options].Managed are never touched.
 //
 // A desired prefix outside Managed fails the whole call with [ErrUnmanaged] before any
 // change. Otherwise Set attempts every step and returns what it did together with the
@@ -260,6 +264,8 @@ func (m *Manager) Set(ctx context.Context, desired []netip.Prefix) (Result, erro
 		if want[p] {
 			continue
 		}
+		// Before the delete: the kernel sends a reset only from an address it still has.
+		m.resetConns(p.Addr())
 		err := m.links.AddrDel(link, m.nlAddr(p))
 		switch {
 		case errors.Is(err, unix.EADDRNOTAVAIL):
@@ -278,6 +284,20 @@ func (m *Manager) Set(ctx context.Context, desired []netip.Prefix) (Result, erro
 		}
 	}
 	return res, errors.Join(errs...)
+}
+
+// resetConns aborts the TCP connections of a VIP that left the interface, so their clients
+// get a reset at once instead of waiting for answers that cannot come (see [resetTCP]). A
+// failure is logged only: the release stands either way.
+func (m *Manager) resetConns(a netip.Addr) {
+	n, err := m.reset(a)
+	if err != nil {
+		m.log.Warn("reset the TCP connections of the released VIP", zap.Stringer("vip", a), zap.Int("reset", n), zap.Error(err))
+		return
+	}
+	if n > 0 {
+		m.log.Info("reset the TCP connections of the released VIP", zap.Stringer("vip", a), zap.Int("reset", n))
+	}
 }
 
 // addOrRenew adds p exclusively; if it exists it replaces it to renew the lifetime. The

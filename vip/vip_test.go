@@ -521,3 +521,43 @@ func TestNLLinksRetriesInterruptedDump(t *testing.T) {
 		})
 	}
 }
+
+// TestReleaseResetsConnections: every managed VIP that Set removes has its TCP connections
+// reset while the address is still on the interface (the kernel sends a reset only from an
+// address it has); a renewal and a VIP that was not there reset nothing.
+func TestReleaseResetsConnections(t *testing.T) {
+	m, fl, _ := newTestManager(t, testOpts)
+	type call struct {
+		addr    netip.Addr
+		present bool
+	}
+	var calls []call
+	m.reset = func(a netip.Addr) (int, error) {
+		present := false
+		for _, p := range []netip.Prefix{vipA, vipB, vipC} {
+			present = present || p.Addr() == a && fl.find(p) >= 0
+		}
+		calls = append(calls, call{a, present})
+		return 1, nil
+	}
+	if _, err := m.Set(t.Context(), []netip.Prefix{vipA, vipB}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Set(t.Context(), []netip.Prefix{vipA, vipB}); err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) != 0 {
+		t.Fatalf("acquisition and renewal reset %+v, want nothing", calls)
+	}
+	if _, err := m.Set(t.Context(), []netip.Prefix{vipA}); err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) != 1 || calls[0].addr != vipB.Addr() || !calls[0].present {
+		t.Fatalf("releasing %s reset %+v, want one reset of it while still present", vipB, calls)
+	}
+	m.reset = func(netip.Addr) (int, error) { return 0, errors.New("no INET_DIAG_DESTROY") }
+	if res, err := m.Set(t.Context(), nil); err != nil || !equalResult(res, Result{Removed: []netip.Prefix{vipA}}) {
+		t.Fatalf("a failed reset must not fail the release: %+v, %v", res, err)
+	}
+}
+
