@@ -560,4 +560,3 @@ func TestReleaseResetsConnections(t *testing.T) {
 		t.Fatalf("a failed reset must not fail the release: %+v, %v", res, err)
 	}
 }
-
