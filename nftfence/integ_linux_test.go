@@ -856,4 +856,29 @@ func TestIntegRefusesUnleased(t *testing.T) {
 		t.Fatalf("a connection sending after the fence shut: %v after %s, want reset within 100 ms", err, took)
 	}
 	t.Logf("MEASURED: a connection sending after the fence shut was reset after %s", took)
+
+	// A frame for another MAC (the peer's entry names another host now) that reaches the
+	// hook is dropped, never reset: it may belong to a connection the new holder serves.
+	if err := f.Shut(); err != nil {
+		t.Fatal(err)
+	}
+	link, err := p.hb.LinkByName("vb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := net.HardwareAddr{0x02, 0x00, 0xc6, 0x12, 0x01, 0x99}
+	if err := p.hb.NeighSet(&netlink.Neigh{LinkIndex: link.Attrs().Index, State: netlink.NUD_PERMANENT, IP: vip.AsSlice(), HardwareAddr: other, Family: netlink.FAMILY_V4}); err != nil {
+		t.Fatal(err)
+	}
+	err = netnsdo.Do(p.b, func() error {
+		c, err := net.DialTimeout("tcp", netip.AddrPortFrom(vip, 3306).String(), 300*time.Millisecond)
+		if err == nil {
+			_ = c.Close()
+		}
+		return err
+	})
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("a SYN to another host's MAC: %v, want no answer (timeout)", err)
+	}
 }

@@ -178,7 +178,7 @@ func newObjects(ifname string) objects {
 
 // rules builds the fence's rules, three per chain:
 //
-//	ingress: meta protocol ip  ip daddr @vip_managed ip daddr != @vip_lease ip protocol tcp counter reject with tcp reset
+//	ingress: meta pkttype host meta protocol ip  ip daddr @vip_managed ip daddr != @vip_lease ip protocol tcp counter reject with tcp reset
 //	         meta protocol ip  ip daddr != @vip_lease ip daddr @vip_managed counter drop
 //	         meta protocol arp arp ptype/hlen/plen ip,6,4 arp tpa != @vip_lease arp tpa @vip_managed counter drop
 //	egress:  meta protocol ip  ip saddr @vip_managed ip protocol tcp tcp flags & rst == rst accept
@@ -227,9 +227,14 @@ func isTCP() []expr.Any {
 	}
 }
 
-// refuseRule answers TCP to a managed, unleased VIP with a reset.
+// refuseRule answers TCP to a managed, unleased VIP with a reset, when the frame was sent
+// to this host's MAC: a frame for another host's MAC that reaches the hook anyway (a
+// promiscuous interface, a switch flooding an unknown unicast) may belong to a connection
+// the VIP's new holder serves, which a reset from here would break.
 func (o objects) refuseRule() []expr.Any {
 	e := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyPKTTYPE, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.PACKET_HOST}},
 		&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: etherIPv4},
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: ipv4DstOffset, Len: 4},
