@@ -170,6 +170,7 @@ func (p *poller) Run(ctx context.Context) error {
 }
 
 func (p *poller) pollOne(ctx context.Context, peer config.Peer) {
+	start := p.now()
 	r, err := p.client.Node(ctx, peer.APIAddr, p.every*2)
 	if err == nil {
 		p.record(peer.ID, r)
@@ -178,6 +179,11 @@ func (p *poller) pollOne(ctx context.Context, peer config.Peer) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	v := p.views[peer.ID]
+	if v.OK && v.At >= start {
+		// A report recorded while this poll was under way (a renewal carried it) is newer
+		// than the failure: the peer reached us after the poll began.
+		return
+	}
 	if v.OK {
 		p.log.Info("peer unreachable", zap.String("peer", peer.ID), zap.Error(err))
 	}

@@ -171,3 +171,36 @@ func TestPollerSlowPeer(t *testing.T) {
 		t.Fatalf("db2 never answered but its view is %+v", v)
 	}
 }
+
+// TestPollerFailureKeepsNewerReport: a poll that fails after a renewal recorded the peer's
+// report (while the poll was under way) leaves the view OK: the peer reached this node after
+// the poll began. A failure with no newer report marks the peer unreachable.
+func TestPollerFailureKeepsNewerReport(t *testing.T) {
+	p, _, _ := newTestPoller(t, 400*time.Millisecond, false)
+	hang, entered := make(chan struct{}), make(chan struct{}, 1)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		entered <- struct{}{}
+		<-hang
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(slow.Close)
+	peer := config.Peer{ID: "db2", APIAddr: strings.TrimPrefix(slow.URL, "http://")}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.pollOne(context.Background(), peer)
+	}()
+	<-entered
+	p.record("db2", api.NodeReport{Node: "db2", Applied: 77})
+	close(hang)
+	<-done
+	if v := p.snapshot()["db2"]; !v.OK || v.Report.Applied != 77 {
+		t.Fatalf("after a poll that failed under a newer report: %+v, want OK with applied 77", v)
+	}
+	// Without a newer report the failure counts.
+	slow.Close()
+	p.pollOne(context.Background(), peer)
+	if v := p.snapshot()["db2"]; v.OK {
+		t.Fatalf("after a failed poll with nothing newer: %+v, want not OK", v)
+	}
+}
