@@ -78,7 +78,7 @@ type fakeNode struct {
 	watch       chan struct{}
 	failPropose int
 	peers       map[string]api.Peer
-	proposed    []fsm.Event // every event proposed, in order
+	proposed    []fsm.Event // every event proposed and applied (or stale), in order
 }
 
 func newFakeNode(tr *trace, s fsm.State) *fakeNode {
@@ -139,11 +139,11 @@ func (n *fakeNode) Propose(_ context.Context, ev fsm.Event) (api.ProposeResponse
 	n.tr.add("propose %s epoch=%d", ev.Type, ev.Epoch)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.proposed = append(n.proposed, ev)
 	if n.failPropose > 0 {
 		n.failPropose--
 		return api.ProposeResponse{}, errors.New("no raft leader")
 	}
+	n.proposed = append(n.proposed, ev)
 	s, err := n.s.Apply(n.s.Index+1, ev)
 	n.s = s
 	close(n.watch)

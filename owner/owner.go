@@ -407,15 +407,17 @@ func (o *Owner) propose(ctx context.Context, ev fsm.Event) (api.ProposeResponse,
 	return resp, err
 }
 
-// proposeNow builds an event from the current epoch and phase and proposes it.
-func (o *Owner) proposeNow(ctx context.Context, t fsm.Type, p any) {
+// proposeNow builds an event from the current epoch and phase, proposes it and reports
+// whether it was applied (the outcome is logged and counted by propose).
+func (o *Owner) proposeNow(ctx context.Context, t fsm.Type, p any) bool {
 	s := o.d.Node.State()
 	ev, err := o.event(t, s.Epoch, s.Phase, p)
 	if err != nil {
 		o.log.Error("build event", zap.String("type", string(t)), zap.Error(err))
-		return
+		return false
 	}
-	_, _ = o.propose(ctx, ev) // outcome logged and counted by propose
+	resp, err := o.propose(ctx, ev)
+	return err == nil && resp.Result == fsm.ResultApplied
 }
 
 // Local is this node's own part of the status.

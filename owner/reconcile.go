@@ -468,10 +468,9 @@ func (o *Owner) watchChannel(ctx context.Context, owner string, ch probe.Replica
 	}
 	b.streak++
 	b.seenAt = now
-	report := b.streak == brokenAfter && !b.journaled
-	if report {
-		b.journaled, b.source = true, owner
-	}
+	// From the brokenAfter-th failure on, until a proposal is applied (one that failed, for
+	// want of a Raft leader say, is made again at the next restart).
+	report := b.streak >= brokenAfter && !b.journaled
 	streak := b.streak
 	o.mu.Unlock()
 	if !report {
@@ -481,8 +480,12 @@ func (o *Owner) watchChannel(ctx context.Context, owner string, ch probe.Replica
 	o.log.Error("replication channel is broken: the IO thread stops at the same position of the owner's binlog on every restart; this standby misses the owner's writes until an operator fixes it",
 		zap.String("owner", owner), zap.Int("io_errno", ch.IOErrno), zap.String("io_error", ch.IOError),
 		zap.String("source_pos", sourcePos(ch)), zap.Int("failures", streak), zap.String("hint", hint))
-	o.proposeNow(ctx, fsm.ReplicationBroken, fsm.ReplicationData{Node: o.cfg.Node, Source: owner, Broken: true,
-		IOErrno: ch.IOErrno, IOError: ch.IOError, SourcePos: sourcePos(ch), Failures: streak, Hint: hint})
+	if o.proposeNow(ctx, fsm.ReplicationBroken, fsm.ReplicationData{Node: o.cfg.Node, Source: owner, Broken: true,
+		IOErrno: ch.IOErrno, IOError: ch.IOError, SourcePos: sourcePos(ch), Failures: streak, Hint: hint}) {
+		o.mu.Lock()
+		b.journaled, b.source = true, owner
+		o.mu.Unlock()
+	}
 }
 
 // channelRuns ends a streak of watchChannel, and journals that a channel journaled as
@@ -491,14 +494,17 @@ func (o *Owner) channelRuns(ctx context.Context, owner string) {
 	o.mu.Lock()
 	b := &o.broken
 	b.key, b.streak = "", 0
-	clear, source := b.journaled, b.source
-	b.journaled = false
+	was, source := b.journaled, b.source
 	o.mu.Unlock()
-	if !clear {
+	if !was {
 		return
 	}
-	o.log.Info("replication channel runs again after it was journaled as broken", zap.String("owner", owner))
-	o.proposeNow(ctx, fsm.ReplicationBroken, fsm.ReplicationData{Node: o.cfg.Node, Source: source})
+	if o.proposeNow(ctx, fsm.ReplicationBroken, fsm.ReplicationData{Node: o.cfg.Node, Source: source}) {
+		o.log.Info("replication channel runs again after it was journaled as broken", zap.String("owner", owner))
+		o.mu.Lock()
+		b.journaled = false
+		o.mu.Unlock()
+	}
 }
 
 // brokenHint is the operator's next step for a channel stuck at one source position.

@@ -191,11 +191,14 @@ func TestStandbyJournalsBrokenChannel(t *testing.T) {
 		replErr probe.ReplicaStatus
 		errno   int
 		advance bool // the source position moves on at every failure
+		failing int  // proposals that fail (no Raft leader) before one is applied
 		want    int  // ReplicationBroken{Broken: true} records
 	}{
 		{name: "damaged owner binlog: 1236 at the same position", replErr: probe.ReplicaStatus{LastError: fatalReadErr}, errno: 1236, want: 1},
 		{name: "checksum error seen as a relay-log write failure, reset included", replErr: probe.ReplicaStatus{LastError: relayWriteErr},
 			errno: probe.ErrRelayLogWrite, want: 1},
+		{name: "a proposal that fails is made again at the next restart", replErr: probe.ReplicaStatus{LastError: fatalReadErr}, errno: 1236,
+			failing: 1, want: 1},
 		{name: "the IO thread gets further each time", replErr: probe.ReplicaStatus{LastError: fatalReadErr}, errno: 1236, advance: true},
 		{name: "SQL error: the operator's already", replErr: probe.ReplicaStatus{LastError: "Duplicate entry", LastSQLError: "Duplicate entry"},
 			errno: 1236},
@@ -206,6 +209,9 @@ func TestStandbyJournalsBrokenChannel(t *testing.T) {
 			assign(t, r.node, "db2", true) // db1 is the standby
 			r.healthy(true)
 			r.settle(t)
+			r.node.mu.Lock()
+			r.node.failPropose = tt.failing
+			r.node.mu.Unlock()
 			for i := range rounds {
 				if i == brokenAfter-2 && len(brokenRecords(t, r.node)) != 0 {
 					t.Fatalf("journaled as broken after %d failures, want %d", i, brokenAfter)
@@ -226,7 +232,7 @@ func TestStandbyJournalsBrokenChannel(t *testing.T) {
 			}
 			d := got[0]
 			if !d.Broken || d.Node != "db1" || d.Source != "db2" || d.IOErrno != tt.errno || d.SourcePos != "mariadb-bin.000014:458705" ||
-				d.Failures != brokenAfter || !strings.Contains(d.Hint, "mariadb-bin.000014") {
+				d.Failures != brokenAfter+tt.failing || !strings.Contains(d.Hint, "mariadb-bin.000014") {
 				t.Fatalf("journaled %+v, want db1's channel from db2 broken with errno %d at mariadb-bin.000014:458705 after %d failures", d, tt.errno, brokenAfter)
 			}
 			// The channel runs again (an operator fixed it): journaled once as running.
