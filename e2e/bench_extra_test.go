@@ -88,8 +88,9 @@ func TestBenchSwitchover(t *testing.T) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "A steady writer through the VIP (autocommit inserts, one every ~5 ms, connect timeout 200 ms); %d trials each. "+
 		"The write gap is the longest time between two acknowledged writes; \"VIP without a holder\" runs from the old holder's "+
-		"address removal to the new holder's address add (netlink events, one clock). A connect attempt made in that window "+
-		"gets no answer and costs the writer its connect timeout.\n\n", n)
+		"address removal to the new holder's address add (netlink events, one clock). In that window keepraft's old holder answers "+
+		"the writer's packets with a TCP reset (the shut fence, and the release's reset of the VIP's connections), so the writer "+
+		"retries at once; keepalived's old holder drops them, so a connect attempt made then costs the writer its connect timeout.\n\n", n)
 	fmt.Fprintf(&b, "| planned move | write gap p50 / p99 | VIP without a holder p50 / p99 | acknowledged writes lost per trial |\n|---|---|---|---|\n")
 	fmt.Fprintf(&b, "| keepraft switchover | %s / %s | %s / %s | %v |\n", sec(pct(krGap, 50)), sec(pct(krGap, 99)), sec(pct(krAbsent, 50)), sec(pct(krAbsent, 99)), krLost)
 	fmt.Fprintf(&b, "| keepalived stopped on the master (advert_int 1) | %s / %s | %s / %s | %v |\n", sec(pct(kaGap, 50)), sec(pct(kaGap, 99)), sec(pct(kaAbsent, 50)), sec(pct(kaAbsent, 99)), kaLost)
