@@ -780,25 +780,7 @@ func renewer() {
 func TestIntegRefusesUnleased(t *testing.T) {
 	p := newPair(t)
 	f := p.fence(t)
-	var ln net.Listener
-	if err := netnsdo.Do(p.a, func() error {
-		var err error
-		ln, err = net.Listen("tcp", netip.AddrPortFrom(vip, 3306).String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			// Hold it open without answering, as a server busy with a statement.
-			t.Cleanup(func() { _ = c.Close() })
-		}
-	}()
+	testenv.HoldingListener(t, p.a, netip.AddrPortFrom(vip, 3306).String())
 	dial := func() (time.Duration, error) {
 		var took time.Duration
 		err := netnsdo.Do(p.b, func() error {

@@ -571,24 +571,7 @@ func TestIntegReleaseResetsConnections(t *testing.T) {
 	if _, err := m.Set(t.Context(), []netip.Prefix{vipX}); err != nil {
 		t.Fatal(err)
 	}
-	var ln net.Listener
-	if err := netnsdo.Do(p.a, func() error {
-		var err error
-		ln, err = net.Listen("tcp", ":3306")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			t.Cleanup(func() { _ = c.Close() }) // open, never answering: a busy server
-		}
-	}()
+	testenv.HoldingListener(t, p.a, ":3306")
 	dial := func(addr string) net.Conn {
 		t.Helper()
 		var c net.Conn
