@@ -261,8 +261,8 @@ func (o *Owner) resumeReplication(ctx context.Context, s fsm.State) {
 	r, up, phase, ours := o.health.Replica, o.health.Up, o.m.Phase, o.stoppedRepl
 	settled := o.health.CheckedAt.After(o.replStopTried.Add(stopSettle))
 	o.mu.Unlock()
-	if phase == Standby && up && r.IORunning && r.SQLRunning {
-		o.channelRuns(ctx, s.Owner)
+	if phase == Standby && up {
+		o.channelRuns(ctx, s.Owner, r.IORunning && r.SQLRunning)
 	}
 	if ours && phase == Standby && up && settled && r.IORunning && r.SQLRunning {
 		o.markReplStopped(false) // the stop it records failed, or someone restarted it
@@ -435,6 +435,11 @@ const (
 	// brokenGap ends a streak: a failure found longer than this after the previous one
 	// counts as a first failure.
 	brokenGap = 3 * ioRetryEvery
+	// runsFor is how long a channel must be seen running, without a stop in between,
+	// before it counts as running again: after each restart of a broken channel the IO
+	// thread runs for a few milliseconds before it meets the bad event again, and a probe
+	// may read it then.
+	runsFor = ioRetryEvery
 )
 
 // brokenChannel is one runtime's bookkeeping of watchChannel, under o.mu.
@@ -444,6 +449,9 @@ type brokenChannel struct {
 	seenAt    time.Time // when it was last found
 	journaled bool      // a ReplicationBroken{Broken: true} was proposed and not yet cleared
 	source    string    // the owner named in it
+	// runningSince is when the probe first found the channel running with no stop seen
+	// since (o.now; 0: not running).
+	runningSince time.Duration
 }
 
 // watchChannel journals a standby's channel that cannot get past one position of the
@@ -488,11 +496,25 @@ func (o *Owner) watchChannel(ctx context.Context, owner string, ch probe.Replica
 	}
 }
 
-// channelRuns ends a streak of watchChannel, and journals that a channel journaled as
-// broken runs again.
-func (o *Owner) channelRuns(ctx context.Context, owner string) {
+// channelRuns is told on every sweep of a standby whether its channel runs. Once it has
+// run for runsFor with no stop seen in between, it ends a streak of watchChannel and
+// journals that a channel journaled as broken runs again. A stop starts the wait over.
+func (o *Owner) channelRuns(ctx context.Context, owner string, running bool) {
+	now := o.now()
 	o.mu.Lock()
 	b := &o.broken
+	if !running {
+		b.runningSince = 0
+		o.mu.Unlock()
+		return
+	}
+	if b.runningSince == 0 {
+		b.runningSince = now
+	}
+	if now-b.runningSince < runsFor {
+		o.mu.Unlock()
+		return
+	}
 	b.key, b.streak = "", 0
 	was, source := b.journaled, b.source
 	o.mu.Unlock()

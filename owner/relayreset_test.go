@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -183,7 +184,8 @@ func brokenRecords(t *testing.T, n *fakeNode) []fsm.ReplicationData {
 // TestStandbyJournalsBrokenChannel: a standby whose IO thread stops with the same error at
 // the same source position on brokenAfter consecutive restarts (relay-log reset included)
 // journals the channel as broken, once; a channel that gets further each time, or whose SQL
-// thread failed, is not journaled; a broken channel that runs again is journaled as running.
+// thread failed, is not journaled; a broken channel that runs again for runsFor is journaled
+// as running, one seen running for less between failures is not.
 func TestStandbyJournalsBrokenChannel(t *testing.T) {
 	const rounds = 6
 	tests := []struct {
@@ -235,14 +237,28 @@ func TestStandbyJournalsBrokenChannel(t *testing.T) {
 				d.Failures != brokenAfter+tt.failing || !strings.Contains(d.Hint, "mariadb-bin.000014") {
 				t.Fatalf("journaled %+v, want db1's channel from db2 broken with errno %d at mariadb-bin.000014:458705 after %d failures", d, tt.errno, brokenAfter)
 			}
-			// The channel runs again (an operator fixed it): journaled once as running.
-			r.db.mu.Lock()
-			r.db.replErr, r.db.ioDown = probe.ReplicaStatus{}, false
-			r.db.mu.Unlock()
-			for range 3 {
+			// A restart that the probe finds running for a moment before the IO thread meets
+			// the bad event again is not the channel running again.
+			running := func(d time.Duration) {
+				r.db.mu.Lock()
+				r.db.replErr, r.db.ioDown = probe.ReplicaStatus{}, false
+				r.db.mu.Unlock()
+				r.healthy(true)
+				r.o.sweep(context.Background())
+				r.clock.advance(d)
 				r.healthy(true)
 				r.o.sweep(context.Background())
 			}
+			running(runsFor - time.Millisecond)
+			ioRound(r, tt.replErr, tt.errno)
+			running(runsFor - time.Millisecond)
+			if got := brokenRecords(t, r.node); len(got) != 1 {
+				t.Fatalf("after runs shorter than %s between failures: %+v, want the broken record only", runsFor, got)
+			}
+			// The channel runs again (an operator fixed it) for runsFor: journaled once as
+			// running.
+			running(runsFor)
+			running(runsFor)
 			got = brokenRecords(t, r.node)
 			if len(got) != 2 || got[1].Broken || got[1].Node != "db1" || got[1].Source != "db2" {
 				t.Fatalf("after the channel ran again: %+v, want a second record saying it runs", got)
