@@ -17,9 +17,6 @@ import (
 // here (another host, another PID namespace, or its pid file unreadable).
 var ErrNotLocal = errors.New("mysqld process not visible from this host")
 
-// pollSlice bounds one wait in [WatchProcess], so cancellation is noticed.
-const pollSlice = 200 * time.Millisecond
-
 // ServerPID returns the process id of the server behind db when it runs on this host:
 // it reads @@pid_file and that file, and checks that the process is a mysqld or mariadbd.
 func ServerPID(ctx context.Context, db *sql.DB) (int, error) {
@@ -49,29 +46,48 @@ func ServerPID(ctx context.Context, db *sql.DB) (int, error) {
 // ctx ends first. It holds a pidfd, so a pid reused by another process is never
 // mistaken for the server: a SIGKILLed or crashed mysqld is noticed within milliseconds,
 // without waiting for the next probe.
+//
+// The pidfd waits in the Go runtime's network poller (epoll), not in a blocking poll(2):
+// a goroutine blocked in a system call holds its thread and, with GOMAXPROCS=1, the only
+// P until the runtime's monitor takes it back, which both delays every other goroutine
+// and puts the monitor into its busiest polling mode each time the call is entered.
 func WatchProcess(ctx context.Context, pid int) error {
-	fd, err := unix.PidfdOpen(pid, 0)
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
 	if err != nil {
 		if errors.Is(err, unix.ESRCH) {
 			return nil // already gone
 		}
 		return fmt.Errorf("pidfd_open %d: %w", pid, err)
 	}
-	defer unix.Close(fd)
-	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		n, err := unix.Poll(fds, int(pollSlice/time.Millisecond))
-		switch {
-		case errors.Is(err, unix.EINTR):
-		case err != nil:
-			return fmt.Errorf("poll pidfd of %d: %w", pid, err)
-		case n > 0:
-			return nil
-		}
+	// A non-blocking descriptor handed to os.NewFile is registered with the poller.
+	f := os.NewFile(uintptr(fd), fmt.Sprintf("pidfd %d", pid))
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("pidfd of %d: %w", pid, err)
 	}
+	// Cancellation ends the wait through a deadline in the past.
+	stop := context.AfterFunc(ctx, func() { _ = f.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	var perr error
+	err = rc.Read(func(fd uintptr) bool {
+		// The pidfd is readable once the process has exited; poll without waiting.
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			perr = err
+			return true
+		}
+		return n > 0
+	})
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case err != nil:
+		return fmt.Errorf("wait for pidfd of %d: %w", pid, err)
+	case perr != nil:
+		return fmt.Errorf("poll pidfd of %d: %w", pid, perr)
+	}
+	return nil
 }
 
 // Process states as [ProcessState] reports them.

@@ -2,7 +2,11 @@ package probe
 
 import (
 	"context"
+	"os"
 	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -45,6 +49,55 @@ func TestWatchProcess(t *testing.T) {
 	if err := WatchProcess(ctx, other.Process.Pid); err != context.Canceled {
 		t.Fatalf("WatchProcess after cancel = %v, want context.Canceled", err)
 	}
+}
+
+// TestWatchProcessHoldsNoThread checks that a watch waits in the runtime's poller: a
+// watch blocked in poll(2) holds an OS thread (and, with one P, the P) for as long as it
+// waits.
+func TestWatchProcessHoldsNoThread(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	const watchers = 16
+	before := threads(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range watchers {
+		wg.Go(func() {
+			if err := WatchProcess(ctx, cmd.Process.Pid); err != context.Canceled {
+				t.Errorf("WatchProcess after cancel = %v, want context.Canceled", err)
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+	during := threads(t)
+	cancel()
+	wg.Wait()
+	if during-before >= watchers/2 {
+		t.Fatalf("%d watches of one process: %d threads before, %d while they wait", watchers, before, during)
+	}
+}
+
+// threads is the number of OS threads of this process.
+func threads(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for l := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Threads:"); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatal("no Threads line in /proc/self/status")
+	return 0
 }
 
 func TestProcessState(t *testing.T) {
