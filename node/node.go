@@ -370,6 +370,7 @@ func (n *Node) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Run(gctx) })
 	g.Go(func() error { return n.poll.Run(gctx) })
+	g.Go(func() error { return n.followLeader(gctx) })
 	g.Go(func() error { return n.bootstrap(gctx) })
 	g.Go(func() error { return n.ctl.Run(gctx, n.leaderCh) })
 	g.Go(func() error { return n.announce(gctx) })
@@ -493,6 +494,10 @@ func (n *Node) farewell(ctx context.Context) error {
 
 // Peers returns the latest poll of every peer.
 func (n *Node) Peers() map[string]api.Peer { return n.poll.snapshot() }
+
+// PeersWatch returns a channel closed at the next change of Peers: a report polled or
+// carried by a renewal, a failed poll, a goodbye.
+func (n *Node) PeersWatch() <-chan struct{} { return n.poll.watch() }
 
 // unreachable lists the peers the last poll did not reach.
 func (n *Node) unreachable() map[string]bool {

@@ -47,9 +47,14 @@ type poller struct {
 	leader func() string
 	steady func() bool
 	kicks  chan struct{}
+	// leaderMoved wakes the loop when raft observes a new leader, so the new leader is
+	// polled at once (it is where a follower learns the applied index from).
+	leaderMoved chan struct{}
 
 	mu    sync.Mutex
 	views map[string]api.Peer
+	// changed is closed (and replaced) at every change of views.
+	changed chan struct{}
 	// maxLeader is the highest LeaderApplied any peer reported since start.
 	maxLeader uint64
 	// busyUntil is the boot-clock time until which every peer is polled fast.
@@ -62,7 +67,28 @@ func newPoller(cfg *config.Config, client *api.Client, now func() time.Duration,
 	return &poller{self: cfg.Node.ID, peers: cfg.Cluster.Peers, client: client, log: log.Named("poller"),
 		every: min(cfg.Failover.Lease/4, pollEveryMax), idle: cfg.Failover.Lease / 2, leaderIdle: cfg.Failover.Lease / 3,
 		busyWindow: 2 * cfg.Failover.Lease, now: now, views: map[string]api.Peer{}, leftAt: map[string]time.Duration{},
-		kicks: make(chan struct{}, 1)}
+		kicks: make(chan struct{}, 1), leaderMoved: make(chan struct{}, 1), changed: make(chan struct{})}
+}
+
+// watch returns a channel closed at the next change of any peer's view.
+func (p *poller) watch() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.changed
+}
+
+// changedLocked wakes the watchers of the views; p.mu is held.
+func (p *poller) changedLocked() {
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// leaderChanged wakes the loop to poll a new raft leader now.
+func (p *poller) leaderChanged() {
+	select {
+	case p.leaderMoved <- struct{}{}:
+	default:
+	}
 }
 
 // kick polls every peer at once and keeps the fast pace for the busy window.
@@ -121,13 +147,16 @@ func (p *poller) Run(ctx context.Context) error {
 			if peer.ID == p.self || inflight[peer.ID] {
 				continue
 			}
-			if d, ok := due[peer.ID]; ok && d > now && !(peer.ID == leader && leader != lastLeader) {
+			// A new leader is polled at once: its report, not one from before it led,
+			// carries the applied index a follower needs.
+			newLeader := peer.ID == leader && leader != lastLeader
+			if d, ok := due[peer.ID]; ok && d > now && !newLeader {
 				continue
 			}
 			period := p.period(peer.ID, leader, steady)
 			// A report a renewal carried in meanwhile stands in for this poll (not after
 			// a kick, which wants every report from after the change).
-			if at, ok := p.fresh(peer.ID, period); ok && !kicked[peer.ID] {
+			if at, ok := p.fresh(peer.ID, period); ok && !kicked[peer.ID] && !newLeader {
 				due[peer.ID] = at + period
 				continue
 			}
@@ -151,8 +180,11 @@ func (p *poller) Run(ctx context.Context) error {
 				wait = min(wait, max(d-now, 0))
 			}
 		}
-		// A change of leader is seen within `every`.
-		wait = min(wait, p.every)
+		// Without a known leader, look for one every `every`; a change of a known leader
+		// wakes the loop (leaderChanged).
+		if leader == "" && p.leader != nil {
+			wait = min(wait, p.every)
+		}
 		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
@@ -160,6 +192,7 @@ func (p *poller) Run(ctx context.Context) error {
 		case <-timer.C:
 		case id := <-done:
 			delete(inflight, id)
+		case <-p.leaderMoved:
 		case <-p.kicks:
 			clear(due)
 			for _, peer := range p.peers {
@@ -189,6 +222,7 @@ func (p *poller) pollOne(ctx context.Context, peer config.Peer) {
 	}
 	v.OK, v.Err = false, err.Error()
 	p.views[peer.ID] = v
+	p.changedLocked()
 }
 
 // record stores peer id's report, taken now: from a poll, or carried by a lease
@@ -211,6 +245,7 @@ func (p *poller) record(id string, r api.NodeReport) {
 		delete(p.leftAt, id)
 	}
 	p.views[id] = api.Peer{Report: r, At: now, OK: true, Left: left}
+	p.changedLocked()
 }
 
 // fresh reports whether peer id's view was recorded less than period ago, and when.
@@ -236,6 +271,7 @@ func (p *poller) markLeft(peer string) {
 	v.Left = true
 	p.views[peer] = v
 	p.leftAt[peer] = p.now()
+	p.changedLocked()
 }
 
 // snapshot returns a copy of every peer's latest view.

@@ -114,6 +114,30 @@ func TestPollerKick(t *testing.T) {
 	}
 }
 
+// TestPollerLeaderChange: a new raft leader is polled as soon as raft reports it, not
+// at its idle pace nor at the next tick of a timer.
+func TestPollerLeaderChange(t *testing.T) {
+	const lease = 2 * time.Second // every = 100 ms, leader 667 ms, idle 1 s
+	p, _, other := newTestPoller(t, lease, true)
+	var leader atomic.Value
+	leader.Store("witness")
+	p.leader = func() string { return leader.Load().(string) }
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() {
+		if err := p.Run(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	waitFor(t, time.Second, "first poll of db2", func() bool { return other.polls.Load() == 1 })
+	time.Sleep(150 * time.Millisecond)
+	leader.Store("db2")
+	p.leaderChanged()
+	waitFor(t, 30*time.Millisecond, "db2 polled right after it became the leader", func() bool { return other.polls.Load() >= 2 })
+}
+
 // TestPollerLeft: a peer that said goodbye stays left while it reports stopping and for a
 // report it sent before the goodbye that arrives after it; a report from a peer started
 // after the goodbye brings it back.

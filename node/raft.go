@@ -554,6 +554,26 @@ func (s sealedPreVote) RequestPreVote(id raft.ServerID, target raft.ServerAddres
 // IsLeader reports whether this node is the raft leader now.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 
+// followLeader wakes the poller whenever raft observes a new leader (or loses it), so a
+// follower polls a new leader at once instead of looking for a change on a timer.
+func (n *Node) followLeader(ctx context.Context) error {
+	ch := make(chan raft.Observation, 4)
+	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	n.raft.RegisterObserver(obs)
+	defer n.raft.DeregisterObserver(obs)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ch:
+			n.poll.leaderChanged()
+		}
+	}
+}
+
 // leader returns the leader's id ("" when unknown).
 func (n *Node) leader() string {
 	_, id := n.raft.LeaderWithID()
