@@ -33,9 +33,10 @@ const (
 	barrierRetry   = 100 * time.Millisecond
 	// applyTimeout bounds one decision's commit.
 	applyTimeout = 2 * time.Second
-	// tickEvery is the leader loop's pace when nothing changes (applied changes wake it at
-	// once; the peers' reports it decides from arrive every 100 ms).
-	tickEvery = 50 * time.Millisecond
+	// maxWait bounds the leader loop's sleep. It wakes on an applied change, on a new or
+	// failed report of a peer, and at the next moment the view changes by time alone (a
+	// report ageing out, a renewal or a promise expiring, a phase overdue): see nextWake.
+	maxWait = time.Second
 	// repeatAfter suppresses proposing the same decision twice within this time.
 	repeatAfter = time.Second
 	// transferEvery spaces attempts to move leadership off the owner.
@@ -55,9 +56,11 @@ type Node interface {
 	Apply(ev fsm.Event, timeout time.Duration) (api.ProposeResponse, error)
 	// TransferLeadership hands raft leadership to the voter id.
 	TransferLeadership(id string) error
-	// Peers is the latest poll of every peer; Report is this node's own report.
+	// Peers is the latest poll of every peer; Report is this node's own report;
+	// PeersWatch a channel closed at the next change of Peers.
 	Peers() map[string]api.Peer
 	Report() api.NodeReport
+	PeersWatch() <-chan struct{}
 }
 
 // Config is the controller's part of the node configuration.
@@ -176,16 +179,17 @@ func (c *Controller) leaderLoop(ctx context.Context, stop <-chan struct{}) {
 	var since time.Duration
 	var last decided
 	var lastTransfer time.Duration
-	tick := time.NewTicker(tickEvery)
-	defer tick.Stop()
+	timer := time.NewTimer(maxWait)
+	defer timer.Stop()
 	for {
-		watch := c.node.Watch()
+		watch, peersWatch := c.node.Watch(), c.node.PeersWatch()
 		s := c.node.State()
 		now := c.now()
 		if since == 0 || key.epoch != s.Epoch || key.phase != s.Phase {
 			key.epoch, key.phase, since = s.Epoch, s.Phase, now
 		}
-		v := c.View(s, now, now-since)
+		reps := c.reports(now)
+		v := c.view(s, reps, now, now-since)
 		if s.Phase == fsm.PhaseNone && now-started < settleTime {
 			for _, m := range s.Members {
 				// A member that has not announced its role yet may be a database node.
@@ -214,13 +218,19 @@ func (c *Controller) leaderLoop(ctx context.Context, stop <-chan struct{}) {
 				}
 			}
 		}
+		w := wakes{since: since, started: started, lastTransfer: lastTransfer}
+		if last.typ != "" {
+			w.repeat = last.at + repeatAfter
+		}
+		timer.Reset(c.nextWake(s, reps, now, w))
 		select {
 		case <-stop:
 			return
 		case <-ctx.Done():
 			return
 		case <-watch:
-		case <-tick.C:
+		case <-peersWatch:
+		case <-timer.C:
 		}
 	}
 }
@@ -288,10 +298,13 @@ func (c *Controller) reports(now time.Duration) map[string]report {
 // View builds what Decide needs beyond the journal, from the peers' reports; inPhase is
 // how long this leader has seen the current (epoch, phase).
 func (c *Controller) View(s fsm.State, now, inPhase time.Duration) fsm.View {
+	return c.view(s, c.reports(now), now, inPhase)
+}
+
+func (c *Controller) view(s fsm.State, reps map[string]report, now, inPhase time.Duration) fsm.View {
 	cfg := c.cfg
 	lease := cfg.Lease
 	v := fsm.View{Self: cfg.Self, Now: time.Now(), Quorum: c.node.IsLeader(), Nopreempt: cfg.Nopreempt, Damping: cfg.Damping}
-	reps := c.reports(now)
 	v.Unreachable = map[string]bool{}
 	for _, m := range cfg.Members {
 		if _, ok := reps[m.ID]; !ok {
@@ -322,6 +335,86 @@ func (c *Controller) View(s fsm.State, now, inPhase time.Duration) fsm.View {
 		v.PromisesExpired = c.promisesExpired(s, reps, now)
 	}
 	return v
+}
+
+// wakes are the leader loop's own times that nextWake needs besides the state and the
+// reports (boot clock; zero for none).
+type wakes struct {
+	// since is when the loop first saw the current (epoch, phase); started is when
+	// this term's loop started.
+	since, started time.Duration
+	// repeat is when the last decision may be proposed again; lastTransfer is the
+	// last attempt to move leadership off the owner.
+	repeat, lastTransfer time.Duration
+}
+
+// nextWake is how long the leader loop may sleep when neither the journal nor a report
+// changes: until the first moment at which the view built from s and reps changes by
+// time alone, or a decision the loop held back is due; at most maxWait, at least a
+// millisecond. It mirrors what view, reports and Decide read from the clock: a report
+// that ages out (unreachable), the end of a fresh owner's grace and of each voter's last
+// renewal (silent), an overdue promotion, the end of each voter's promise and of its
+// boot (promises expired), the settling time, a candidate's damping, a suppressed repeat
+// and the next leadership transfer.
+func (c *Controller) nextWake(s fsm.State, reps map[string]report, now time.Duration, w wakes) time.Duration {
+	next := now + maxWait
+	// at notes a moment when a condition flips; a millisecond later it has flipped
+	// whether the condition compares with < or <=.
+	at := func(t time.Duration) {
+		if t += time.Millisecond; t > now && t < next {
+			next = t
+		}
+	}
+	lease := c.cfg.Lease
+	for id, r := range reps {
+		if id != c.cfg.Self {
+			at(r.at + 2*lease)
+		}
+	}
+	switch s.Phase {
+	case fsm.PhaseAssigned, fsm.PhaseActive:
+		if s.Phase == fsm.PhaseAssigned {
+			at(w.since + 2*c.cfg.CatchupTimeout + promotionMargin)
+		}
+		at(w.since + 2*lease)
+		for id, r := range reps {
+			if id != s.Owner && r.r.RenewAgeMS >= 0 {
+				at(r.at - time.Duration(r.r.RenewAgeMS)*time.Millisecond + lease)
+			}
+		}
+		if s.Owner == c.cfg.Self && s.Phase == fsm.PhaseActive && w.lastTransfer != 0 {
+			at(w.lastTransfer + transferEvery)
+		}
+	case fsm.PhaseRevoked:
+		wait := c.HandoverWait(s, s.Owner)
+		for id, r := range reps {
+			if id == s.Owner {
+				continue
+			}
+			if r.r.PromiseOwner == s.Owner && r.r.PromiseEpoch == s.Epoch && r.r.LastGrantAgeMS >= 0 {
+				at(r.at - time.Duration(r.r.LastGrantAgeMS)*time.Millisecond + wait)
+			}
+			if up := time.Duration(r.r.UptimeMS) * time.Millisecond; up < wait {
+				at(r.at - up + wait)
+			}
+		}
+	case fsm.PhaseNone:
+		at(w.started + settleTime)
+	}
+	if c.cfg.Damping > 0 {
+		wall := time.Now()
+		for _, m := range s.Members {
+			if !m.HealthAt.IsZero() {
+				if left := m.HealthAt.Add(c.cfg.Damping).Sub(wall); left > 0 {
+					at(now + left)
+				}
+			}
+		}
+	}
+	if w.repeat != 0 {
+		at(w.repeat)
+	}
+	return max(next-now, time.Millisecond)
 }
 
 // HandoverWait is how long after the last promise to owner a new owner may be assigned

@@ -18,13 +18,29 @@ type fakeNode struct {
 	leader    bool
 	barrierOK bool
 	peers     map[string]api.Peer
+	peersCh   chan struct{}
 	self      api.NodeReport
 	applied   []fsm.Type
 	transfers []string
 }
 
 func newFakeNode() *fakeNode {
-	return &fakeNode{s: fsm.NewState(), watch: make(chan struct{}), leader: true, barrierOK: true, peers: map[string]api.Peer{}}
+	return &fakeNode{s: fsm.NewState(), watch: make(chan struct{}), leader: true, barrierOK: true, peers: map[string]api.Peer{}, peersCh: make(chan struct{})}
+}
+
+func (n *fakeNode) PeersWatch() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.peersCh
+}
+
+// setPeers changes the reports under the lock and wakes the watchers, as a poll does.
+func (n *fakeNode) setPeers(f func()) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	f()
+	close(n.peersCh)
+	n.peersCh = make(chan struct{})
 }
 
 func (n *fakeNode) State() fsm.State {
@@ -165,20 +181,20 @@ func TestLeaderLoop(t *testing.T) {
 	}
 	// Every voter applied the revoke; their last grants to db1 are old.
 	idx := n.State().Index
-	n.mu.Lock()
-	n.self.Applied = idx
-	for id, p := range n.peers {
-		p.Report.Applied, p.At = idx, now()
-		n.peers[id] = p
-	}
-	n.mu.Unlock()
+	n.setPeers(func() {
+		n.self.Applied = idx
+		for id, p := range n.peers {
+			p.Report.Applied, p.At = idx, now()
+			n.peers[id] = p
+		}
+	})
 	advance(c.HandoverWait(n.State(), n.State().Owner) + time.Millisecond)
-	n.mu.Lock()
-	for id, p := range n.peers {
-		p.At = now()
-		n.peers[id] = p
-	}
-	n.mu.Unlock()
+	n.setPeers(func() {
+		for id, p := range n.peers {
+			p.At = now()
+			n.peers[id] = p
+		}
+	})
 	waitState(t, n, "db2 assigned", func(s fsm.State) bool { return s.Owner == "db2" && s.Phase == fsm.PhaseAssigned && s.Epoch == 2 })
 
 	leaderCh <- false
