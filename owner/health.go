@@ -111,6 +111,7 @@ func (o *Owner) probeLoop(ctx context.Context) error {
 			o.log.Info("semi-sync status changed", zap.String("from", me.SemiSync), zap.String("to", h.SemiSync))
 			o.proposeNow(ctx, fsm.SemiSyncChanged, fsm.SemiSyncData{Node: cfg.Node, Status: h.SemiSync})
 		}
+		o.probed()
 		select {
 		case <-ctx.Done():
 			return nil

@@ -24,10 +24,13 @@ import (
 
 // Timing constants of the runtime.
 const (
-	// reconcileEvery is the pace of the state machine and of the conjunction checks
-	// when nothing wakes it earlier: applied changes, health changes and lease changes
-	// wake it at once, and a timer fires at the lease's expiry.
-	reconcileEvery = 100 * time.Millisecond
+	// reconcileEvery is the longest the state machine and the conjunction checks wait
+	// when nothing wakes them: every probe (mysql.interval) wakes them right after it
+	// reads the server, so they run in the same wakeup of the process instead of on a
+	// timer of their own; applied changes, health changes and lease changes wake them at
+	// once, and a timer fires at the lease's expiry. This bound applies while the probe
+	// is slower (a hung server) or configured slower.
+	reconcileEvery = 300 * time.Millisecond
 	// sweepEvery is the pace of the idempotent checks that read the world back: a
 	// managed VIP left on the interface, a writable server that should not be.
 	sweepEvery = time.Second
@@ -338,6 +341,15 @@ func (o *Owner) spawn(f func()) {
 		defer o.bg.Done()
 		f()
 	}()
+}
+
+// probed wakes the reconcile loop after a probe (not the renewal, which runs on the
+// lease's own pace).
+func (o *Owner) probed() {
+	select {
+	case o.kick <- struct{}{}:
+	default:
+	}
 }
 
 func (o *Owner) poke() {

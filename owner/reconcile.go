@@ -14,7 +14,7 @@ import (
 )
 
 // reconcileLoop drives the state machine and enforces the conjunctions: on every applied
-// change, on a kick, and every reconcileEvery; the read-back sweep runs every sweepEvery
+// change, on a kick, after every probe, and at least every reconcileEvery; the read-back sweep runs every sweepEvery
 // (and once at start, so a node that restarts fences a server it may have left writable).
 func (o *Owner) reconcileLoop(ctx context.Context) error {
 	t := time.NewTimer(reconcileEvery)
