@@ -20,6 +20,7 @@ import (
 	"github.com/keepraft/keepraft/internal/cpuprofile"
 	"github.com/keepraft/keepraft/internal/mancmd"
 	"github.com/keepraft/keepraft/internal/sdnotify"
+	"github.com/keepraft/keepraft/internal/timerslack"
 	"github.com/keepraft/keepraft/node"
 	"github.com/keepraft/keepraft/watchdog"
 )
@@ -39,6 +40,12 @@ Under systemd (Type=notify) keepraftd sends READY=1 once the node runs, a watchd
 every half WatchdogSec, and STOPPING=1 when it shuts down. It needs CAP_NET_ADMIN and
 CAP_NET_RAW on a database node (addresses, ARP, VRRP, nftables).`
 
+// slack is what main's timerslack.Set did, logged once the logger exists.
+var slack struct {
+	changed int
+	err     error
+}
+
 type options struct {
 	config string
 	noVIP  bool
@@ -53,6 +60,8 @@ func main() {
 	if os.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(1)
 	}
+	// Early, while the runtime has few threads; later ones inherit the slack.
+	slack.changed, slack.err = timerslack.Set(timerslack.Default)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
@@ -90,6 +99,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 			log.Info("keepraftd starting", zap.String("version", version), zap.String("config", opts.config), zap.String("role", cfg.Node.Role))
+			if slack.err != nil {
+				// Not fatal: only the idle cost is higher.
+				log.Info("timer slack not raised on every thread (needs CAP_SYS_NICE, or TimerSlackNSec in the unit); idle CPU is higher",
+					zap.Duration("slack", timerslack.Default), zap.Error(slack.err))
+			}
 			n, err := node.New(cfg, log, node.Options{NoVIP: opts.noVIP, Watchdog: watchdog.Command(opts.config), Version: version})
 			if err != nil {
 				log.Error("start", zap.Error(err))
