@@ -318,10 +318,10 @@ func Default() Config {
 	return Config{
 		Node: Node{Role: "database"},
 		Cluster: Cluster{Raft: Raft{
-			HeartbeatTimeout:   time.Second,
-			ElectionTimeout:    time.Second,
-			LeaderLeaseTimeout: 500 * time.Millisecond,
-			CommitTimeout:      250 * time.Millisecond,
+			HeartbeatTimeout:   2 * time.Second,
+			ElectionTimeout:    2 * time.Second,
+			LeaderLeaseTimeout: time.Second,
+			CommitTimeout:      time.Second,
 			SnapshotThreshold:  1024,
 			SnapshotInterval:   30 * time.Second,
 			JournalRetain:      10000,
@@ -571,6 +571,17 @@ func buildPeers(c *checker, rc rawCluster, nodeID string) []Peer {
 // its own timings.
 func buildRaft(c *checker, r *Raft, rr rawRaft) {
 	c.dur("cluster.raft.heartbeat_timeout", rr.HeartbeatTimeout, &r.HeartbeatTimeout)
+	// Unset, the other timings follow heartbeat_timeout: election equal, leader lease and
+	// commit timeout half of it (the defaults for the default heartbeat).
+	if rr.ElectionTimeout == "" {
+		r.ElectionTimeout = r.HeartbeatTimeout
+	}
+	if rr.LeaderLeaseTimeout == "" {
+		r.LeaderLeaseTimeout = r.HeartbeatTimeout / 2
+	}
+	if rr.CommitTimeout == "" {
+		r.CommitTimeout = r.HeartbeatTimeout / 2
+	}
 	c.dur("cluster.raft.election_timeout", rr.ElectionTimeout, &r.ElectionTimeout)
 	c.dur("cluster.raft.leader_lease_timeout", rr.LeaderLeaseTimeout, &r.LeaderLeaseTimeout)
 	c.dur("cluster.raft.commit_timeout", rr.CommitTimeout, &r.CommitTimeout)

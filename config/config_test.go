@@ -39,8 +39,34 @@ func TestParseReference(t *testing.T) {
 	if cfg.Node.ID != "db1" || len(cfg.Cluster.Peers) != 3 || cfg.VIP.Addresses[0].String() != "10.0.0.100/32" {
 		t.Fatalf("unexpected config %+v", cfg)
 	}
-	if cfg.Failover.Lease != 500*time.Millisecond || cfg.Cluster.Raft.CommitTimeout != 250*time.Millisecond {
+	if cfg.Failover.Lease != 500*time.Millisecond || cfg.Cluster.Raft.CommitTimeout != time.Second {
 		t.Fatalf("durations not parsed: %+v", cfg.Failover)
+	}
+}
+
+// TestRaftTimingsFollowHeartbeat: the Raft timings left unset follow heartbeat_timeout, so
+// setting it alone gives a valid config; one that is set stays as set.
+func TestRaftTimingsFollowHeartbeat(t *testing.T) {
+	const raft = "    heartbeat_timeout: 2s\n    election_timeout: 2s\n    leader_lease_timeout: 1s\n    commit_timeout: 1s\n"
+	tests := []struct {
+		name, set                        string
+		heartbeat, election, lease, comm time.Duration
+	}{
+		{"all unset: the defaults", "", 2 * time.Second, 2 * time.Second, time.Second, time.Second},
+		{"heartbeat alone", "    heartbeat_timeout: 300ms\n", 300 * time.Millisecond, 300 * time.Millisecond, 150 * time.Millisecond, 150 * time.Millisecond},
+		{"heartbeat and commit", "    heartbeat_timeout: 4s\n    commit_timeout: 250ms\n", 4 * time.Second, 4 * time.Second, 2 * time.Second, 250 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse(strings.NewReader(edited(t, raft, tt.set)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := cfg.Cluster.Raft
+			if r.HeartbeatTimeout != tt.heartbeat || r.ElectionTimeout != tt.election || r.LeaderLeaseTimeout != tt.lease || r.CommitTimeout != tt.comm {
+				t.Fatalf("heartbeat %v election %v leader lease %v commit %v", r.HeartbeatTimeout, r.ElectionTimeout, r.LeaderLeaseTimeout, r.CommitTimeout)
+			}
+		})
 	}
 }
 
@@ -61,7 +87,7 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"kernel lease fraction", [2]string{"kernel_lease: 1s", "kernel_lease: 1500ms"}, "vip.kernel_lease: must be whole seconds"},
 		{"bad fence", [2]string{"fence: auto", "fence: iptables"}, `vip.fence: must be auto, nftables or off, got "iptables"`},
 		{"lease too short", [2]string{"lease: 500ms", "lease: 50ms"}, "failover.lease: (50ms) must be ≥ 150ms"},
-		{"raft inequality", [2]string{"leader_lease_timeout: 500ms", "leader_lease_timeout: 1500ms"}, "cluster.raft.leader_lease_timeout: (1.5s) cannot be larger than heartbeat_timeout (1s)"},
+		{"raft inequality", [2]string{"leader_lease_timeout: 1s", "leader_lease_timeout: 2500ms"}, "cluster.raft.leader_lease_timeout: (2.5s) cannot be larger than heartbeat_timeout (2s)"},
 		{"probe slower than fall", [2]string{"\n  timeout: 200ms", "\n  timeout: 2s"}, "mysql.timeout: (2s) must not exceed"},
 		{"self missing", [2]string{"- {id: db1,", "- {id: db4,"}, "cluster.peers: must include this node"},
 		{"bad addr", [2]string{"api_addr: 10.0.0.11:7001\n  token", "api_addr: 10.0.0.11\n  token"}, "cluster.api_addr: invalid address"},
@@ -173,13 +199,13 @@ func TestBuildErrorsExact(t *testing.T) {
 			"cluster.peers: needs an odd number of voters (two database nodes and a witness), got 2"}},
 		{"self missing", []string{"- {id: db1,", "- {id: db4,"}, []string{`cluster.peers: must include this node ("db1")`}},
 
-		{"heartbeat invalid", []string{"heartbeat_timeout: 1s", "heartbeat_timeout: soon"}, []string{
+		{"heartbeat invalid", []string{"heartbeat_timeout: 2s", "heartbeat_timeout: soon"}, []string{
 			`cluster.raft.heartbeat_timeout: invalid duration "soon"` + dur}},
-		{"election zero", []string{"election_timeout: 1s", "election_timeout: 0s"}, []string{
+		{"election zero", []string{"election_timeout: 2s", "election_timeout: 0s"}, []string{
 			"cluster.raft.election_timeout: must be positive, got 0s"}},
-		{"leader lease negative", []string{"leader_lease_timeout: 500ms", "leader_lease_timeout: -5ms"}, []string{
+		{"leader lease negative", []string{"leader_lease_timeout: 1s", "leader_lease_timeout: -5ms"}, []string{
 			"cluster.raft.leader_lease_timeout: must be positive, got -5ms"}},
-		{"commit invalid", []string{"commit_timeout: 250ms", "commit_timeout: 5"}, []string{
+		{"commit invalid", []string{"commit_timeout: 1s", "commit_timeout: 5"}, []string{
 			`cluster.raft.commit_timeout: invalid duration "5"` + dur}},
 		{"snapshot interval negative", []string{"snapshot_interval: 30s", "snapshot_interval: -1s"}, []string{
 			"cluster.raft.snapshot_interval: must be positive, got -1s"}},
@@ -187,16 +213,16 @@ func TestBuildErrorsExact(t *testing.T) {
 			"cluster.raft.snapshot_threshold: must be ≥ 1, got 0"}},
 		{"journal retain", []string{"journal_retain: 10000", "journal_retain: 99"}, []string{
 			"cluster.raft.journal_retain: must be ≥ 100, got 99"}},
-		{"leader lease too long", []string{"leader_lease_timeout: 500ms", "leader_lease_timeout: 1500ms"}, []string{
-			"cluster.raft.leader_lease_timeout: (1.5s) cannot be larger than heartbeat_timeout (1s)"}},
-		{"election below heartbeat", []string{"election_timeout: 1s", "election_timeout: 300ms"}, []string{
-			"cluster.raft.election_timeout: (300ms) must be ≥ heartbeat_timeout (1s)"}},
-		{"heartbeat too short", []string{"heartbeat_timeout: 1s", "heartbeat_timeout: 40ms"}, []string{
-			"cluster.raft.leader_lease_timeout: (500ms) cannot be larger than heartbeat_timeout (40ms)",
+		{"leader lease too long", []string{"leader_lease_timeout: 1s", "leader_lease_timeout: 2500ms"}, []string{
+			"cluster.raft.leader_lease_timeout: (2.5s) cannot be larger than heartbeat_timeout (2s)"}},
+		{"election below heartbeat", []string{"election_timeout: 2s", "election_timeout: 300ms"}, []string{
+			"cluster.raft.election_timeout: (300ms) must be ≥ heartbeat_timeout (2s)"}},
+		{"heartbeat too short", []string{"heartbeat_timeout: 2s", "heartbeat_timeout: 40ms"}, []string{
+			"cluster.raft.leader_lease_timeout: (1s) cannot be larger than heartbeat_timeout (40ms)",
 			"cluster.raft.heartbeat_timeout: (40ms) below 50ms causes needless elections on loaded hosts",
-			"cluster.raft.commit_timeout: (250ms) must be below heartbeat_timeout (40ms)"}},
-		{"commit not below heartbeat", []string{"commit_timeout: 250ms", "commit_timeout: 1s"}, []string{
-			"cluster.raft.commit_timeout: (1s) must be below heartbeat_timeout (1s)"}},
+			"cluster.raft.commit_timeout: (1s) must be below heartbeat_timeout (40ms)"}},
+		{"commit not below heartbeat", []string{"commit_timeout: 1s", "commit_timeout: 2s"}, []string{
+			"cluster.raft.commit_timeout: (2s) must be below heartbeat_timeout (2s)"}},
 
 		{"mysql interval invalid", []string{"interval: 100ms", "interval: fast"}, []string{`mysql.interval: invalid duration "fast"` + dur}},
 		{"mysql timeout zero", []string{"\n  timeout: 200ms", "\n  timeout: 0ms"}, []string{"mysql.timeout: must be positive, got 0ms"}},
