@@ -187,6 +187,22 @@ func (c *Client) Node(ctx context.Context, addr string, timeout time.Duration) (
 	return r, err
 }
 
+// ExchangeNode sends this node's report to a peer (POST /v1/node) and returns the
+// peer's: one round trip serves both sides' polls. A peer from before the exchange
+// answers 405 (see [IsMethodNotAllowed]).
+func (c *Client) ExchangeNode(ctx context.Context, addr string, mine NodeReport, timeout time.Duration) (NodeReport, error) {
+	var r NodeReport
+	err := c.Do(ctx, http.MethodPost, addr, PathNode, mine, &r, timeout)
+	return r, err
+}
+
+// IsMethodNotAllowed reports whether err is a peer's 405: it does not serve that method
+// on the path (an older version).
+func IsMethodNotAllowed(err error) bool {
+	e, ok := errors.AsType[*Error](err)
+	return ok && e.Code == http.StatusMethodNotAllowed
+}
+
 // Propose forwards ev to the leader at addr.
 func (c *Client) Propose(ctx context.Context, addr string, ev fsm.Event, timeout time.Duration) (ProposeResponse, error) {
 	var pr ProposeResponse

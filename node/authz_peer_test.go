@@ -294,3 +294,39 @@ func TestRenewCarriesReports(t *testing.T) {
 		})
 	}
 }
+
+// TestExchangeCarriesReports: a poll that carries the caller's report (POST /v1/node) is
+// answered with this node's report and records the caller's as this node's view of it;
+// under TLS a report naming another node than the certificate's is refused with 403 and
+// not recorded.
+func TestExchangeCarriesReports(t *testing.T) {
+	n, certs, apiAddr := frozenWitness(t)
+	tests := []struct {
+		name   string
+		cert   string
+		report api.NodeReport
+		code   int
+		// recorded is the Applied the witness's view of report.Node must show (0: none).
+		recorded uint64
+	}{
+		{"db2 sends its own report", "db2", api.NodeReport{Node: "db2", Applied: 41}, http.StatusOK, 41},
+		{"db2 sends a report naming db1", "db2", api.NodeReport{Node: "db1", Applied: 42}, http.StatusForbidden, 0},
+		{"raftctl sends a report naming db1", "raftctl", api.NodeReport{Node: "db1", Applied: 43}, http.StatusForbidden, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := newCertClient(t, certs, tt.cert).ExchangeNode(context.Background(), apiAddr, tt.report, callTimeout)
+			if code := api.StatusCode(err); (err == nil && tt.code != http.StatusOK) || (err != nil && code != tt.code) {
+				t.Fatalf("exchange = %v, want %d", err, tt.code)
+			}
+			if err == nil && (got.Node != "witness" || got.Applied != n.State().Index) {
+				t.Fatalf("answer %+v, want the witness's report (applied %d)", got, n.State().Index)
+			}
+			v, ok := n.poll.snapshot()[tt.report.Node]
+			recorded := ok && v.OK && v.Report.Applied == tt.report.Applied
+			if recorded != (tt.recorded != 0) {
+				t.Fatalf("view of %s = %+v, want the carried report recorded: %v", tt.report.Node, v, tt.recorded != 0)
+			}
+		})
+	}
+}

@@ -367,6 +367,9 @@ func (n *Node) Run(ctx context.Context) error {
 	if err != nil {
 		return errors.Join(err, n.close())
 	}
+	// From here on the node can report (raft, the controller and the owner exist), so
+	// its polls carry its report (the check of the peers before raft started did not).
+	n.poll.report = n.Report
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Run(gctx) })
 	g.Go(func() error { return n.poll.Run(gctx) })

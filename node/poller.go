@@ -17,7 +17,9 @@ const pollEveryMax = 100 * time.Millisecond
 
 // poller reads every peer's /v1/node report. The controller decides from these reports,
 // followers learn the leader's applied index from them, and status shows each member's
-// last contact.
+// last contact. A poll carries this node's own report (POST /v1/node), which the peer
+// records as its poll of this node: whichever side is due first serves both, and the
+// other finds a fresh report and skips its poll.
 //
 // The pace follows what the reports are for. While the cluster is busy (the state is
 // not a steady active owner, or the journal changed within the last two lease periods:
@@ -46,6 +48,8 @@ type poller struct {
 	// state is a steady active owner; both nil poll every peer every `every`.
 	leader func() string
 	steady func() bool
+	// report is this node's own report, sent with each poll (nil: a plain GET).
+	report func() api.NodeReport
 	kicks  chan struct{}
 	// leaderMoved wakes the loop when raft observes a new leader, so the new leader is
 	// polled at once (it is where a follower learns the applied index from).
@@ -61,12 +65,15 @@ type poller struct {
 	busyUntil time.Duration
 	// leftAt is when each peer marked left said goodbye (boot clock).
 	leftAt map[string]time.Duration
+	// plain marks the peers that answered an exchange with 405 (an older version):
+	// they are polled with a plain GET.
+	plain map[string]bool
 }
 
 func newPoller(cfg *config.Config, client *api.Client, now func() time.Duration, log *zap.Logger) *poller {
 	return &poller{self: cfg.Node.ID, peers: cfg.Cluster.Peers, client: client, log: log.Named("poller"),
 		every: min(cfg.Failover.Lease/4, pollEveryMax), idle: cfg.Failover.Lease / 2, leaderIdle: cfg.Failover.Lease / 3,
-		busyWindow: 2 * cfg.Failover.Lease, now: now, views: map[string]api.Peer{}, leftAt: map[string]time.Duration{},
+		busyWindow: 2 * cfg.Failover.Lease, now: now, views: map[string]api.Peer{}, leftAt: map[string]time.Duration{}, plain: map[string]bool{},
 		kicks: make(chan struct{}, 1), leaderMoved: make(chan struct{}, 1), changed: make(chan struct{})}
 }
 
@@ -204,7 +211,7 @@ func (p *poller) Run(ctx context.Context) error {
 
 func (p *poller) pollOne(ctx context.Context, peer config.Peer) {
 	start := p.now()
-	r, err := p.client.Node(ctx, peer.APIAddr, p.every*2)
+	r, err := p.fetch(ctx, peer)
 	if err == nil {
 		p.record(peer.ID, r)
 		return
@@ -212,9 +219,11 @@ func (p *poller) pollOne(ctx context.Context, peer config.Peer) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	v := p.views[peer.ID]
-	if v.OK && v.At >= start {
-		// A report recorded while this poll was under way (a renewal carried it) is newer
-		// than the failure: the peer reached us after the poll began.
+	if v.OK && (v.At >= start || p.now()-v.At < p.every) {
+		// A report recorded while this poll was under way (a renewal or the peer's own
+		// poll carried it) is newer than the failure: the peer reached us after the poll
+		// began. One recorded within the fast poll period outweighs a single failure
+		// too; the view ages out by itself if nothing follows.
 		return
 	}
 	if v.OK {
@@ -225,8 +234,29 @@ func (p *poller) pollOne(ctx context.Context, peer config.Peer) {
 	p.changedLocked()
 }
 
-// record stores peer id's report, taken now: from a poll, or carried by a lease
-// renewal (the owner's in its request, a voter's in its answer).
+// fetch reads peer's report; with this node's own report in the request (an exchange)
+// unless the peer does not serve that.
+func (p *poller) fetch(ctx context.Context, peer config.Peer) (api.NodeReport, error) {
+	p.mu.Lock()
+	plain := p.plain[peer.ID]
+	p.mu.Unlock()
+	if p.report == nil || plain {
+		return p.client.Node(ctx, peer.APIAddr, p.every*2)
+	}
+	r, err := p.client.ExchangeNode(ctx, peer.APIAddr, p.report(), p.every*2)
+	if api.IsMethodNotAllowed(err) {
+		p.log.Info("peer does not take reports with a poll (an older version); polling it with GET", zap.String("peer", peer.ID))
+		p.mu.Lock()
+		p.plain[peer.ID] = true
+		p.mu.Unlock()
+		return p.client.Node(ctx, peer.APIAddr, p.every*2)
+	}
+	return r, err
+}
+
+// record stores peer id's report, taken now: from a poll, carried by a peer's poll of
+// this node (an exchange), or carried by a lease renewal (the owner's in its request, a
+// voter's in its answer).
 func (p *poller) record(id string, r api.NodeReport) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

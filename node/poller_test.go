@@ -221,10 +221,74 @@ func TestPollerFailureKeepsNewerReport(t *testing.T) {
 	if v := p.snapshot()["db2"]; !v.OK || v.Report.Applied != 77 {
 		t.Fatalf("after a poll that failed under a newer report: %+v, want OK with applied 77", v)
 	}
-	// Without a newer report the failure counts.
+	// A report recorded within the fast poll period outweighs a single failure; an older
+	// one does not.
 	slow.Close()
 	p.pollOne(context.Background(), peer)
+	if v := p.snapshot()["db2"]; !v.OK {
+		t.Fatalf("after a failed poll right after a report: %+v, want still OK", v)
+	}
+	time.Sleep(p.every)
+	p.pollOne(context.Background(), peer)
 	if v := p.snapshot()["db2"]; v.OK {
-		t.Fatalf("after a failed poll with nothing newer: %+v, want not OK", v)
+		t.Fatalf("after a failed poll with nothing newer within %v: %+v, want not OK", p.every, v)
+	}
+}
+
+// TestPollerExchange: a poll carries this node's report (POST /v1/node), so the peer
+// need not poll back; a peer that answers 405 (an older version) is polled with GET from
+// then on.
+func TestPollerExchange(t *testing.T) {
+	var mu sync.Mutex
+	got := map[string][]string{} // peer → methods seen, and the reports' nodes
+	serve := func(id string, exchange bool) *httptest.Server {
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /v1/node", func(w http.ResponseWriter, _ *http.Request) {
+			mu.Lock()
+			got[id] = append(got[id], "GET")
+			mu.Unlock()
+			_ = json.NewEncoder(w).Encode(api.NodeReport{Node: id})
+		})
+		if exchange {
+			mux.HandleFunc("POST /v1/node", func(w http.ResponseWriter, r *http.Request) {
+				var rep api.NodeReport
+				if err := json.NewDecoder(r.Body).Decode(&rep); err != nil {
+					t.Error(err)
+				}
+				mu.Lock()
+				got[id] = append(got[id], "POST from "+rep.Node)
+				mu.Unlock()
+				_ = json.NewEncoder(w).Encode(api.NodeReport{Node: id})
+			})
+		}
+		srv := httptest.NewServer(mux)
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	current, old := serve("witness", true), serve("db2", false)
+	cfg := &config.Config{}
+	cfg.Node.ID = "db1"
+	cfg.Failover.Lease = 400 * time.Millisecond
+	cfg.Cluster.Peers = []config.Peer{{ID: "db1"}, {ID: "witness", APIAddr: strings.TrimPrefix(current.URL, "http://")},
+		{ID: "db2", APIAddr: strings.TrimPrefix(old.URL, "http://")}}
+	p := newPoller(cfg, api.NewClient("", nil), boottime.Now, zap.NewNop())
+	p.report = func() api.NodeReport { return api.NodeReport{Node: "db1", Applied: 5} }
+	for range 2 {
+		for _, peer := range cfg.Cluster.Peers[1:] {
+			p.pollOne(context.Background(), peer)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := map[string][]string{"witness": {"POST from db1", "POST from db1"}, "db2": {"GET", "GET"}}
+	for id, w := range want {
+		if strings.Join(got[id], ",") != strings.Join(w, ",") {
+			t.Errorf("%s saw %v, want %v", id, got[id], w)
+		}
+	}
+	for _, id := range []string{"witness", "db2"} {
+		if v := p.snapshot()[id]; !v.OK || v.Report.Node != id {
+			t.Errorf("view of %s = %+v, want its report", id, v)
+		}
 	}
 }

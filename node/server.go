@@ -74,6 +74,7 @@ func (a *server) routes() http.Handler {
 	mux.HandleFunc("GET "+api.PathJournal, a.reader(a.journal))
 	mux.HandleFunc("GET "+api.PathMetrics, a.reader(promhttp.HandlerFor(a.n.metrics.reg, promhttp.HandlerOpts{}).ServeHTTP))
 	mux.HandleFunc("GET "+api.PathNode, a.peer(a.node))
+	mux.HandleFunc("POST "+api.PathNode, a.peer(a.exchange))
 	mux.HandleFunc("GET "+api.PathConfig, a.reader(a.configDigest))
 	mux.HandleFunc("POST "+api.PathPropose, a.peer(a.propose))
 	mux.HandleFunc("POST "+api.PathRenew, a.peer(a.renew))
@@ -396,6 +397,23 @@ func writerLostAt(recs []fsm.Record, complete bool) (time.Time, bool) {
 }
 
 func (a *server) node(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, a.n.Report())
+}
+
+// exchange answers POST /v1/node: a peer's poll that carries its own report. The
+// report is taken as a poll of that peer (under TLS only from the peer it names), so
+// one round trip serves both sides' polls.
+func (a *server) exchange(w http.ResponseWriter, r *http.Request) {
+	var rep api.NodeReport
+	if err := decodeBody(w, r, &rep); err != nil {
+		return
+	}
+	if !a.callerIs(w, r, "report", rep.Node) {
+		return
+	}
+	if rep.Node != a.n.cfg.Node.ID && a.n.hasPeer(rep.Node) {
+		a.n.poll.record(rep.Node, rep)
+	}
 	writeJSON(w, http.StatusOK, a.n.Report())
 }
 
