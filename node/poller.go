@@ -23,23 +23,31 @@ const pollEveryMax = 100 * time.Millisecond
 //
 // The pace follows what the reports are for. While the cluster is busy (the state is
 // not a steady active owner, or the journal changed within the last two lease periods:
-// kick) every peer is polled every `every` (lease/4, at most 100 ms). In the steady
-// state a follower polls the raft leader every lease/3: it acts on ownership only while
-// the leader's applied index is at most one lease old, and this leaves a poll to spare.
-// The other peers are polled every `idle` (lease/2), which keeps each report well under
-// the two lease periods after which the controller counts a peer as unreachable. The timing a
-// decision needs is carried inside the report (ages of renewals and promises are
-// measured against the report's own time), so a slower poll never makes one unsafe;
-// a journal change polls every peer at once.
+// kick) every peer is polled every `every` (lease/4, at most 100 ms). In the steady state
+// the raft leader, whose controller decides from the reports, polls every peer every
+// lease/2 (`idle`), well under the two lease periods after which it counts a peer as
+// unreachable. A follower lets the leader's polls serve it: a database node, which acts
+// on ownership only while the leader's applied index is at most one lease old, polls
+// the leader itself only when no report of it came within 0.6 lease (a leader's poll
+// missed), and a witness, which only needs to have learned the leader's index once,
+// within a lease. Followers poll each other every lease (for the status only). The
+// owner's renewals (every lease/3) carry its report and its voters', so nobody polls
+// it and it polls nobody. The timing a decision needs is carried inside the report (ages
+// of renewals and promises are measured against the report's own time), so a slower
+// poll never makes one unsafe; a journal change polls every peer at once, and a node
+// that becomes the leader polls every peer at once.
 type poller struct {
 	self   string
 	peers  []config.Peer
 	client *api.Client
 	log    *zap.Logger
 	every  time.Duration
-	idle   time.Duration
-	// leaderIdle is the steady pace of the raft leader's polls (lease/3): a follower's
-	// view of the leader must stay under one lease old, with a poll to spare.
+	// idle is the leader's steady pace for every peer (lease/2), followIdle a
+	// follower's for the other followers (lease).
+	idle, followIdle time.Duration
+	// leaderIdle is a follower's steady pace for the leader: 0.6 lease on a database
+	// node (its view of the leader must stay under one lease old; the leader's own polls
+	// come every lease/2), a lease on a witness.
 	leaderIdle time.Duration
 	// busyWindow is how long after a kick every peer is polled fast.
 	busyWindow time.Duration
@@ -72,7 +80,7 @@ type poller struct {
 
 func newPoller(cfg *config.Config, client *api.Client, now func() time.Duration, log *zap.Logger) *poller {
 	return &poller{self: cfg.Node.ID, peers: cfg.Cluster.Peers, client: client, log: log.Named("poller"),
-		every: min(cfg.Failover.Lease/4, pollEveryMax), idle: cfg.Failover.Lease / 2, leaderIdle: cfg.Failover.Lease / 3,
+		every: min(cfg.Failover.Lease/4, pollEveryMax), idle: cfg.Failover.Lease / 2, followIdle: cfg.Failover.Lease, leaderIdle: leaderIdle(cfg),
 		busyWindow: 2 * cfg.Failover.Lease, now: now, views: map[string]api.Peer{}, leftAt: map[string]time.Duration{}, plain: map[string]bool{},
 		kicks: make(chan struct{}, 1), leaderMoved: make(chan struct{}, 1), changed: make(chan struct{})}
 }
@@ -98,6 +106,14 @@ func (p *poller) leaderChanged() {
 	}
 }
 
+// leaderIdle is a follower's steady pace for the raft leader (see poller).
+func leaderIdle(cfg *config.Config) time.Duration {
+	if cfg.IsDatabase() {
+		return cfg.Failover.Lease * 3 / 5
+	}
+	return cfg.Failover.Lease
+}
+
 // kick polls every peer at once and keeps the fast pace for the busy window.
 func (p *poller) kick() {
 	p.mu.Lock()
@@ -114,10 +130,12 @@ func (p *poller) period(id, leader string, steady bool) time.Duration {
 	switch {
 	case !steady:
 		return p.every
+	case leader == p.self:
+		return p.idle
 	case id == leader:
 		return p.leaderIdle
 	}
-	return p.idle
+	return p.followIdle
 }
 
 // isSteady reports whether the non-leader peers may be polled at the idle pace.
@@ -200,6 +218,10 @@ func (p *poller) Run(ctx context.Context) error {
 		case id := <-done:
 			delete(inflight, id)
 		case <-p.leaderMoved:
+			// A node that became the leader decides from every report: poll them now.
+			if p.leader != nil && p.leader() == p.self {
+				clear(due)
+			}
 		case <-p.kicks:
 			clear(due)
 			for _, peer := range p.peers {

@@ -51,24 +51,35 @@ func newTestPoller(t *testing.T, lease time.Duration, steady bool) (p *poller, l
 	return p, leader, other
 }
 
-// TestPollerPace: in the steady state a follower polls the raft leader every lease/3
-// and the other peers every lease/2; not steady, every peer every lease/4 (at most
-// 100 ms).
+// TestPollerPace: in the steady state the raft leader polls every peer every lease/2; a
+// database follower polls the leader every 0.6 lease (the leader's own polls, which
+// carry its report, come first) and a witness every lease; followers poll each other
+// every lease. Not steady, every peer is polled every lease/4 (at most 100 ms).
 func TestPollerPace(t *testing.T) {
-	const lease = 800 * time.Millisecond // every 100 ms, leader 267 ms, idle 400 ms
+	const lease = 800 * time.Millisecond // every 100 ms, idle 400 ms, leader from a database 480 ms, else 800 ms
 	const window = 2 * time.Second
 	tests := []struct {
-		name   string
-		steady bool
-		// polls of the leader and of the other peer within the window: [min, max]
-		leader, other [2]int64
+		name     string
+		database bool
+		leader   string // the raft leader: "witness" (a peer) or "db1" (this node)
+		steady   bool
+		// polls of the witness and of db2 within the window: [min, max]
+		witness, other [2]int64
 	}{
-		{"steady: the leader every lease/3, the other every lease/2", true, [2]int64{5, 9}, [2]int64{3, 6}},
-		{"not steady: both every 100 ms", false, [2]int64{12, 21}, [2]int64{12, 21}},
+		{"database follower: the leader every 0.6 lease, the other every lease", true, "witness", true, [2]int64{4, 6}, [2]int64{2, 4}},
+		{"witness-like follower: the leader and the other every lease", false, "witness", true, [2]int64{2, 4}, [2]int64{2, 4}},
+		{"leader: every peer every lease/2", true, "db1", true, [2]int64{4, 7}, [2]int64{4, 7}},
+		{"not steady: both every 100 ms", true, "witness", false, [2]int64{12, 21}, [2]int64{12, 21}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, leader, other := newTestPoller(t, lease, tt.steady)
+			p, witness, other := newTestPoller(t, lease, tt.steady)
+			if tt.database {
+				cfg := &config.Config{}
+				cfg.Node.Role, cfg.Failover.Lease = "database", lease
+				p.leaderIdle = leaderIdle(cfg)
+			}
+			p.leader = func() string { return tt.leader }
 			ctx, cancel := context.WithCancel(context.Background())
 			var wg sync.WaitGroup
 			wg.Go(func() {
@@ -79,9 +90,9 @@ func TestPollerPace(t *testing.T) {
 			time.Sleep(window)
 			cancel()
 			wg.Wait()
-			l, o := leader.polls.Load(), other.polls.Load()
-			if l < tt.leader[0] || l > tt.leader[1] || o < tt.other[0] || o > tt.other[1] {
-				t.Fatalf("in %v: leader polled %d times, other %d; want %v and %v", window, l, o, tt.leader, tt.other)
+			w, o := witness.polls.Load(), other.polls.Load()
+			if w < tt.witness[0] || w > tt.witness[1] || o < tt.other[0] || o > tt.other[1] {
+				t.Fatalf("in %v: witness polled %d times, db2 %d; want %v and %v", window, w, o, tt.witness, tt.other)
 			}
 		})
 	}

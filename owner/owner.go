@@ -76,8 +76,9 @@ const (
 	// blocked rejoin.
 	rejoinEvery        = 2 * time.Second
 	rejoinBlockedEvery = 10 * time.Second
-	// remoteEvery is the pace of the remote probes of the other database nodes.
-	remoteEvery = 500 * time.Millisecond
+	// remoteEvery is the pace of the remote probes of the other database nodes (a second
+	// opinion shown in the status, never a failover input).
+	remoteEvery = time.Second
 	// shutdownTimeout bounds the hand-over at a graceful stop.
 	shutdownTimeout = 4 * time.Second
 	// lastReleaseTimeout bounds the release of an owner that stops with no successor.
