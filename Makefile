@@ -16,8 +16,8 @@ help: ## list the targets
 
 build: ## build keepraftd, raftctl and keepraft-lab into bin/
 	@mkdir -p $(BIN)
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/keepraftd ./cmd/keepraftd
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/raftctl ./cmd/raftctl
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/keepraftd ./cmd/keepraftd
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/raftctl ./cmd/raftctl
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/keepraft-lab ./cmd/keepraft-lab
 
 deps: ## install the Debian packages the lab needs, when missing (needs root)
