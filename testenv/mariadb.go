@@ -327,6 +327,12 @@ func (m *MariaDB) Start(ctx context.Context) error {
 		m.mu.Unlock()
 		return fmt.Errorf("start %s: already running (pid %d)", m.Name, m.Proc.PID)
 	}
+	// Connections pooled from the server's previous run are dead; the first query on
+	// one failed with "invalid connection" (broken pipe) after a restart.
+	if m.db != nil {
+		_ = m.db.Close()
+		m.db = nil
+	}
 	m.mu.Unlock()
 	if err := removeStaleSocketLock(m.Socket()); err != nil {
 		return fmt.Errorf("start %s: %w", m.Name, err)
