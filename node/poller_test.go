@@ -51,6 +51,19 @@ func newTestPoller(t *testing.T, lease time.Duration, steady bool) (p *poller, l
 	return p, leader, other
 }
 
+// startPoller runs p until the returned stop is called (which waits for it).
+func startPoller(t *testing.T, p *poller) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := p.Run(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	return func() { cancel(); wg.Wait() }
+}
+
 // TestPollerPace: in the steady state the raft leader polls every peer every lease/2; a
 // database follower polls the leader every 0.6 lease (the leader's own polls, which
 // carry its report, come first) and a witness every lease; followers poll each other
@@ -80,16 +93,9 @@ func TestPollerPace(t *testing.T) {
 				p.leaderIdle = leaderIdle(cfg)
 			}
 			p.leader = func() string { return tt.leader }
-			ctx, cancel := context.WithCancel(context.Background())
-			var wg sync.WaitGroup
-			wg.Go(func() {
-				if err := p.Run(ctx); err != nil {
-					t.Error(err)
-				}
-			})
+			stop := startPoller(t, p)
 			time.Sleep(window)
-			cancel()
-			wg.Wait()
+			stop()
 			w, o := witness.polls.Load(), other.polls.Load()
 			if w < tt.witness[0] || w > tt.witness[1] || o < tt.other[0] || o > tt.other[1] {
 				t.Fatalf("in %v: witness polled %d times, db2 %d; want %v and %v", window, w, o, tt.witness, tt.other)
@@ -103,15 +109,7 @@ func TestPollerPace(t *testing.T) {
 func TestPollerKick(t *testing.T) {
 	const lease = 2 * time.Second // every = 100 ms, idle = 1 s, busy window 4 s
 	p, _, other := newTestPoller(t, lease, true)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
-	wg.Go(func() {
-		if err := p.Run(ctx); err != nil {
-			t.Error(err)
-		}
-	})
+	defer startPoller(t, p)()
 	waitFor(t, time.Second, "first poll of db2", func() bool { return other.polls.Load() == 1 })
 	time.Sleep(300 * time.Millisecond)
 	if n := other.polls.Load(); n != 1 {
@@ -133,15 +131,7 @@ func TestPollerLeaderChange(t *testing.T) {
 	var leader atomic.Value
 	leader.Store("witness")
 	p.leader = func() string { return leader.Load().(string) }
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
-	wg.Go(func() {
-		if err := p.Run(ctx); err != nil {
-			t.Error(err)
-		}
-	})
+	defer startPoller(t, p)()
 	waitFor(t, time.Second, "first poll of db2", func() bool { return other.polls.Load() == 1 })
 	time.Sleep(150 * time.Millisecond)
 	leader.Store("db2")
@@ -187,17 +177,10 @@ func TestPollerSlowPeer(t *testing.T) {
 	t.Cleanup(slow.Close)
 	t.Cleanup(func() { close(hang) })
 	p.peers[2].APIAddr = strings.TrimPrefix(slow.URL, "http://") // db2 never answers
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := p.Run(ctx); err != nil {
-			t.Error(err)
-		}
-	})
+	stop := startPoller(t, p)
 	const window = 2 * time.Second
 	time.Sleep(window)
-	cancel()
-	wg.Wait()
+	stop()
 	// Every 100 ms: about 20; waiting for db2's 200 ms timeout each round would give 10.
 	if n := leader.polls.Load(); n < 15 {
 		t.Fatalf("in %v the leader was polled %d times beside a peer that never answers, want about 20", window, n)
