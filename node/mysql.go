@@ -128,6 +128,27 @@ func (p *PeerServers) db(peer string) (*sql.DB, error) {
 	return db, nil
 }
 
+// live returns peer's pool, first pinging an idle pooled connection with p.Timeout. A
+// connection pooled before the peer's host went away (cut off, not closed) would
+// otherwise take the whole of the caller's deadline: its statement is written and no
+// answer, nor reset, ever comes (a promotion's fence of a lost owner's server waited its
+// full 3 s). The ping's timeout closes such a connection, so the caller's statement dials
+// afresh and an unreachable host fails within a connect timeout. The ping's own error is
+// not the caller's: a slow but reachable server still gets the caller's full deadline.
+// With nothing pooled the caller dials anyway, and no ping is spent.
+func (p *PeerServers) live(ctx context.Context, peer string) (*sql.DB, error) {
+	db, err := p.db(peer)
+	if err != nil {
+		return nil, err
+	}
+	if db.Stats().Idle > 0 {
+		pctx, cancel := context.WithTimeout(ctx, p.Timeout)
+		_ = db.PingContext(pctx)
+		cancel()
+	}
+	return db, nil
+}
+
 // Ping connects to peer's server and runs SELECT 1.
 func (p *PeerServers) Ping(ctx context.Context, peer string) error {
 	db, err := p.db(peer)
@@ -140,7 +161,7 @@ func (p *PeerServers) Ping(ctx context.Context, peer string) error {
 
 // Fence fences peer's server and returns its final GTID set.
 func (p *PeerServers) Fence(ctx context.Context, peer string) (string, error) {
-	db, err := p.db(peer)
+	db, err := p.live(ctx, peer)
 	if err != nil {
 		return "", err
 	}
@@ -153,7 +174,7 @@ func (p *PeerServers) Fence(ctx context.Context, peer string) (string, error) {
 
 // Executed reads peer's executed GTID set.
 func (p *PeerServers) Executed(ctx context.Context, peer string) (string, error) {
-	db, err := p.db(peer)
+	db, err := p.live(ctx, peer)
 	if err != nil {
 		return "", err
 	}
@@ -166,7 +187,7 @@ func (p *PeerServers) Executed(ctx context.Context, peer string) (string, error)
 
 // ReadOnly reads peer's read_only.
 func (p *PeerServers) ReadOnly(ctx context.Context, peer string) (bool, error) {
-	db, err := p.db(peer)
+	db, err := p.live(ctx, peer)
 	if err != nil {
 		return false, err
 	}
