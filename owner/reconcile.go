@@ -14,8 +14,9 @@ import (
 )
 
 // reconcileLoop drives the state machine and enforces the conjunctions: on every applied
-// change, on a kick, after every probe, and at least every reconcileEvery; the read-back sweep runs every sweepEvery
-// (and once at start, so a node that restarts fences a server it may have left writable).
+// change, on a kick, after every probe, and at least every reconcileEvery; the read-back
+// sweep runs every sweepEvery (and once at start, so a node that restarts fences a server
+// it may have left writable).
 func (o *Owner) reconcileLoop(ctx context.Context) error {
 	t := time.NewTimer(reconcileEvery)
 	defer t.Stop()
