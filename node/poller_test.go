@@ -235,6 +235,7 @@ func TestPollerFailureKeepsNewerReport(t *testing.T) {
 func TestPollerExchange(t *testing.T) {
 	var mu sync.Mutex
 	got := map[string][]string{} // peer → methods seen, and the reports' nodes
+	requests := map[string]int{} // peer → requests of any kind
 	serve := func(id string, exchange bool) *httptest.Server {
 		mux := http.NewServeMux()
 		mux.HandleFunc("GET /v1/node", func(w http.ResponseWriter, _ *http.Request) {
@@ -255,7 +256,13 @@ func TestPollerExchange(t *testing.T) {
 				_ = json.NewEncoder(w).Encode(api.NodeReport{Node: id})
 			})
 		}
-		srv := httptest.NewServer(mux)
+		// Every request, the 405s the mux answers by itself included.
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			requests[id]++
+			mu.Unlock()
+			mux.ServeHTTP(w, r)
+		}))
 		t.Cleanup(srv.Close)
 		return srv
 	}
@@ -279,6 +286,10 @@ func TestPollerExchange(t *testing.T) {
 		if strings.Join(got[id], ",") != strings.Join(w, ",") {
 			t.Errorf("%s saw %v, want %v", id, got[id], w)
 		}
+	}
+	// One refused exchange, then GET only: the 405 is remembered.
+	if requests["db2"] != 3 || requests["witness"] != 2 {
+		t.Errorf("requests: db2 %d (want 3: a refused exchange and two GETs), witness %d (want 2)", requests["db2"], requests["witness"])
 	}
 	for _, id := range []string{"witness", "db2"} {
 		if v := p.snapshot()[id]; !v.OK || v.Report.Node != id {
