@@ -517,7 +517,7 @@ func TestNodeView(t *testing.T) {
 		t.Errorf("Raft of a node that never heard a leader = %+v, want term 0 and LastContact < 0", f)
 	}
 	registered(t, n.registerClusterMetrics())
-	registered(t, n.registerVRRPMetrics(vrrp.NewSpeaker(discard{}, vrrp.Config{AdvertInt: time.Second}, func() bool { return false }, n.log), vrrp.NewListener(nil, vrrp.Config{}, nil, nil, n.log)))
+	registered(t, n.registerVRRPMetrics(vrrp.NewSpeaker(discard{}, vrrp.Config{AdvertInt: time.Second}, func() bool { return false }, nil, n.log), vrrp.NewListener(nil, vrrp.Config{}, nil, nil, n.log)))
 	got := only(series(t, gathererCollector{n.metrics.reg}), "keepraft_")
 	for _, name := range []string{"keepraft_raft_term{node=db1}", "keepraft_peer_reachable{node=db1,peer=db2}", "keepraft_vrrp_adverts_sent_total{node=db1}",
 		"keepraft_mysql_writes_open{node=db1}", "keepraft_build_info{"} {

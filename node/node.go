@@ -323,7 +323,7 @@ func (n *Node) startVRRP(conn *vrrp.Conn) error {
 	if err := vc.Validate(); err != nil {
 		return fmt.Errorf("vrrp: %w", err)
 	}
-	speak := vrrp.NewSpeaker(conn, vc, n.owner.Holding, n.log)
+	speak := vrrp.NewSpeaker(conn, vc, n.owner.Holding, n.owner.HoldingChanged(), n.log)
 	n.owner.SetResigner(speak)
 	// Our own and our peers' adverts are not foreign routers.
 	var self []netip.Addr

@@ -207,7 +207,7 @@ func (o *Owner) acquireOrRenew(ctx context.Context, sent time.Duration) {
 	o.mu.Lock()
 	was := o.held
 	o.held = true
-	o.holding.Store(true)
+	o.setHolding(true)
 	o.mu.Unlock()
 	o.vipMu.Unlock()
 	o.metrics.holdingVIP.Set(1)

@@ -149,8 +149,10 @@ type Owner struct {
 	died      chan string   // the mysqld process exited (from exitLoop to probeLoop)
 	diedKick  chan struct{} // wakes the probe loop at once
 	renewKick chan struct{} // wakes the renew loop
-	// holding mirrors "the VIP is on our interface" for the VRRP speaker, lock-free.
-	holding atomic.Bool
+	// holding mirrors "the VIP is on our interface" for the VRRP speaker, lock-free;
+	// holdingChanged gets a value (without blocking) each time it flips.
+	holding        atomic.Bool
+	holdingChanged chan struct{}
 	// vipMu makes "check the conjunction, then add or renew" atomic against a drop.
 	vipMu sync.Mutex
 	// wdMu orders the watchdog's messages: a deadline is read and sent under it, so a
@@ -236,7 +238,7 @@ func New(cfg Config, d Deps, log *zap.Logger) (*Owner, error) {
 	}
 	o := &Owner{
 		cfg: cfg, log: log.Named("owner"), d: d, now: now, metrics: newMetrics(), delta: RenewDelta(cfg.Lease),
-		kick: make(chan struct{}, 1), renewKick: make(chan struct{}, 1), died: make(chan string, 1), diedKick: make(chan struct{}, 1),
+		kick: make(chan struct{}, 1), renewKick: make(chan struct{}, 1), holdingChanged: make(chan struct{}, 1), died: make(chan string, 1), diedKick: make(chan struct{}, 1),
 		m:      machine{Phase: Standby},
 		remote: map[string]string{}, conflicts: map[string]bool{}, foreign: map[netip.Addr]time.Duration{},
 	}
@@ -302,6 +304,20 @@ func (o *Owner) SetResigner(r Resigner) { o.d.Resigner = r }
 
 // Holding reports whether the VIP is on this node's interface (for the VRRP speaker).
 func (o *Owner) Holding() bool { return o.holding.Load() }
+
+// HoldingChanged returns a channel that receives a value after Holding changes, for one
+// reader (the VRRP speaker, which then needs no poll). A change while the channel is full
+// is folded into the value already there.
+func (o *Owner) HoldingChanged() <-chan struct{} { return o.holdingChanged }
+
+func (o *Owner) setHolding(v bool) {
+	if o.holding.Swap(v) != v {
+		select {
+		case o.holdingChanged <- struct{}{}:
+		default:
+		}
+	}
+}
 
 // Machine returns the runtime's phase and epoch.
 func (o *Owner) Machine() (Phase, uint64) {

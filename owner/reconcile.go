@@ -649,7 +649,7 @@ func (o *Owner) fence(ctx context.Context, why string) (gtid string, ok bool) {
 
 // dropVIP removes the VIP at once and stops the adverts.
 func (o *Owner) dropVIP(ctx context.Context, why string) error {
-	o.holding.Store(false)
+	o.setHolding(false)
 	if o.d.VIP == nil {
 		return nil
 	}

@@ -1273,3 +1273,36 @@ func TestFrozenWritableServerKilled(t *testing.T) {
 		}
 	})
 }
+
+// TestHoldingChangedSignalsEachFlip: the VRRP speaker sleeps on HoldingChanged, so every
+// acquire and drop of the VIP must leave a value in it, and a renewal (no flip) none.
+func TestHoldingChangedSignalsEachFlip(t *testing.T) {
+	r := newRig(t)
+	ch := r.o.HoldingChanged()
+	pending := func() bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	if pending() {
+		t.Fatal("a value before any change")
+	}
+	r.serve(t)
+	if !r.o.Holding() || !pending() {
+		t.Fatalf("after the VIP was acquired: Holding()=%v, no value on HoldingChanged", r.o.Holding())
+	}
+	r.grantLease(r.node.State().Epoch)
+	r.o.acquireOrRenew(t.Context(), r.clock.now())
+	if pending() {
+		t.Error("a renewal while holding signalled a change")
+	}
+	if err := r.o.dropVIP(t.Context(), "test"); err != nil {
+		t.Fatal(err)
+	}
+	if r.o.Holding() || !pending() {
+		t.Fatalf("after the drop: Holding()=%v, no value on HoldingChanged", r.o.Holding())
+	}
+}

@@ -108,7 +108,7 @@ func TestKeepalivedHeldBackupThenResign(t *testing.T) {
 			t.Cleanup(func() { cancel(); wg.Wait() })
 
 			tw := &timedWriter{w: conn}
-			sp := NewSpeaker(tw, cfg, func() bool { return true }, log)
+			sp := NewSpeaker(tw, cfg, func() bool { return true }, nil, log)
 			var foreign []Router
 			var fmu sync.Mutex
 			li := NewListener(conn, cfg, []netip.Addr{l.addrB}, func(r Router) {
@@ -223,7 +223,7 @@ func TestKeepalivedTakesOverWhenSpeakerStops(t *testing.T) {
 			ctx, cancel := context.WithCancel(t.Context())
 			done := make(chan struct{})
 			tw := &timedWriter{w: conn}
-			sp := NewSpeaker(tw, cfg, func() bool { return true }, zaptest.NewLogger(t))
+			sp := NewSpeaker(tw, cfg, func() bool { return true }, nil, zaptest.NewLogger(t))
 			go func() { defer close(done); sp.Run(ctx) }()
 			t.Cleanup(func() { cancel(); <-done })
 
@@ -381,7 +381,7 @@ func TestKeepalivedRejectsMismatchedAdverts(t *testing.T) {
 			tt.give(&cfg)
 			ctx, cancel := context.WithCancel(t.Context())
 			done := make(chan struct{})
-			sp := NewSpeaker(conn, cfg, func() bool { return true }, zaptest.NewLogger(t))
+			sp := NewSpeaker(conn, cfg, func() bool { return true }, nil, zaptest.NewLogger(t))
 			go func() { defer close(done); sp.Run(ctx) }()
 			t.Cleanup(func() { cancel(); <-done })
 

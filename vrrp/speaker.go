@@ -29,14 +29,17 @@ const (
 )
 
 // Speaker sends the owner's adverts every AdvertInt while enabled() returns true, and is
-// silent otherwise. The first advert goes out within 100 ms (or AdvertInt/4 if shorter) of
-// enabled() turning true; later ones keep an exact AdvertInt cadence. Send errors are
-// logged (rate-limited) and counted, never fatal.
+// silent otherwise. Given a change channel, it looks at enabled() when the channel fires
+// (and at each advert), so the first advert goes out at once and an idle speaker never
+// wakes; without one it polls, and the first advert goes out within 100 ms (or
+// AdvertInt/4 if shorter). Later adverts keep an exact AdvertInt cadence. Send errors
+// are logged (rate-limited) and counted, never fatal.
 type Speaker struct {
 	w       advertWriter
 	cfg     Config
 	advert  *Packet
 	enabled func() bool
+	changed <-chan struct{}
 	log     *zap.Logger
 	poll    time.Duration
 
@@ -50,9 +53,11 @@ type Speaker struct {
 }
 
 // NewSpeaker returns a Speaker that writes cfg's advert (cfg.Priority) to w. enabled is
-// called from Run's goroutine, often, and must be cheap and non-blocking. cfg must pass
-// [Config.Validate].
-func NewSpeaker(w advertWriter, cfg Config, enabled func() bool, log *zap.Logger) *Speaker {
+// called from Run's goroutine and must be cheap and non-blocking. changed, when not nil,
+// receives a value whenever enabled() may have changed (a buffered channel of one that
+// the producer fills without blocking loses nothing); Run is then its only reader. When
+// nil, Run polls enabled(). cfg must pass [Config.Validate].
+func NewSpeaker(w advertWriter, cfg Config, enabled func() bool, changed <-chan struct{}, log *zap.Logger) *Speaker {
 	poll := min(maxPoll, cfg.AdvertInt/4)
 	if poll <= 0 {
 		poll = maxPoll
@@ -62,6 +67,7 @@ func NewSpeaker(w advertWriter, cfg Config, enabled func() bool, log *zap.Logger
 		cfg:     cfg,
 		advert:  cfg.Advert(cfg.Priority),
 		enabled: enabled,
+		changed: changed,
 		log:     log.Named("vrrp_speaker").With(zap.Uint8("vrid", cfg.VRID), zap.String("interface", cfg.Interface)),
 		poll:    poll,
 	}
@@ -84,6 +90,8 @@ func (s *Speaker) Run(ctx context.Context) error {
 			}
 			return nil
 		case <-timer.C:
+		case <-s.changed: // nil without a change channel: never ready
+			timer.Stop()
 		}
 		now := time.Now()
 		on := s.enabled()
@@ -107,11 +115,14 @@ func (s *Speaker) Run(ctx context.Context) error {
 				next = now.Add(s.cfg.AdvertInt)
 			}
 		}
-		wait := s.poll
-		if speaking {
-			wait = min(wait, next.Sub(now))
+		switch {
+		case s.changed == nil && speaking:
+			timer.Reset(min(s.poll, next.Sub(now)))
+		case s.changed == nil:
+			timer.Reset(s.poll)
+		case speaking:
+			timer.Reset(next.Sub(now))
 		}
-		timer.Reset(wait)
 	}
 }
 

@@ -44,12 +44,28 @@ func testConfig() Config {
 		AuthPass: "1111", VIPs: addrs("198.18.2.100")}
 }
 
-// script switches enabled on and off at given offsets from the start.
+// script switches enabled on and off at given offsets from the start, and signals each
+// switch on changed when that is not nil. It counts the calls of enabled.
 type script struct {
-	on atomic.Bool
+	on      atomic.Bool
+	calls   atomic.Int64
+	changed chan struct{}
 }
 
-func (s *script) enabled() bool { return s.on.Load() }
+func (s *script) enabled() bool {
+	s.calls.Add(1)
+	return s.on.Load()
+}
+
+func (s *script) set(on bool) {
+	s.on.Store(on)
+	if s.changed != nil {
+		select {
+		case s.changed <- struct{}{}:
+		default:
+		}
+	}
+}
 
 func TestSpeakerCadence(t *testing.T) {
 	tests := []struct {
@@ -57,7 +73,9 @@ func TestSpeakerCadence(t *testing.T) {
 		// steps: at each offset, enabled becomes the given value.
 		give []step
 		run  time.Duration
-		want []string
+		// signal: the script signals each switch on the speaker's change channel.
+		signal bool
+		want   []string
 	}{
 		{
 			name: "always enabled: exact 1 s cadence from t=0",
@@ -89,13 +107,39 @@ func TestSpeakerCadence(t *testing.T) {
 			run:  4500 * time.Millisecond,
 			want: []string{"0s prio=150", "1s prio=150", "3.1s prio=150", "4.1s prio=150"},
 		},
+		{
+			name:   "signalled: enabled at 2.05 s, first advert at once",
+			give:   []step{{2050 * time.Millisecond, true}},
+			run:    4200 * time.Millisecond,
+			signal: true,
+			want:   []string{"2.05s prio=150", "3.05s prio=150", "4.05s prio=150"},
+		},
+		{
+			name:   "signalled: disabled at 2.45 s, silent after",
+			give:   []step{{0, true}, {2450 * time.Millisecond, false}},
+			run:    6 * time.Second,
+			signal: true,
+			want:   []string{"0s prio=150", "1s prio=150", "2s prio=150"},
+		},
+		{
+			name:   "signalled: off and on again, cadence restarts",
+			give:   []step{{0, true}, {1450 * time.Millisecond, false}, {3010 * time.Millisecond, true}},
+			run:    4500 * time.Millisecond,
+			signal: true,
+			want:   []string{"0s prio=150", "1s prio=150", "3.01s prio=150", "4.01s prio=150"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				w := &fakeWire{t0: time.Now()}
 				var sc script
-				s := NewSpeaker(w, testConfig(), sc.enabled, zaptest.NewLogger(t))
+				var changed <-chan struct{}
+				if tt.signal {
+					sc.changed = make(chan struct{}, 1)
+					changed = sc.changed
+				}
+				s := NewSpeaker(w, testConfig(), sc.enabled, changed, zaptest.NewLogger(t))
 				ctx, cancel := context.WithCancel(t.Context())
 				done := make(chan error)
 				runScript(ctx, &sc, tt.give)
@@ -120,7 +164,7 @@ type step struct {
 
 func runScript(ctx context.Context, sc *script, steps []step) {
 	if len(steps) > 0 && steps[0].at == 0 {
-		sc.on.Store(steps[0].on)
+		sc.set(steps[0].on)
 		steps = steps[1:]
 	}
 	go func() {
@@ -130,16 +174,57 @@ func runScript(ctx context.Context, sc *script, steps []step) {
 			case <-ctx.Done():
 				return
 			case <-time.After(st.at - time.Since(start)):
-				sc.on.Store(st.on)
+				sc.set(st.on)
 			}
 		}
 	}()
 }
 
+// TestSpeakerIdleWithoutPolling: with a change channel, a speaker that is not enabled looks
+// at enabled() once and then only when signalled, and a speaking one at each advert;
+// without one it polls every 100 ms.
+func TestSpeakerIdleWithoutPolling(t *testing.T) {
+	tests := []struct {
+		name      string
+		signal    bool
+		give      []step
+		wantCalls int64
+	}{
+		{name: "signalled, never enabled: one look", signal: true, wantCalls: 1},
+		{name: "signalled, enabled at 1 s: a look per switch and per advert", signal: true, give: []step{{time.Second, true}}, wantCalls: 1 + 1 + 9},
+		{name: "no channel, never enabled: a poll every 100 ms", wantCalls: 101},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var sc script
+				var changed <-chan struct{}
+				if tt.signal {
+					sc.changed = make(chan struct{}, 1)
+					changed = sc.changed
+				}
+				s := NewSpeaker(&fakeWire{t0: time.Now()}, testConfig(), sc.enabled, changed, zaptest.NewLogger(t))
+				ctx, cancel := context.WithCancel(t.Context())
+				done := make(chan error)
+				runScript(ctx, &sc, tt.give)
+				go func() { done <- s.Run(ctx) }()
+				time.Sleep(10*time.Second + time.Millisecond)
+				cancel()
+				if err := <-done; err != nil {
+					t.Fatalf("Run = %v", err)
+				}
+				if got := sc.calls.Load(); got != tt.wantCalls {
+					t.Errorf("enabled() called %d times in 10 s, want %d", got, tt.wantCalls)
+				}
+			})
+		})
+	}
+}
+
 func TestSpeakerWriteErrorsAreCounted(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := &fakeWire{t0: time.Now(), fail: true}
-		s := NewSpeaker(w, testConfig(), func() bool { return true }, zaptest.NewLogger(t))
+		s := NewSpeaker(w, testConfig(), func() bool { return true }, nil, zaptest.NewLogger(t))
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error)
 		go func() { done <- s.Run(ctx) }()
@@ -166,7 +251,7 @@ func TestSpeakerResign(t *testing.T) {
 		w := &fakeWire{t0: time.Now()}
 		var sc script
 		sc.on.Store(true)
-		s := NewSpeaker(w, testConfig(), sc.enabled, zaptest.NewLogger(t))
+		s := NewSpeaker(w, testConfig(), sc.enabled, nil, zaptest.NewLogger(t))
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error)
 		go func() { done <- s.Run(ctx) }()
@@ -199,7 +284,7 @@ func TestSpeakerResign(t *testing.T) {
 func TestSpeakerResignFails(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := &fakeWire{fail: true}
-		s := NewSpeaker(w, testConfig(), func() bool { return false }, zaptest.NewLogger(t))
+		s := NewSpeaker(w, testConfig(), func() bool { return false }, nil, zaptest.NewLogger(t))
 		if err := s.Resign(t.Context()); err == nil {
 			t.Fatal("Resign with a failing wire returned nil")
 		}
