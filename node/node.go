@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -182,14 +183,25 @@ func OpenLocalMySQL(cfg *config.Config, log *zap.Logger) (*LocalMySQL, error) {
 }
 
 // RunWatchdog is the fence watchdog process (keepraftd fence-watchdog): it reads the
-// lease from in (keepraftd's pipe) and fences the local server when it expires.
+// lease from in (keepraftd's pipe) and from the shared lease page when keepraftd gave one,
+// and fences the local server when it expires.
 func RunWatchdog(ctx context.Context, cfg *config.Config, in io.ReadCloser, log *zap.Logger) error {
 	local, err := OpenLocalMySQL(cfg, log)
 	if err != nil {
 		return err
 	}
 	defer local.DB.Close()
-	return watchdog.Serve(ctx, in, local.Prober, boottime.Now, log)
+	shared, err := watchdog.OpenShared()
+	if err != nil {
+		return err
+	}
+	var latest func() time.Duration
+	if shared != nil {
+		defer shared.Close()
+		shared.Ack(os.Getpid())
+		latest = shared.Load
+	}
+	return watchdog.Serve(ctx, in, latest, local.Prober, boottime.Now, log)
 }
 
 // newOwner opens the database node's resources and builds its runtime.

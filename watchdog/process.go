@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/keepraft/keepraft/internal/boottime"
 )
 
 // Process timing.
@@ -27,20 +29,32 @@ const (
 var ErrNotRunning = errors.New("watchdog: not running")
 
 // Process starts and supervises the watchdog process (Command with the pipe's read end
-// as file descriptor 3) and sends it the lease.
+// as file descriptor 3 and the shared lease page as 4) and sends it the lease.
 type Process struct {
 	// Command builds the watchdog command; it is called for every start.
 	Command func() *exec.Cmd
 	Log     *zap.Logger
+	// Now reads CLOCK_BOOTTIME; nil means boottime.Now.
+	Now func() time.Duration
 
 	mu       sync.Mutex
 	w        *os.File // the pipe's write end; nil while no watchdog runs
+	pid      int      // the running watchdog's PID
+	shared   *Shared  // nil when the page could not be made: every change is a message
 	armed    bool
 	deadline time.Duration
+	messages uint64 // messages written, for tests and metrics
 }
 
+// renewMargin is how long before the watchdog's deadline a renewal must be published for
+// the page alone to carry it: the watchdog reads the page only once that deadline has
+// passed, and the margin covers the store's visibility to the other process.
+const renewMargin = time.Millisecond
+
 // Arm tells the watchdog to fence the server at deadline (CLOCK_BOOTTIME) unless armed
-// again later or disarmed. It returns once the message is in the pipe.
+// again later or disarmed. It returns once the watchdog is sure to see it: the deadline is
+// in the pipe, or (a later deadline, while the one the watchdog holds has not passed)
+// published in the shared page that watchdog acknowledged.
 func (p *Process) Arm(deadline time.Duration) error { return p.send(true, deadline) }
 
 // Disarm tells the watchdog the server is fenced: nothing to do at the deadline.
@@ -49,8 +63,31 @@ func (p *Process) Disarm() error { return p.send(false, 0) }
 func (p *Process) send(arm bool, deadline time.Duration) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	prevArmed, prev := p.armed, p.deadline
 	p.armed, p.deadline = arm, deadline
+	if p.shared != nil {
+		p.shared.Store(deadline) // 0 when disarmed
+		// The store above is visible to the watchdog before it reads the page at its
+		// deadline prev, as long as prev is still ahead now, after the store.
+		if arm && prevArmed && deadline >= prev && p.w != nil && p.shared.Acked(p.pid) && p.now() < prev-renewMargin {
+			return nil
+		}
+	}
 	return p.writeLocked()
+}
+
+func (p *Process) now() time.Duration {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return boottime.Now()
+}
+
+// Messages counts the messages written to watchdogs so far.
+func (p *Process) Messages() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.messages
 }
 
 func (p *Process) writeLocked() error {
@@ -63,6 +100,7 @@ func (p *Process) writeLocked() error {
 	if _, err := p.w.WriteString(Encode(p.armed, p.deadline)); err != nil {
 		return fmt.Errorf("watchdog: write: %w", err)
 	}
+	p.messages++
 	return nil
 }
 
@@ -70,6 +108,20 @@ func (p *Process) writeLocked() error {
 // closes the pipe (the watchdog exits by itself, after fencing if it is armed) and waits
 // for it, killing it by PID if it lingers.
 func (p *Process) Run(ctx context.Context) error {
+	shared, err := NewShared()
+	if err != nil {
+		p.Log.Warn("no shared lease page: every renewal is a message to the watchdog", zap.Error(err))
+	} else {
+		p.mu.Lock()
+		p.shared = shared
+		p.mu.Unlock()
+		defer func() {
+			p.mu.Lock()
+			p.shared = nil
+			p.mu.Unlock()
+			_ = shared.Close()
+		}()
+	}
 	for {
 		err := p.runOnce(ctx)
 		if ctx.Err() != nil {
@@ -91,6 +143,15 @@ func (p *Process) runOnce(ctx context.Context) error {
 	}
 	cmd := p.Command()
 	cmd.ExtraFiles = []*os.File{r}
+	p.mu.Lock()
+	if p.shared != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, p.shared.file())
+		if cmd.Env == nil {
+			cmd.Env = os.Environ()
+		}
+		cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%d", LeaseFDEnv, leaseFD))
+	}
+	p.mu.Unlock()
 	if err := cmd.Start(); err != nil {
 		_ = r.Close()
 		_ = w.Close()
@@ -99,7 +160,7 @@ func (p *Process) runOnce(ctx context.Context) error {
 	_ = r.Close() // the child holds it now
 	p.Log.Info("fence watchdog started", zap.Int("pid", cmd.Process.Pid))
 	p.mu.Lock()
-	p.w = w
+	p.w, p.pid = w, cmd.Process.Pid
 	if p.armed { // a restarted watchdog learns the lease at once
 		if err := p.writeLocked(); err != nil {
 			p.Log.Error("send the lease to the restarted watchdog", zap.Error(err))

@@ -14,6 +14,12 @@
 //
 // Both processes read the same clock, so the deadline is exact: the watchdog needs no
 // message to arrive in time, only the last one to have been written.
+//
+// A renewal that only moves the deadline later, made before the deadline the watchdog
+// holds has passed, goes through a shared page instead of the pipe (see [Shared]): the
+// watchdog reads the page when its deadline comes and sleeps on to the newer one. Every
+// other change (the first arm, a shorter deadline, a renewal after the deadline passed,
+// the disarm) is a message, which the watchdog acts on at once.
 package watchdog
 
 import (
@@ -74,9 +80,11 @@ func decode(line string) (message, error) {
 }
 
 // Serve runs the watchdog until in closes (an armed watchdog then fences at once) or ctx ends.
-// now is CLOCK_BOOTTIME. A malformed message is treated as the worst case: the watchdog
-// fences at once, since it can no longer know the lease.
-func Serve(ctx context.Context, in io.ReadCloser, f Fencer, now func() time.Duration, log *zap.Logger) error {
+// now is CLOCK_BOOTTIME. latest, when not nil, reads the expiry keepraftd last published
+// in the shared page; an armed watchdog whose deadline has passed takes it instead when
+// it is later. A malformed message is treated as the worst case: the watchdog fences at
+// once, since it can no longer know the lease.
+func Serve(ctx context.Context, in io.ReadCloser, latest func() time.Duration, f Fencer, now func() time.Duration, log *zap.Logger) error {
 	msgs := make(chan message)
 	readErr := make(chan error, 1)
 	rctx, stop := context.WithCancel(ctx)
@@ -151,6 +159,12 @@ func Serve(ctx context.Context, in io.ReadCloser, f Fencer, now func() time.Dura
 		case <-timer.C:
 			if !armed || fenced || now() < deadline {
 				continue
+			}
+			if latest != nil {
+				if l := latest(); l > deadline {
+					deadline = l // renewed through the shared page
+					continue
+				}
 			}
 			log.Warn("lease expired without a renewal from keepraftd: fencing the server", zap.Duration("late", now()-deadline))
 			fenced = fenceOnce(ctx, f, log, "lease expired")

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -41,7 +43,7 @@ func TestServe(t *testing.T) {
 	ms := time.Millisecond
 	type step struct {
 		at   time.Duration // since start
-		line string        // "" closes the pipe; "arm+N" arms at start+N ms
+		line string        // "" closes the pipe; "arm+N" arms at start+N ms; "pub+N" publishes start+N ms in the page
 	}
 	tests := []struct {
 		name   string
@@ -60,6 +62,10 @@ func TestServe(t *testing.T) {
 		{name: "pipe closed while disarmed: exits without fencing", steps: []step{{0, "arm+500"}, {100 * ms, "disarm"}, {200 * ms, ""}}, end: 2 * time.Second, exited: true},
 		{name: "fence fails twice: retried", steps: []step{{0, "arm+500"}}, fails: 2, end: 2 * time.Second, want: []time.Duration{500*ms + 2*retryEvery}},
 		{name: "re-armed after a fence: fenced again at the new deadline", steps: []step{{0, "arm+500"}, {700 * ms, "arm+1200"}}, end: 2 * time.Second, want: []time.Duration{500 * ms, 1200 * ms}},
+		{name: "renewed through the page: fenced at the last published deadline", steps: []step{{0, "arm+500"}, {300 * ms, "pub+800"}, {600 * ms, "pub+1100"}}, end: 3 * time.Second, want: []time.Duration{1100 * ms}},
+		{name: "renewed through the page, then disarmed: never fenced", steps: []step{{0, "arm+500"}, {300 * ms, "pub+800"}, {600 * ms, "disarm"}}, end: 3 * time.Second},
+		{name: "page older than the deadline: ignored", steps: []step{{0, "arm+500"}, {100 * ms, "pub+400"}}, end: 2 * time.Second, want: []time.Duration{500 * ms}},
+		{name: "page published after a fence: ignored until a message re-arms", steps: []step{{0, "arm+500"}, {700 * ms, "pub+1200"}, {900 * ms, "arm+1500"}}, end: 3 * time.Second, want: []time.Duration{500 * ms, 1500 * ms}},
 		{name: "garbage: fenced at once, exits with an error", steps: []step{{0, "arm+500"}, {100 * ms, "arm soon"}}, end: 2 * time.Second, want: []time.Duration{100 * ms}, exited: true, err: true},
 	}
 	for _, tt := range tests {
@@ -72,7 +78,9 @@ func TestServe(t *testing.T) {
 				ctx, cancel := context.WithCancel(t.Context())
 				defer cancel()
 				done := make(chan error, 1)
-				go func() { done <- Serve(ctx, pr, f, now, zaptest.NewLogger(t)) }()
+				var page atomic.Int64
+				latest := func() time.Duration { return time.Duration(page.Load()) }
+				go func() { done <- Serve(ctx, pr, latest, f, now, zaptest.NewLogger(t)) }()
 				for _, s := range tt.steps {
 					time.Sleep(s.at - time.Since(start))
 					switch {
@@ -84,6 +92,9 @@ func TestServe(t *testing.T) {
 							n = n*10 + int(c-'0')
 						}
 						_, _ = io.WriteString(pw, Encode(true, time.Hour+time.Duration(n)*ms))
+					case len(s.line) > 4 && s.line[:4] == "pub+":
+						n, _ := strconv.Atoi(s.line[4:])
+						page.Store(int64(time.Hour + time.Duration(n)*ms))
 					case s.line == "disarm":
 						_, _ = io.WriteString(pw, Encode(false, 0))
 					default:
