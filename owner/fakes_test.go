@@ -79,6 +79,7 @@ type fakeNode struct {
 	failPropose int
 	peers       map[string]api.Peer
 	proposed    []fsm.Event // every event proposed and applied (or stale), in order
+	reads       int         // State calls
 }
 
 func newFakeNode(tr *trace, s fsm.State) *fakeNode {
@@ -88,6 +89,7 @@ func newFakeNode(tr *trace, s fsm.State) *fakeNode {
 func (n *fakeNode) State() fsm.State {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.reads++
 	return n.s.Clone()
 }
 

@@ -18,18 +18,27 @@ import (
 // renewed, only on a promise that completed a quorum within δ of sending (checked again
 // right before the change). Answers are handled as they arrive, so a dead peer never
 // delays a renewal.
+//
+// The ticker runs only while renewing: a node that is not the owner sleeps until the
+// runtime enters Promoting or Serving (which kicks the loop, kickRenew) or the journal
+// changes.
 func (o *Owner) renewLoop(ctx context.Context) error {
-	t := time.NewTicker(o.cfg.Lease / 3)
+	every := o.cfg.Lease / 3
+	t := time.NewTicker(every)
 	defer t.Stop()
+	ticking := true
 	var rounds sync.WaitGroup
 	defer rounds.Wait()
+	watch := o.d.Node.Watch()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		case <-o.renewKick:
+		case <-watch:
 		}
+		watch = o.d.Node.Watch() // before the state is read, so no change goes unseen
 		s := o.d.Node.State()
 		o.mu.Lock()
 		m := o.m
@@ -38,7 +47,15 @@ func (o *Owner) renewLoop(ctx context.Context) error {
 		}
 		o.mu.Unlock()
 		if !s.Holding(o.cfg.Node) || m.Epoch != s.Epoch || (m.Phase != Promoting && m.Phase != Serving) {
+			if ticking {
+				t.Stop()
+				ticking = false
+			}
 			continue
+		}
+		if !ticking {
+			t.Reset(every)
+			ticking = true
 		}
 		sent := o.now()
 		var once sync.Once

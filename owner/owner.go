@@ -369,6 +369,14 @@ func (o *Owner) probed() {
 	}
 }
 
+// kickRenew wakes the renew loop, which sleeps while this node does not renew a lease.
+func (o *Owner) kickRenew() {
+	select {
+	case o.renewKick <- struct{}{}:
+	default:
+	}
+}
+
 func (o *Owner) poke() {
 	for _, c := range []chan struct{}{o.kick, o.renewKick} {
 		select {

@@ -24,10 +24,7 @@ func (o *Owner) startPromotion(ctx context.Context, epoch uint64, s fsm.State) {
 	o.mu.Unlock()
 	// Ask for the lease now, not at the renew loop's next tick (up to lease/3 away): it is
 	// gathered while the promotion catches up, so writes open as soon as it is done.
-	select {
-	case o.renewKick <- struct{}{}:
-	default:
-	}
+	o.kickRenew()
 	// Not under pctx: the probe outlives a promotion that ends before it does.
 	o.startPreProbe(ctx, epoch)
 	o.spawn(func() {

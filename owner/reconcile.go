@@ -87,6 +87,9 @@ func (o *Owner) reconcile(ctx context.Context) {
 			o.releaseFailed = false
 		}
 		o.mu.Unlock()
+		if next.Phase == Promoting || next.Phase == Serving {
+			o.kickRenew() // the renew loop sleeps while there is nothing to renew
+		}
 	}
 	for _, a := range acts {
 		switch a {

@@ -1306,3 +1306,43 @@ func TestHoldingChangedSignalsEachFlip(t *testing.T) {
 		t.Fatalf("after the drop: Holding()=%v, no value on HoldingChanged", r.o.Holding())
 	}
 }
+
+// TestRenewLoopSleepsUntilOwner: the renew loop of a node that owns nothing does not tick
+// (it read the journal every lease/3 before); once the runtime serves, it renews every
+// lease/3 without waiting for a tick it no longer has.
+func TestRenewLoopSleepsUntilOwner(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- r.o.renewLoop(ctx) }()
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		r.node.mu.Lock()
+		reads := r.node.reads
+		r.node.mu.Unlock()
+		r.renew.mu.Lock()
+		calls := r.renew.calls
+		r.renew.mu.Unlock()
+		if reads > 2 || calls != 0 {
+			t.Errorf("not the owner for 10 s: %d journal reads, %d renewals; want at most 2 and none", reads, calls)
+		}
+		r.serve(t) // enters Serving through reconcile, which kicks the loop
+		r.renew.mu.Lock()
+		calls = r.renew.calls
+		r.renew.mu.Unlock()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		r.renew.mu.Lock()
+		calls = r.renew.calls - calls
+		r.renew.mu.Unlock()
+		// Two peers, every 500 ms/3 for a second: 12, and one round from the kick.
+		if calls < 12 {
+			t.Errorf("serving for 1 s: %d renewals, want at least 12", calls)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+}
