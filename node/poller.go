@@ -4,6 +4,7 @@ import (
 	"context"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -76,6 +77,10 @@ type poller struct {
 	// plain marks the peers that answered an exchange with 405 (an older version):
 	// they are polled with a plain GET.
 	plain map[string]bool
+
+	// timerWakes counts the loop's wakes by its own timer (each a wakeup of the process
+	// when nothing else woke it), for tests.
+	timerWakes atomic.Int64
 }
 
 func newPoller(cfg *config.Config, client *api.Client, now func() time.Duration, log *zap.Logger) *poller {
@@ -162,6 +167,8 @@ func (p *poller) Run(ctx context.Context) error {
 	defer timer.Stop()
 	lastLeader := ""
 	for {
+		// Before anything is read, so no report recorded from here on goes unseen.
+		views := p.watch()
 		leader := ""
 		if p.leader != nil {
 			leader = p.leader()
@@ -215,8 +222,23 @@ func (p *poller) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-timer.C:
+			p.timerWakes.Add(1)
 		case id := <-done:
 			delete(inflight, id)
+		case <-views:
+			// A report came in (a renewal carries them six times a second): a peer whose
+			// check is pending now counts from it, so in the steady state the timer is
+			// pushed back by each report and the loop never wakes on its own to find a
+			// fresh one. A peer without a fresh report keeps its due time.
+			for id, d := range due {
+				if inflight[id] || kicked[id] {
+					continue
+				}
+				period := p.period(id, leader, steady)
+				if at, ok := p.fresh(id, period); ok && at+period > d {
+					due[id] = at + period
+				}
+			}
 		case <-p.leaderMoved:
 			// A node that became the leader decides from every report: poll them now.
 			if p.leader != nil && p.leader() == p.self {

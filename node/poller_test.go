@@ -104,6 +104,37 @@ func TestPollerPace(t *testing.T) {
 	}
 }
 
+// TestPollerSleepsWhileReportsArrive: on a steady owner, whose renewals carry every peer's
+// report several times a lease, the poller neither polls nor wakes on its own timer: each
+// report pushes its check back. When the reports stop, it polls again at its pace.
+func TestPollerSleepsWhileReportsArrive(t *testing.T) {
+	const lease = 800 * time.Millisecond // leader 480 ms (database), the other 800 ms
+	p, witness, other := newTestPoller(t, lease, true)
+	cfg := &config.Config{}
+	cfg.Node.Role, cfg.Failover.Lease = "database", lease
+	p.leaderIdle = leaderIdle(cfg)
+	p.leader = func() string { return "witness" }
+	for _, id := range []string{"witness", "db2"} {
+		p.record(id, api.NodeReport{Node: id})
+	}
+	stop := startPoller(t, p)
+	defer stop()
+	// The leader is polled at once at start (a leader it has not polled yet).
+	waitFor(t, time.Second, "the first poll of the leader", func() bool { return witness.polls.Load() == 1 })
+	w0, wakes0 := witness.polls.Load(), p.timerWakes.Load()
+	end := time.Now().Add(2 * time.Second)
+	for time.Now().Before(end) { // a renewal every lease/3
+		time.Sleep(lease / 3)
+		for _, id := range []string{"witness", "db2"} {
+			p.record(id, api.NodeReport{Node: id})
+		}
+	}
+	if w, o, wakes := witness.polls.Load()-w0, other.polls.Load(), p.timerWakes.Load()-wakes0; w != 0 || o != 0 || wakes > 1 {
+		t.Fatalf("reports every %v for 2 s: witness polled %d times, db2 %d, %d wakes by the timer; want none, none and at most 1", lease/3, w, o, wakes)
+	}
+	waitFor(t, 2*lease, "the leader polled once the reports stopped", func() bool { return witness.polls.Load() > w0 })
+}
+
 // TestPollerKick: in the steady state a kick polls every peer at once and keeps them at
 // the fast pace for the busy window.
 func TestPollerKick(t *testing.T) {
