@@ -207,12 +207,14 @@ func (c *Controller) leaderLoop(ctx context.Context, stop <-chan struct{}) {
 			last = decided{ev.Type, ev.Epoch, ev.Phase, string(ev.Data), now}
 			c.commit(ev)
 		}
-		// Keep leadership off the owner, so that losing the owner's host costs no
-		// election on top of the lease wait.
-		if s.Owner == c.cfg.Self && s.Phase == fsm.PhaseActive && (lastTransfer == 0 || now-lastTransfer > transferEvery) {
+		// Keep leadership on the standby database node: off the owner, so that losing the
+		// owner's host costs no election on top of the lease wait, and off the witness,
+		// which is meant to cost least (the leader polls every peer, sends the heartbeats
+		// and runs this loop).
+		if c.movesLeadership(s) && (lastTransfer == 0 || now-lastTransfer > transferEvery) {
 			lastTransfer = now
 			if target := c.transferTarget(s); target != "" {
-				c.log.Info("moving raft leadership off the VIP owner", zap.String("to", target))
+				c.log.Info("moving raft leadership", zap.String("to", target), zap.String("owner", s.Owner))
 				if err := c.node.TransferLeadership(target); err != nil {
 					c.log.Warn("leadership transfer", zap.Error(err))
 				}
@@ -259,23 +261,41 @@ func (c *Controller) commit(ev fsm.Event) {
 	}
 }
 
-// transferTarget prefers a reachable witness, then any reachable non-owner voter.
+// movesLeadership reports whether this leader should hand leadership on while the owner
+// is active: it is the owner, or it is a witness (a database node takes it when one is
+// reachable; see transferTarget).
+func (c *Controller) movesLeadership(s fsm.State) bool {
+	if s.Phase != fsm.PhaseActive {
+		return false
+	}
+	if s.Owner == c.cfg.Self {
+		return true
+	}
+	m, ok := s.Members[c.cfg.Self]
+	return ok && m.Role == fsm.RoleWitness
+}
+
+// transferTarget names the voter to hand leadership to: a reachable database node other
+// than the owner, else (from the owner only) a reachable witness; "" when there is none.
 func (c *Controller) transferTarget(s fsm.State) string {
 	peers := c.node.Peers()
-	best := ""
+	fromOwner := s.Owner == c.cfg.Self
+	witness := ""
 	for _, id := range s.MemberIDs() {
 		p, ok := peers[id]
-		if id == s.Owner || !ok || !p.OK {
+		if id == s.Owner || id == c.cfg.Self || !ok || !p.OK {
 			continue
 		}
-		if s.Members[id].Role == fsm.RoleWitness {
+		switch s.Members[id].Role {
+		case fsm.RoleDatabase:
 			return id
-		}
-		if best == "" {
-			best = id
+		case fsm.RoleWitness:
+			if witness == "" && fromOwner {
+				witness = id
+			}
 		}
 	}
-	return best
+	return witness
 }
 
 // report is one voter's latest report with the boot-clock time it was taken.
@@ -382,7 +402,7 @@ func (c *Controller) nextWake(s fsm.State, reps map[string]report, now time.Dura
 				at(r.at - time.Duration(r.r.RenewAgeMS)*time.Millisecond + lease)
 			}
 		}
-		if s.Owner == c.cfg.Self && s.Phase == fsm.PhaseActive && w.lastTransfer != 0 {
+		if c.movesLeadership(s) && w.lastTransfer != 0 {
 			at(w.lastTransfer + transferEvery)
 		}
 	case fsm.PhaseRevoked:

@@ -253,15 +253,20 @@ func TestTransferTarget(t *testing.T) {
 	for id, role := range map[string]fsm.Role{"db1": fsm.RoleDatabase, "db2": fsm.RoleDatabase, "witness": fsm.RoleWitness} {
 		s.Members[id] = &fsm.NodeState{Member: fsm.Member{ID: id, Role: role}}
 	}
-	s.Owner = "db1"
+	s.Owner, s.Phase = "db1", fsm.PhaseActive
 	tests := []struct {
 		name      string
+		self      string
 		reachable []string
+		moves     bool
 		want      string
 	}{
-		{"prefers the witness", []string{"db2", "witness"}, "witness"},
-		{"else another voter", []string{"db2"}, "db2"},
-		{"nobody reachable", nil, ""},
+		{"owner: prefers the standby", "db1", []string{"db2", "witness"}, true, "db2"},
+		{"owner: else the witness", "db1", []string{"witness"}, true, "witness"},
+		{"owner: nobody reachable", "db1", nil, true, ""},
+		{"witness: hands on to the standby", "witness", []string{"db1", "db2"}, true, "db2"},
+		{"witness: never to the owner", "witness", []string{"db1"}, true, ""},
+		{"standby: keeps it", "db2", []string{"db1", "witness"}, false, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -269,7 +274,14 @@ func TestTransferTarget(t *testing.T) {
 			for _, id := range tt.reachable {
 				n.peers[id] = api.Peer{OK: true}
 			}
-			if got := testController(n).transferTarget(s); got != tt.want {
+			c := New(Config{Self: tt.self, Members: members("db1", "db2", "witness"), Lease: 500 * time.Millisecond, CatchupTimeout: 5 * time.Second, KernelLease: time.Second}, n, zapNop())
+			if got := c.movesLeadership(s); got != tt.moves {
+				t.Fatalf("movesLeadership = %v, want %v", got, tt.moves)
+			}
+			if !tt.moves {
+				return
+			}
+			if got := c.transferTarget(s); got != tt.want {
 				t.Fatalf("transferTarget = %q, want %q", got, tt.want)
 			}
 		})

@@ -320,10 +320,10 @@ func TestLeaderAndWitnessLossKeepVIP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Leadership is moved off the owner, so the leader is the witness or the other db.
-	waitFor(t, "leadership off the owner", 10*time.Second, func() (bool, string) {
+	// Leadership is moved off the owner and off the witness, onto the other database node.
+	waitFor(t, "leadership on the standby", 15*time.Second, func() (bool, string) {
 		st, err = c.status("witness")
-		return err == nil && st.Leader != "" && st.Leader != owner, fmt.Sprintf("leader %q", st.Leader)
+		return err == nil && st.Leader != "" && st.Leader != owner && st.Leader != "witness", fmt.Sprintf("leader %q", st.Leader)
 	})
 	leader := st.Leader
 	if err := c.procs[leader].Kill(); err != nil {
