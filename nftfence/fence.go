@@ -42,6 +42,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/nftables"
@@ -99,6 +100,9 @@ type Fence struct {
 	mu      sync.Mutex
 	conn    *nftables.Conn
 	removed bool
+
+	// eventReads counts the event datagrams Watch received (past its socket filter).
+	eventReads atomic.Int64
 }
 
 // New installs (or replaces, in one transaction) the table with its chains and an empty

@@ -623,6 +623,42 @@ func TestIntegWatch(t *testing.T) {
 	}
 }
 
+// TestIntegWatchIgnoresRenewals: the fence's own renewals (a flush and an add of the lease
+// set's element, and the generation notice after each) do not reach the watcher, which
+// they used to wake six times a second; another table's change does.
+func TestIntegWatchIgnoresRenewals(t *testing.T) {
+	p := newPair(t)
+	f := p.fence(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	werr := make(chan error, 1)
+	go func() { werr <- f.Watch(ctx, func(string) {}) }()
+	defer func() {
+		cancel()
+		if err := <-werr; err != nil {
+			t.Errorf("Watch = %v", err)
+		}
+	}()
+	time.Sleep(100 * time.Millisecond) // the watcher's socket is open
+	for range 20 {
+		if err := f.Open(300 * time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := f.eventReads.Load(); n != 0 {
+		t.Errorf("20 renewals: the watcher read %d event datagrams, want 0", n)
+	}
+	nft(t, p.a, "add", "table", "netdev", "other")
+	deadline := time.Now().Add(time.Second)
+	for f.eventReads.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if f.eventReads.Load() == 0 {
+		t.Error("another table's creation did not reach the watcher")
+	}
+}
+
 // TestIntegKernelReAdd documents whether this kernel refreshes an element's timeout when
 // the same element is added again (6.1 does not; Open does not depend on it).
 func TestIntegKernelReAdd(t *testing.T) {

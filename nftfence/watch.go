@@ -88,6 +88,7 @@ func (f *Fence) Watch(ctx context.Context, gone func(reason string)) error {
 				return err
 			}
 		default:
+			f.eventReads.Add(1)
 			if why, ok := concerns(msgs, f.obj.table.Name); ok {
 				w.check(ctx, why)
 			}
@@ -109,6 +110,12 @@ func (f *Fence) openEvents(ctx context.Context) (*netlink.Conn, func() bool, err
 	}
 	if err := ev.SetReadBuffer(watchReadBuffer); err != nil {
 		f.log.Debug("set nftables event socket buffer", zap.Error(err))
+	}
+	// Only a saving: without the filter every renewal wakes the watcher for nothing.
+	if prog, err := eventFilter(f.obj.table.Name); err != nil {
+		f.log.Debug("build nftables event filter", zap.Error(err))
+	} else if err := ev.SetBPF(prog); err != nil {
+		f.log.Debug("attach nftables event filter", zap.Error(err))
 	}
 	// Closing the socket is what ends a blocked Receive when ctx ends.
 	stop := context.AfterFunc(ctx, func() { _ = ev.Close() })
