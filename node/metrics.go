@@ -19,9 +19,11 @@ var failoverBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30,
 // its own to the same registry, and the scrape-time collectors (collector.go,
 // metrics_vrrp.go) theirs.
 type metrics struct {
-	reg       *prometheus.Registry
-	labeled   prometheus.Registerer // adds node="<id>" to every series
-	isLeader  prometheus.Gauge
+	reg     *prometheus.Registry
+	labeled prometheus.Registerer // adds node="<id>" to every series
+	// isLeader asks raft at scrape time, through leader (set once raft is open).
+	isLeader  prometheus.GaugeFunc
+	leader    func() bool
 	isOwner   prometheus.Gauge
 	epoch     prometheus.Gauge
 	applied   prometheus.Gauge
@@ -44,7 +46,6 @@ func newMetrics(node string) *metrics {
 	m := &metrics{
 		reg:       reg,
 		labeled:   prometheus.WrapRegistererWith(prometheus.Labels{"node": node}, reg),
-		isLeader:  g("raft_leader", "1 when this node is the Raft leader."),
 		isOwner:   g("owner", "1 when the committed state names this node the VIP owner."),
 		epoch:     g("epoch", "Current ownership epoch."),
 		applied:   g("applied_index", "Last applied Raft log index."),
@@ -57,6 +58,12 @@ func newMetrics(node string) *metrics {
 		buildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "keepraft", Name: "build_info", Help: "Always 1; the labels name the build."}, []string{"version", "goversion"}),
 		tracker:   failoverTracker{started: time.Now()},
 	}
+	m.isLeader = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "keepraft", Name: "raft_leader", Help: "1 when this node is the Raft leader."}, func() float64 {
+		if m.leader == nil {
+			return 0
+		}
+		return b2f(m.leader())
+	})
 	m.setVersion("")
 	m.labeled.MustRegister(m.collectors()...)
 	return m

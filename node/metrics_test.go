@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -277,6 +278,23 @@ func TestFailoverSeries(t *testing.T) {
 				t.Errorf("journal_events_total counted %v of %d records", n, len(tt.records))
 			}
 		})
+	}
+}
+
+// TestRaftLeaderAtScrape: raft_leader is read from raft when scraped, so no loop has to
+// keep it current (the observe loop no longer wakes every second for it).
+func TestRaftLeaderAtScrape(t *testing.T) {
+	m := newMetrics("n1")
+	if got := series(t, m.isLeader); got["keepraft_raft_leader{}"] != 0 || len(got) != 1 {
+		t.Fatalf("before raft is open: %v, want 0", got)
+	}
+	var leading atomic.Bool
+	m.leader = leading.Load
+	for _, want := range []bool{true, false, true} {
+		leading.Store(want)
+		if got := series(t, m.isLeader)["keepraft_raft_leader{}"]; got != b2f(want) {
+			t.Errorf("leading %v: raft_leader = %v", want, got)
+		}
 	}
 }
 

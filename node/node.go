@@ -44,7 +44,6 @@ import (
 const (
 	announceEvery   = 200 * time.Millisecond
 	announceTimeout = 2 * time.Second
-	observeEvery    = time.Second
 	goodbyeTimeout  = 300 * time.Millisecond
 	// mysqlPool sizes the local MySQL pool: probe, fence, promotion and rejoin at once.
 	mysqlPool     = 4
@@ -138,6 +137,7 @@ func New(cfg *config.Config, log *zap.Logger, opts Options) (*Node, error) {
 	if err := n.openRaft(opts.Transport); err != nil {
 		return nil, err
 	}
+	n.metrics.leader = n.IsLeader
 	var members []fsm.Member
 	for _, p := range cfg.Cluster.Peers {
 		members = append(members, fsm.Member{ID: p.ID, RaftAddr: p.RaftAddr, APIAddr: p.APIAddr})
@@ -444,11 +444,10 @@ func (n *Node) announce(ctx context.Context) error {
 	}
 }
 
-// observe keeps gauges current and logs every applied journal record.
+// observe keeps the journal's gauges current and logs every applied journal record; it
+// runs when the journal changes (raft_leader is read at scrape time).
 func (n *Node) observe(ctx context.Context) error {
 	var last uint64
-	t := time.NewTicker(observeEvery)
-	defer t.Stop()
 	for {
 		ch := n.fsm.Watch()
 		for _, r := range n.fsm.Journal(last) {
@@ -464,7 +463,6 @@ func (n *Node) observe(ctx context.Context) error {
 			n.log.Info("journal", fields...)
 		}
 		s := n.fsm.State()
-		n.metrics.isLeader.Set(b2f(n.IsLeader()))
 		n.metrics.isOwner.Set(b2f(s.Holding(n.cfg.Node.ID)))
 		n.metrics.epoch.Set(float64(s.Epoch))
 		n.metrics.applied.Set(float64(s.Index))
@@ -473,7 +471,6 @@ func (n *Node) observe(ctx context.Context) error {
 			return nil
 		case <-ch:
 			n.poll.kick()
-		case <-t.C:
 		}
 	}
 }
