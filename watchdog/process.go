@@ -43,7 +43,7 @@ type Process struct {
 	shared   *Shared  // nil when the page could not be made: every change is a message
 	armed    bool
 	deadline time.Duration
-	messages uint64 // messages written, for tests and metrics
+	messages uint64 // messages written, for tests
 }
 
 // renewMargin is how long before the watchdog's deadline a renewal must be published for
@@ -145,6 +145,7 @@ func (p *Process) runOnce(ctx context.Context) error {
 	cmd.ExtraFiles = []*os.File{r}
 	p.mu.Lock()
 	if p.shared != nil {
+		p.shared.Ack(0) // until this watchdog acknowledges the page, renewals are messages
 		cmd.ExtraFiles = append(cmd.ExtraFiles, p.shared.file())
 		if cmd.Env == nil {
 			cmd.Env = os.Environ()
