@@ -120,6 +120,9 @@ func (p *PeerServers) db(peer string) (*sql.DB, error) {
 		return nil, fmt.Errorf("peer %s mysql at %s: %w", peer, net.JoinHostPort(host, fmt.Sprint(p.Port)), err)
 	}
 	db.SetMaxOpenConns(2)
+	// One idle connection at most: live pings the one it finds, and a second pooled from
+	// before a host was cut off would take the caller's statement and its whole deadline.
+	db.SetMaxIdleConns(1)
 	db.SetConnMaxIdleTime(mysqlIdleTime)
 	if p.dbs == nil {
 		p.dbs = map[string]*sql.DB{}
@@ -128,13 +131,13 @@ func (p *PeerServers) db(peer string) (*sql.DB, error) {
 	return db, nil
 }
 
-// live returns peer's pool, first pinging an idle pooled connection with p.Timeout. A
-// connection pooled before the peer's host went away (cut off, not closed) would
-// otherwise take the whole of the caller's deadline: its statement is written and no
-// answer, nor reset, ever comes (a promotion's fence of a lost owner's server waited its
-// full 3 s). The ping's timeout closes such a connection, so the caller's statement dials
-// afresh and an unreachable host fails within a connect timeout. The ping's own error is
-// not the caller's: a slow but reachable server still gets the caller's full deadline.
+// live returns peer's pool, first pinging its idle pooled connection (it keeps at most one)
+// with p.Timeout. A connection pooled before the peer's host went away (cut off, not
+// closed) would otherwise take the whole of the caller's deadline: its statement is written
+// and no answer, nor reset, ever comes (a promotion's fence of a lost owner's server waited
+// its full 3 s). The ping's timeout closes such a connection, so the caller's statement
+// dials afresh and an unreachable host fails within a connect timeout. The ping's own error
+// is not the caller's: a slow but reachable server still gets the caller's full deadline.
 // With nothing pooled the caller dials anyway, and no ping is spent.
 func (p *PeerServers) live(ctx context.Context, peer string) (*sql.DB, error) {
 	db, err := p.db(peer)

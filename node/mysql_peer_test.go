@@ -2,7 +2,9 @@ package node
 
 import (
 	"context"
+	"database/sql"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"strconv"
@@ -120,35 +122,53 @@ func (s *fakeServer) serve(c net.Conn) {
 	}
 }
 
-// TestPeerFenceSkipsDeadPooledConnection: a connection pooled while the peer's host was up
+// TestPeerFenceSkipsDeadPooledConnection: connections pooled while the peer's host was up
 // must not cost a fence its whole deadline once the host is cut off. Without the ping
-// first, the fence's first statement went out on the pooled connection and waited the
-// full deadline (a promotion after a host loss waited 3 s).
+// first, the fence's first statement went out on a pooled connection and waited the full
+// deadline (a promotion after a host loss waited 3 s). The ping checks one idle
+// connection, so the pool keeps no more than one: with two pooled, the fence's statement
+// took the second, as dead as the first.
 func TestPeerFenceSkipsDeadPooledConnection(t *testing.T) {
-	srv := newFakeServer(t)
-	host, port, _ := net.SplitHostPort(srv.ln.Addr().String())
-	portN, _ := strconv.Atoi(port)
-	p := &PeerServers{Hosts: map[string]string{"db1": host}, Port: portN, User: "keepraft", Password: "x",
-		Timeout: 200 * time.Millisecond, Flavor: probe.FlavorMariaDB}
-	t.Cleanup(func() { _ = p.Close() })
-	db, err := p.db("db1")
-	if err != nil {
-		t.Fatal(err)
+	for _, pooled := range []int{1, 2} {
+		t.Run(fmt.Sprintf("%d used while up", pooled), func(t *testing.T) {
+			srv := newFakeServer(t)
+			host, port, _ := net.SplitHostPort(srv.ln.Addr().String())
+			portN, _ := strconv.Atoi(port)
+			p := &PeerServers{Hosts: map[string]string{"db1": host}, Port: portN, User: "keepraft", Password: "x",
+				Timeout: 200 * time.Millisecond, Flavor: probe.FlavorMariaDB}
+			t.Cleanup(func() { _ = p.Close() })
+			db, err := p.db("db1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Use pooled connections at once while the host is up, then give them back.
+			var conns []*sql.Conn
+			for range pooled {
+				c, err := db.Conn(t.Context())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := c.PingContext(t.Context()); err != nil {
+					t.Fatalf("ping while the host is up: %v", err)
+				}
+				conns = append(conns, c)
+			}
+			for _, c := range conns {
+				_ = c.Close()
+			}
+			srv.silence()
+			ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+			defer cancel()
+			start := time.Now()
+			_, err = p.Fence(ctx, "db1")
+			took := time.Since(start)
+			if err == nil {
+				t.Fatal("fence of a cut-off host succeeded")
+			}
+			if took > time.Second {
+				t.Fatalf("fence of a cut-off host took %v (%v), want about a ping and a connect timeout", took, err)
+			}
+			t.Logf("fence of a cut-off host failed after %v: %v", took, err)
+		})
 	}
-	if err := db.PingContext(t.Context()); err != nil { // pools a connection
-		t.Fatalf("ping while the host is up: %v", err)
-	}
-	srv.silence()
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
-	defer cancel()
-	start := time.Now()
-	_, err = p.Fence(ctx, "db1")
-	took := time.Since(start)
-	if err == nil {
-		t.Fatal("fence of a cut-off host succeeded")
-	}
-	if took > time.Second {
-		t.Fatalf("fence of a cut-off host took %v (%v), want about a ping and a connect timeout", took, err)
-	}
-	t.Logf("fence of a cut-off host failed after %v: %v", took, err)
 }
