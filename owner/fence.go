@@ -33,10 +33,7 @@ func (o *Owner) fenceLoop(ctx context.Context) error {
 			o.mu.Unlock()
 			o.log.Error("VIP fence lost: dropping the VIP until it is back", zap.String("reason", reason))
 			_ = o.dropVIP(gctx, "VIP fence lost: "+reason)
-			select {
-			case lost <- struct{}{}:
-			default:
-			}
+			wake(lost)
 		})
 		if err != nil {
 			return fmt.Errorf("watch the VIP fence: %w", err)

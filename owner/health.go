@@ -166,10 +166,7 @@ func (o *Owner) exitLoop(ctx context.Context) error {
 		case o.died <- "mysqld process exited":
 		default:
 		}
-		select {
-		case o.diedKick <- struct{}{}:
-		default:
-		}
+		wake(o.diedKick)
 		// Wait for the probe to see the server down before watching again.
 		for ctx.Err() == nil {
 			o.mu.Lock()

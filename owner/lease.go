@@ -165,10 +165,7 @@ func (o *Owner) grant(peer string, epoch uint64, sent, arrived time.Duration, in
 	valid := o.lease.Valid(o.now())
 	o.metrics.leaseValid.Set(b2f(valid))
 	if valid && !wasValid {
-		select { // the conjunction may hold now: let enforce open writes at once
-		case o.kick <- struct{}{}:
-		default:
-		}
+		wake(o.kick) // the conjunction may hold now: let enforce open writes at once
 	}
 	return inDelta && valid && o.lease.LastQuorum() == sent, valid && o.writesOpen, grew
 }

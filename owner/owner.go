@@ -312,10 +312,7 @@ func (o *Owner) HoldingChanged() <-chan struct{} { return o.holdingChanged }
 
 func (o *Owner) setHolding(v bool) {
 	if o.holding.Swap(v) != v {
-		select {
-		case o.holdingChanged <- struct{}{}:
-		default:
-		}
+		wake(o.holdingChanged)
 	}
 }
 
@@ -362,27 +359,23 @@ func (o *Owner) spawn(f func()) {
 
 // probed wakes the reconcile loop after a probe (not the renewal, which runs on the
 // lease's own pace).
-func (o *Owner) probed() {
-	select {
-	case o.kick <- struct{}{}:
-	default:
-	}
-}
+func (o *Owner) probed() { wake(o.kick) }
 
 // kickRenew wakes the renew loop, which sleeps while this node does not renew a lease.
-func (o *Owner) kickRenew() {
-	select {
-	case o.renewKick <- struct{}{}:
-	default:
-	}
+func (o *Owner) kickRenew() { wake(o.renewKick) }
+
+// poke wakes the reconcile and renew loops.
+func (o *Owner) poke() {
+	wake(o.kick)
+	wake(o.renewKick)
 }
 
-func (o *Owner) poke() {
-	for _, c := range []chan struct{}{o.kick, o.renewKick} {
-		select {
-		case c <- struct{}{}:
-		default:
-		}
+// wake leaves a value in c, a channel of one that a loop waits on, without blocking: a
+// value already there stands for this one too.
+func wake(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
 	}
 }
 
