@@ -21,7 +21,7 @@ import (
 //
 // The ticker runs only while renewing: a node that is not the owner sleeps until the
 // runtime enters Promoting or Serving (which kicks the loop, kickRenew) or the journal
-// changes.
+// changes. While renewing, a journal change adds no round of its own.
 func (o *Owner) renewLoop(ctx context.Context) error {
 	every := o.cfg.Lease / 3
 	t := time.NewTicker(every)
@@ -36,7 +36,7 @@ func (o *Owner) renewLoop(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		case <-o.renewKick:
-		case <-watch:
+		case <-idleWatch(watch, ticking):
 		}
 		watch = o.d.Node.Watch() // before the state is read, so no change goes unseen
 		s := o.d.Node.State()
@@ -67,6 +67,15 @@ func (o *Owner) renewLoop(ctx context.Context) error {
 			})
 		}
 	}
+}
+
+// idleWatch is the journal's watch channel while the renew loop is idle, else nil (never
+// ready).
+func idleWatch(watch <-chan struct{}, ticking bool) <-chan struct{} {
+	if ticking {
+		return nil
+	}
+	return watch
 }
 
 // renewOne sends one Renew and records the promise. It reports whether this answer

@@ -1340,6 +1340,21 @@ func TestRenewLoopSleepsUntilOwner(t *testing.T) {
 		if calls < 12 {
 			t.Errorf("serving for 1 s: %d renewals, want at least 12", calls)
 		}
+		// While renewing, journal changes add no rounds of their own.
+		r.renew.mu.Lock()
+		calls = r.renew.calls
+		r.renew.mu.Unlock()
+		for range 10 {
+			r.node.apply(t, ev(t, r.node.State(), fsm.HealthChanged, "db2", fsm.HealthData{Node: "db2", Healthy: true, GTID: "1-1-10"}))
+			time.Sleep(100 * time.Millisecond)
+		}
+		synctest.Wait()
+		r.renew.mu.Lock()
+		calls = r.renew.calls - calls
+		r.renew.mu.Unlock()
+		if calls > 14 {
+			t.Errorf("serving for 1 s with 10 journal changes: %d renewals, want the pace's 12 (a round per change is work done twice)", calls)
+		}
 		cancel()
 		if err := <-done; err != nil {
 			t.Fatal(err)
