@@ -331,24 +331,22 @@ func TestLeaderAndWitnessLossKeepVIP(t *testing.T) {
 	}
 	t.Logf("killed the raft leader %s; owner is %s", leader, owner)
 	c.stays(owner, 5*time.Second)
-	if leader != "witness" {
-		// Bring the killed database node back and let it catch up (it promises only what
-		// its applied state names), then lose the witness too.
-		c.start(leader)
-		waitFor(t, leader+" caught up", 20*time.Second, func() (bool, string) {
-			a, err1 := c.status(leader)
-			w, err2 := c.status("witness")
-			if err1 != nil || err2 != nil {
-				return false, fmt.Sprint(err1, err2)
-			}
-			return a.Owner == owner && a.Applied >= w.CommitIndex, fmt.Sprintf("applied %d, commit %d", a.Applied, w.CommitIndex)
-		})
-		time.Sleep(time.Second)
-		if err := c.procs["witness"].Kill(); err != nil {
-			t.Fatal(err)
+	// Bring the killed database node back and let it catch up (it promises only what
+	// its applied state names), then lose the witness too.
+	c.start(leader)
+	waitFor(t, leader+" caught up", 20*time.Second, func() (bool, string) {
+		a, err1 := c.status(leader)
+		w, err2 := c.status("witness")
+		if err1 != nil || err2 != nil {
+			return false, fmt.Sprint(err1, err2)
 		}
-		c.stays(owner, 5*time.Second)
+		return a.Owner == owner && a.Applied >= w.CommitIndex, fmt.Sprintf("applied %d, commit %d", a.Applied, w.CommitIndex)
+	})
+	time.Sleep(time.Second)
+	if err := c.procs["witness"].Kill(); err != nil {
+		t.Fatal(err)
 	}
+	c.stays(owner, 5*time.Second)
 	c.assertNeverTwoHolders()
 }
 
