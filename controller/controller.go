@@ -213,7 +213,7 @@ func (c *Controller) leaderLoop(ctx context.Context, stop <-chan struct{}) {
 		// and runs this loop).
 		if c.movesLeadership(s) && (lastTransfer == 0 || now-lastTransfer > transferEvery) {
 			lastTransfer = now
-			if target := c.transferTarget(s); target != "" {
+			if target := c.transferTarget(s, reps); target != "" {
 				c.log.Info("moving raft leadership", zap.String("to", target), zap.String("owner", s.Owner))
 				if err := c.node.TransferLeadership(target); err != nil {
 					c.log.Warn("leadership transfer", zap.Error(err))
@@ -277,13 +277,13 @@ func (c *Controller) movesLeadership(s fsm.State) bool {
 
 // transferTarget names the voter to hand leadership to: a reachable database node other
 // than the owner, else (from the owner only) a reachable witness; "" when there is none.
-func (c *Controller) transferTarget(s fsm.State) string {
-	peers := c.node.Peers()
+// Reachable is what the decisions use: a report in reps (answered, and under two leases
+// old), so a peer that stopped answering a moment ago is not chosen on an old poll.
+func (c *Controller) transferTarget(s fsm.State, reps map[string]report) string {
 	fromOwner := s.Owner == c.cfg.Self
 	witness := ""
 	for _, id := range s.MemberIDs() {
-		p, ok := peers[id]
-		if id == s.Owner || id == c.cfg.Self || !ok || !p.OK {
+		if _, ok := reps[id]; !ok || id == s.Owner || id == c.cfg.Self {
 			continue
 		}
 		switch s.Members[id].Role {

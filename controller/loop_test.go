@@ -254,25 +254,32 @@ func TestTransferTarget(t *testing.T) {
 		s.Members[id] = &fsm.NodeState{Member: fsm.Member{ID: id, Role: role}}
 	}
 	s.Owner, s.Phase = "db1", fsm.PhaseActive
+	const now = time.Hour
 	tests := []struct {
 		name      string
 		self      string
 		reachable []string
+		stale     []string // answered, but more than two leases ago
 		moves     bool
 		want      string
 	}{
-		{"owner: prefers the standby", "db1", []string{"db2", "witness"}, true, "db2"},
-		{"owner: else the witness", "db1", []string{"witness"}, true, "witness"},
-		{"owner: nobody reachable", "db1", nil, true, ""},
-		{"witness: hands on to the standby", "witness", []string{"db1", "db2"}, true, "db2"},
-		{"witness: never to the owner", "witness", []string{"db1"}, true, ""},
-		{"standby: keeps it", "db2", []string{"db1", "witness"}, false, ""},
+		{"owner: prefers the standby", "db1", []string{"db2", "witness"}, nil, true, "db2"},
+		{"owner: else the witness", "db1", []string{"witness"}, nil, true, "witness"},
+		{"owner: nobody reachable", "db1", nil, nil, true, ""},
+		{"witness: hands on to the standby", "witness", []string{"db1", "db2"}, nil, true, "db2"},
+		{"witness: never to the owner", "witness", []string{"db1"}, nil, true, ""},
+		{"standby: keeps it", "db2", []string{"db1", "witness"}, nil, false, ""},
+		{"owner: not to a standby last heard two leases ago", "db1", []string{"witness"}, []string{"db2"}, true, "witness"},
+		{"witness: not to a standby last heard two leases ago", "witness", []string{"db1"}, []string{"db2"}, true, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			n := newFakeNode()
 			for _, id := range tt.reachable {
-				n.peers[id] = api.Peer{OK: true}
+				n.peers[id] = api.Peer{OK: true, At: now}
+			}
+			for _, id := range tt.stale {
+				n.peers[id] = api.Peer{OK: true, At: now - time.Second - time.Millisecond}
 			}
 			c := New(Config{Self: tt.self, Members: members("db1", "db2", "witness"), Lease: 500 * time.Millisecond, CatchupTimeout: 5 * time.Second, KernelLease: time.Second}, n, zapNop())
 			if got := c.movesLeadership(s); got != tt.moves {
@@ -281,7 +288,7 @@ func TestTransferTarget(t *testing.T) {
 			if !tt.moves {
 				return
 			}
-			if got := c.transferTarget(s); got != tt.want {
+			if got := c.transferTarget(s, c.reports(now)); got != tt.want {
 				t.Fatalf("transferTarget = %q, want %q", got, tt.want)
 			}
 		})
