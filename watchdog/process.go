@@ -83,8 +83,8 @@ func (p *Process) now() time.Duration {
 	return boottime.Now()
 }
 
-// Messages counts the messages written to watchdogs so far.
-func (p *Process) Messages() uint64 {
+// sent counts the messages written to watchdogs so far (for tests).
+func (p *Process) sent() uint64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.messages

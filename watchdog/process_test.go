@@ -198,7 +198,7 @@ func TestProcessRenewalsThroughPage(t *testing.T) {
 					break
 				}
 			}
-			before := p.Messages()
+			before := p.sent()
 			var last time.Duration
 			for range n {
 				last = boottime.Now() + lease
@@ -207,7 +207,7 @@ func TestProcessRenewalsThroughPage(t *testing.T) {
 				}
 				time.Sleep(every)
 			}
-			sent := p.Messages() - before
+			sent := p.sent() - before
 			if tt.wantFewer && sent > 1 {
 				t.Errorf("%d of %d renewals made in time were messages, want at most 1", sent, n)
 			}
@@ -224,11 +224,11 @@ func TestProcessRenewalsThroughPage(t *testing.T) {
 				t.Fatalf("fences at %v, want one within 200 ms after the last deadline %v", got, last)
 			}
 			// A renewal after the deadline passed is a message: the watchdog re-arms.
-			before = p.Messages()
+			before = p.sent()
 			if err := p.Arm(boottime.Now() + lease); err != nil {
 				t.Fatal(err)
 			}
-			if p.Messages() != before+1 {
+			if p.sent() != before+1 {
 				t.Errorf("a renewal after the deadline passed was not a message")
 			}
 			if err := p.Disarm(); err != nil {
