@@ -648,7 +648,10 @@ func (n *Node) Propose(ctx context.Context, ev fsm.Event) (api.ProposeResponse, 
 		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
 			return resp, err
 		}
-		if !errors.Is(err, raft.ErrNotLeader) && !errors.Is(err, errNoLeader) && !errors.Is(err, raft.ErrLeadershipLost) && !errors.Is(err, errForward) {
+		// A leadership transfer under way is a leader change announced in advance: the
+		// leader refuses entries until it is done, then the new leader takes them.
+		if !errors.Is(err, raft.ErrNotLeader) && !errors.Is(err, errNoLeader) && !errors.Is(err, raft.ErrLeadershipLost) &&
+			!errors.Is(err, raft.ErrLeadershipTransferInProgress) && !errors.Is(err, errForward) {
 			return resp, err
 		}
 		select {
