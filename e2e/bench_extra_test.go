@@ -328,6 +328,10 @@ func idleRow(t *testing.T, name string, pid, floor int, window time.Duration) []
 	time.Sleep(window)
 	cpu, switches := treeCounters(tree).since(before, window)
 	floorCPU, floorSwitches := treeCounters([]int{floor}).since(floorBefore, window)
+	// A reference that stopped (its echo server gone) would read as a floor of 0 %.
+	if floorSwitches < floorRate {
+		t.Errorf("%s: the reference process made %.0f switches a second in the window, under one per round trip: it is not running", name, floorSwitches)
+	}
 	var rss, private, shared int
 	for _, p := range tree {
 		r, priv := memKB(p)
@@ -344,13 +348,13 @@ func idleRow(t *testing.T, name string, pid, floor int, window time.Duration) []
 		float64(private+shared)/1024, float64(main)/1024, touched, floorCPU, floorSwitches)}
 }
 
-// counters are the CPU ticks and context switches of each process of a tree.
-type counters map[int][2]uint64
+// counters are the CPU ticks and context switches of each process of a tree, by pid.
+type counters map[int]struct{ ticks, switches uint64 }
 
 func treeCounters(tree []int) counters {
 	c := counters{}
 	for _, p := range tree {
-		c[p] = [2]uint64{cpuTicks(p), ctxSwitches(p)}
+		c[p] = struct{ ticks, switches uint64 }{cpuTicks(p), ctxSwitches(p)}
 	}
 	return c
 }
@@ -362,11 +366,11 @@ func (c counters) since(before counters, window time.Duration) (cpu, switches fl
 	for p, b := range before {
 		now := c[p]
 		// A process or thread that exited takes its counts along.
-		if now[0] > b[0] {
-			ticks += now[0] - b[0]
+		if now.ticks > b.ticks {
+			ticks += now.ticks - b.ticks
 		}
-		if now[1] > b[1] {
-			cs += now[1] - b[1]
+		if now.switches > b.switches {
+			cs += now.switches - b.switches
 		}
 	}
 	return float64(ticks) / 100 / window.Seconds() * 100, float64(cs) / window.Seconds() // USER_HZ is 100 on Linux
