@@ -316,16 +316,8 @@ func (c *cluster) stays(owner string, d time.Duration) {
 func TestLeaderAndWitnessLossKeepVIP(t *testing.T) {
 	c := newCluster(t, clusterOpts{})
 	owner := c.waitOwner(30 * time.Second)
-	st, err := c.status("witness")
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Leadership is moved off the owner and off the witness, onto the other database node.
-	waitFor(t, "leadership on the standby", 15*time.Second, func() (bool, string) {
-		st, err = c.status("witness")
-		return err == nil && st.Leader != "" && st.Leader != owner && st.Leader != "witness", fmt.Sprintf("leader %q", st.Leader)
-	})
-	leader := st.Leader
+	leader := c.waitStandbyLeads(owner, 15*time.Second)
 	if err := c.procs[leader].Kill(); err != nil {
 		t.Fatal(err)
 	}

@@ -260,6 +260,22 @@ func (c *cluster) waitOwner(timeout time.Duration) string {
 	return owner
 }
 
+// waitStandbyLeads waits until the witness sees the database node other than owner lead
+// Raft and returns it. The owner hands leadership to the standby once it serves, so right
+// after waitOwner the leader may still be the owner or, mid-transfer, unknown.
+func (c *cluster) waitStandbyLeads(owner string, timeout time.Duration) string {
+	c.t.Helper()
+	standby := other(owner)
+	waitFor(c.t, "leadership on the standby "+standby, timeout, func() (bool, string) {
+		st, err := c.status("witness")
+		if err != nil {
+			return false, err.Error()
+		}
+		return st.Leader == standby, fmt.Sprintf("leader %q", st.Leader)
+	})
+	return standby
+}
+
 // flavor is the flavor of the lab's servers ("mariadb" or "mysql").
 func (c *cluster) flavor() probe.Flavor {
 	if m := c.lab.MariaDB("db1"); m != nil {
