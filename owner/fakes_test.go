@@ -455,6 +455,8 @@ type fakeRenewer struct {
 	tr     *trace
 	mu     sync.Mutex
 	refuse bool
+	reason string // the refusal's reason
+	err    error  // returned instead of an answer when set
 	calls  int
 	slow   func() // called inside Renew (a late answer advances the clock)
 }
@@ -466,7 +468,14 @@ func (r *fakeRenewer) Renew(_ context.Context, peer string, req api.RenewRequest
 	if r.slow != nil {
 		r.slow()
 	}
-	return api.RenewResponse{Node: peer, Promised: !r.refuse}, nil
+	if r.err != nil {
+		return api.RenewResponse{}, r.err
+	}
+	resp := api.RenewResponse{Node: peer, Promised: !r.refuse}
+	if r.refuse {
+		resp.Reason = r.reason
+	}
+	return resp, nil
 }
 
 // clock is a manual lease clock.

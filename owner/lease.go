@@ -95,6 +95,7 @@ func (o *Owner) renewOne(ctx context.Context, peer string, epoch uint64, sent ti
 		answer = "late"
 	}
 	o.metrics.renewals.WithLabelValues(peer, answer).Inc()
+	o.noteAnswer(peer, answer, resp.Reason, err)
 	if err != nil || !resp.Promised {
 		return false
 	}
@@ -112,6 +113,32 @@ func (o *Owner) renewOne(ctx context.Context, peer string, epoch uint64, sent ti
 		o.renewFence(ctx)
 	}
 	return quorum
+}
+
+// noteAnswer logs a peer's renewal answer when its kind changes: a refusal with the
+// peer's reason and a failed request with its error (once, not every round), and a
+// peer that promises again after either. A lease that runs short is then explained in
+// the owner's own log.
+func (o *Owner) noteAnswer(peer, answer, reason string, err error) {
+	kind := answer
+	if answer == "late" {
+		kind = "promised"
+	}
+	o.mu.Lock()
+	prev, seen := o.answers[peer]
+	o.answers[peer] = kind
+	o.mu.Unlock()
+	if kind == prev || (!seen && kind == "promised") {
+		return
+	}
+	switch kind {
+	case "promised":
+		o.log.Info("peer promises the lease again", zap.String("peer", peer), zap.String("after", prev))
+	case "refused":
+		o.log.Warn("peer refused to renew the lease", zap.String("peer", peer), zap.String("reason", reason))
+	default:
+		o.log.Warn("lease renewal failed", zap.String("peer", peer), zap.Error(err))
+	}
 }
 
 // renewFence opens the VIP fence for the rest of the lease while the VIP is held.

@@ -215,6 +215,8 @@ type Owner struct {
 	// pre is the ARP conflict probe started with the current promotion (conflict).
 	pre     *preProbe
 	foreign map[netip.Addr]time.Duration
+	// answers is each peer's last kind of renewal answer (noteAnswer).
+	answers map[string]string
 }
 
 // New builds the runtime.
@@ -241,6 +243,7 @@ func New(cfg Config, d Deps, log *zap.Logger) (*Owner, error) {
 		kick: make(chan struct{}, 1), renewKick: make(chan struct{}, 1), holdingChanged: make(chan struct{}, 1), died: make(chan string, 1), diedKick: make(chan struct{}, 1),
 		m:      machine{Phase: Standby},
 		remote: map[string]string{}, conflicts: map[string]bool{}, foreign: map[netip.Addr]time.Duration{},
+		answers: map[string]string{},
 	}
 	if cfg.StateDir != "" {
 		if _, err := os.Stat(filepath.Join(cfg.StateDir, replStoppedFile)); err == nil {
