@@ -74,9 +74,10 @@ type poller struct {
 	busyUntil time.Duration
 	// leftAt is when each peer marked left said goodbye (boot clock).
 	leftAt map[string]time.Duration
-	// plain marks the peers that answered an exchange with 405 (an older version):
-	// they are polled with a plain GET.
-	plain map[string]bool
+	// plain holds the peers that answered an exchange with 405 (an older version), with
+	// when (boot clock): they are polled with a plain GET until a report shows the peer
+	// started after that (an upgrade restarts it), when the exchange is tried again.
+	plain map[string]time.Duration
 
 	// timerWakes counts the loop's wakes by its own timer (each a wakeup of the process
 	// when nothing else woke it), for tests.
@@ -86,7 +87,7 @@ type poller struct {
 func newPoller(cfg *config.Config, client *api.Client, now func() time.Duration, log *zap.Logger) *poller {
 	return &poller{self: cfg.Node.ID, peers: cfg.Cluster.Peers, client: client, log: log.Named("poller"),
 		every: min(cfg.Failover.Lease/4, pollEveryMax), idle: cfg.Failover.Lease / 2, followIdle: cfg.Failover.Lease, leaderIdle: leaderIdle(cfg),
-		busyWindow: 2 * cfg.Failover.Lease, now: now, views: map[string]api.Peer{}, leftAt: map[string]time.Duration{}, plain: map[string]bool{},
+		busyWindow: 2 * cfg.Failover.Lease, now: now, views: map[string]api.Peer{}, leftAt: map[string]time.Duration{}, plain: map[string]time.Duration{},
 		kicks: make(chan struct{}, 1), leaderMoved: make(chan struct{}, 1), changed: make(chan struct{})}
 }
 
@@ -282,7 +283,7 @@ func (p *poller) pollOne(ctx context.Context, peer config.Peer) {
 // unless the peer does not serve that.
 func (p *poller) fetch(ctx context.Context, peer config.Peer) (api.NodeReport, error) {
 	p.mu.Lock()
-	plain := p.plain[peer.ID]
+	_, plain := p.plain[peer.ID]
 	p.mu.Unlock()
 	if p.report == nil || plain {
 		return p.client.Node(ctx, peer.APIAddr, p.every*2)
@@ -291,7 +292,7 @@ func (p *poller) fetch(ctx context.Context, peer config.Peer) (api.NodeReport, e
 	if api.IsMethodNotAllowed(err) {
 		p.log.Info("peer does not take reports with a poll (an older version); polling it with GET", zap.String("peer", peer.ID))
 		p.mu.Lock()
-		p.plain[peer.ID] = true
+		p.plain[peer.ID] = p.now()
 		p.mu.Unlock()
 		return p.client.Node(ctx, peer.APIAddr, p.every*2)
 	}
@@ -317,6 +318,10 @@ func (p *poller) record(id string, r api.NodeReport) {
 	left := v.Left && (r.Stopping || started < p.leftAt[id])
 	if !left {
 		delete(p.leftAt, id)
+	}
+	if at, ok := p.plain[id]; ok && r.UptimeMS > 0 && started > at {
+		p.log.Info("peer restarted since it refused reports with polls; trying them again", zap.String("peer", id))
+		delete(p.plain, id)
 	}
 	p.views[id] = api.Peer{Report: r, At: now, OK: true, Left: left}
 	p.changedLocked()

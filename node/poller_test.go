@@ -328,3 +328,64 @@ func TestPollerExchange(t *testing.T) {
 		}
 	}
 }
+
+// TestPollerExchangeAfterUpgrade: a peer that refused an exchange (405) is polled with
+// GET while it runs; once its report shows it started after the refusal (an upgrade
+// restarts it), the exchange is tried again.
+func TestPollerExchangeAfterUpgrade(t *testing.T) {
+	var upgraded atomic.Bool
+	var uptime atomic.Int64
+	uptime.Store(int64(time.Hour / time.Millisecond))
+	var mu sync.Mutex
+	var seen []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Method)
+		mu.Unlock()
+		if r.Method == http.MethodPost && !upgraded.Load() {
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(api.NodeReport{Node: "db2", UptimeMS: uptime.Load()})
+	}))
+	t.Cleanup(srv.Close)
+	cfg := &config.Config{}
+	cfg.Node.ID = "db1"
+	cfg.Failover.Lease = 400 * time.Millisecond
+	peer := config.Peer{ID: "db2", APIAddr: strings.TrimPrefix(srv.URL, "http://")}
+	cfg.Cluster.Peers = []config.Peer{{ID: "db1"}, peer}
+	p := newPoller(cfg, api.NewClient("", nil), boottime.Now, zap.NewNop())
+	p.report = func() api.NodeReport { return api.NodeReport{Node: "db1"} }
+	steps := []struct {
+		name     string
+		restart  bool
+		polls    int
+		want     string // methods the peer saw in this step
+		wantView bool
+	}{
+		{"old version refuses the exchange", false, 3, "POST,GET,GET,GET", true},
+		{"upgraded and restarted", true, 3, "GET,POST,POST", true},
+	}
+	for _, st := range steps {
+		if st.restart {
+			time.Sleep(30 * time.Millisecond) // the restart comes after the refusal
+			upgraded.Store(true)
+			uptime.Store(10)
+		}
+		mu.Lock()
+		seen = nil
+		mu.Unlock()
+		for range st.polls {
+			p.pollOne(context.Background(), peer)
+		}
+		mu.Lock()
+		got := strings.Join(seen, ",")
+		mu.Unlock()
+		if got != st.want {
+			t.Fatalf("%s: the peer saw %s, want %s", st.name, got, st.want)
+		}
+		if v := p.snapshot()["db2"]; v.OK != st.wantView {
+			t.Fatalf("%s: view %+v", st.name, v)
+		}
+	}
+}
