@@ -100,15 +100,32 @@ type PeerServers struct {
 	AppUsers []string
 
 	mu  sync.Mutex
-	dbs map[string]*sql.DB
+	dbs map[poolKey]*sql.DB
+}
+
+// poolKey names one of a peer's two pools: the remote probe's, which keeps a connection,
+// and the failover statements', which keeps none.
+type poolKey struct {
+	peer     string
+	failover bool
 }
 
 var _ owner.Remote = (*PeerServers)(nil)
 
-func (p *PeerServers) db(peer string) (*sql.DB, error) {
+// db returns peer's probe pool (failover false) or its failover pool. The failover pool
+// keeps no idle connection, so a fence, a read of read_only or of the GTIDs always dials
+// afresh: a connection pooled before the peer's host was cut off (not closed) would take
+// the statement and its whole deadline, since no answer, nor reset, ever comes (a
+// promotion's fence of a lost owner's server once waited its full 3 s), and pinging it
+// first costs a timeout of its own before the dial (a host loss took one connect timeout
+// longer whenever the remote probe had left a connection pooled). An unreachable host
+// thus fails within one connect timeout, and a slow but reachable server gets the
+// caller's full deadline. The probe pool keeps one idle connection for its pings.
+func (p *PeerServers) db(peer string, failover bool) (*sql.DB, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if db := p.dbs[peer]; db != nil {
+	k := poolKey{peer, failover}
+	if db := p.dbs[k]; db != nil {
 		return db, nil
 	}
 	host, ok := p.Hosts[peer]
@@ -120,41 +137,22 @@ func (p *PeerServers) db(peer string) (*sql.DB, error) {
 		return nil, fmt.Errorf("peer %s mysql at %s: %w", peer, net.JoinHostPort(host, fmt.Sprint(p.Port)), err)
 	}
 	db.SetMaxOpenConns(2)
-	// One idle connection at most: live pings the one it finds, and a second pooled from
-	// before a host was cut off would take the caller's statement and its whole deadline.
-	db.SetMaxIdleConns(1)
-	db.SetConnMaxIdleTime(mysqlIdleTime)
+	if failover {
+		db.SetMaxIdleConns(0)
+	} else {
+		db.SetMaxIdleConns(1)
+		db.SetConnMaxIdleTime(mysqlIdleTime)
+	}
 	if p.dbs == nil {
-		p.dbs = map[string]*sql.DB{}
+		p.dbs = map[poolKey]*sql.DB{}
 	}
-	p.dbs[peer] = db
-	return db, nil
-}
-
-// live returns peer's pool, first pinging its idle pooled connection (it keeps at most one)
-// with p.Timeout. A connection pooled before the peer's host went away (cut off, not
-// closed) would otherwise take the whole of the caller's deadline: its statement is written
-// and no answer, nor reset, ever comes (a promotion's fence of a lost owner's server waited
-// its full 3 s). The ping's timeout closes such a connection, so the caller's statement
-// dials afresh and an unreachable host fails within a connect timeout. The ping's own error
-// is not the caller's: a slow but reachable server still gets the caller's full deadline.
-// With nothing pooled the caller dials anyway, and no ping is spent.
-func (p *PeerServers) live(ctx context.Context, peer string) (*sql.DB, error) {
-	db, err := p.db(peer)
-	if err != nil {
-		return nil, err
-	}
-	if db.Stats().Idle > 0 {
-		pctx, cancel := context.WithTimeout(ctx, p.Timeout)
-		_ = db.PingContext(pctx)
-		cancel()
-	}
+	p.dbs[k] = db
 	return db, nil
 }
 
 // Ping connects to peer's server and runs SELECT 1.
 func (p *PeerServers) Ping(ctx context.Context, peer string) error {
-	db, err := p.db(peer)
+	db, err := p.db(peer, false)
 	if err != nil {
 		return err
 	}
@@ -164,7 +162,7 @@ func (p *PeerServers) Ping(ctx context.Context, peer string) error {
 
 // Fence fences peer's server and returns its final GTID set.
 func (p *PeerServers) Fence(ctx context.Context, peer string) (string, error) {
-	db, err := p.live(ctx, peer)
+	db, err := p.db(peer, true)
 	if err != nil {
 		return "", err
 	}
@@ -177,7 +175,7 @@ func (p *PeerServers) Fence(ctx context.Context, peer string) (string, error) {
 
 // Executed reads peer's executed GTID set.
 func (p *PeerServers) Executed(ctx context.Context, peer string) (string, error) {
-	db, err := p.live(ctx, peer)
+	db, err := p.db(peer, true)
 	if err != nil {
 		return "", err
 	}
@@ -190,7 +188,7 @@ func (p *PeerServers) Executed(ctx context.Context, peer string) (string, error)
 
 // ReadOnly reads peer's read_only.
 func (p *PeerServers) ReadOnly(ctx context.Context, peer string) (bool, error) {
-	db, err := p.live(ctx, peer)
+	db, err := p.db(peer, true)
 	if err != nil {
 		return false, err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/binary"
-	"fmt"
 	"io"
 	"net"
 	"strconv"
@@ -122,28 +121,39 @@ func (s *fakeServer) serve(c net.Conn) {
 	}
 }
 
-// TestPeerFenceSkipsDeadPooledConnection: connections pooled while the peer's host was up
-// must not cost a fence its whole deadline once the host is cut off. Without the ping
-// first, the fence's first statement went out on a pooled connection and waited the full
-// deadline (a promotion after a host loss waited 3 s). The ping checks one idle
-// connection, so the pool keeps no more than one: with two pooled, the fence's statement
-// took the second, as dead as the first.
+// TestPeerFenceSkipsDeadPooledConnection: connections used while the peer's host was up
+// must cost nothing once the host is cut off. A fence's statement that went out on a pooled
+// connection waited its whole deadline (a promotion after a host loss waited 3 s); pinging
+// the pooled connection first waited a timeout of its own before the dial (a host loss
+// took one connect timeout longer). The failover statements' pool keeps no connection, so
+// the fence dials at once; the fake server refuses the dial, so the fence fails at once
+// (on a real cut-off host it fails within one connect timeout).
 func TestPeerFenceSkipsDeadPooledConnection(t *testing.T) {
-	for _, pooled := range []int{1, 2} {
-		t.Run(fmt.Sprintf("%d used while up", pooled), func(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		failover bool // the pool the connections were used on
+		pooled   int
+	}{
+		{"1 used by the remote probe", false, 1},
+		{"2 used by the remote probe", false, 2},
+		{"1 used by an earlier fence", true, 1},
+		{"2 used by an earlier fence", true, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			srv := newFakeServer(t)
 			host, port, _ := net.SplitHostPort(srv.ln.Addr().String())
 			portN, _ := strconv.Atoi(port)
+			timeout := 200 * time.Millisecond
 			p := &PeerServers{Hosts: map[string]string{"db1": host}, Port: portN, User: "keepraft", Password: "x",
-				Timeout: 200 * time.Millisecond, Flavor: probe.FlavorMariaDB}
+				Timeout: timeout, Flavor: probe.FlavorMariaDB}
 			t.Cleanup(func() { _ = p.Close() })
-			db, err := p.db("db1")
+			db, err := p.db("db1", tc.failover)
 			if err != nil {
 				t.Fatal(err)
 			}
-			// Use pooled connections at once while the host is up, then give them back.
+			// Use connections at once while the host is up, then give them back.
 			var conns []*sql.Conn
-			for range pooled {
+			for range tc.pooled {
 				c, err := db.Conn(t.Context())
 				if err != nil {
 					t.Fatal(err)
@@ -165,8 +175,8 @@ func TestPeerFenceSkipsDeadPooledConnection(t *testing.T) {
 			if err == nil {
 				t.Fatal("fence of a cut-off host succeeded")
 			}
-			if took > time.Second {
-				t.Fatalf("fence of a cut-off host took %v (%v), want about a ping and a connect timeout", took, err)
+			if took > timeout/2 {
+				t.Fatalf("fence of a cut-off host took %v (%v), want a refused dial at once, no wait on a pooled connection", took, err)
 			}
 			t.Logf("fence of a cut-off host failed after %v: %v", took, err)
 		})
