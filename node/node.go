@@ -108,9 +108,6 @@ type Node struct {
 	// jointWindow is how long after a joint bootstrap this node still reports "fresh".
 	jointWindow time.Duration
 	stopping    atomic.Bool
-	// ledReady is set once this node, as leader, completed a Barrier since it started:
-	// its applied state then held every committed entry (see CaughtUpSinceStart).
-	ledReady atomic.Bool
 }
 
 // New builds the node: opens the store and starts raft (not yet bootstrapped), and on a

@@ -584,13 +584,7 @@ func (n *Node) leader() string {
 func (n *Node) Term() uint64 { return n.raft.CurrentTerm() }
 
 // Barrier waits until every entry before it is applied.
-func (n *Node) Barrier(timeout time.Duration) error {
-	if err := n.raft.Barrier(timeout).Error(); err != nil {
-		return err
-	}
-	n.ledReady.Store(true)
-	return nil
-}
+func (n *Node) Barrier(timeout time.Duration) error { return n.raft.Barrier(timeout).Error() }
 
 // TransferLeadership hands leadership to the voter id.
 func (n *Node) TransferLeadership(id string) error {
@@ -631,18 +625,18 @@ func (n *Node) CaughtUp() bool {
 // a release needs a majority that applied the revoke: a voter that applied everything it
 // learned is never older than a revoke it took part in.
 //
-// A node that completed a Barrier as leader since it started learned a leader's applied
-// index from itself, and its applied index only grows from there: it stays caught up
-// after it stops leading, also before it polled a new leader. Without that, the first
-// leader of a cluster that hands leadership on (to the standby) and sees the new
-// leader die before polling it would refuse the owner's renewals, and with one voter
-// down the owner would lose its lease for nothing.
+// A node that completed a Barrier as leader since it started (its controller's ReadyTerm
+// is set) learned a leader's applied index from itself, and its applied index only grows
+// from there: it stays caught up after it stops leading, also before it polled a new
+// leader. Without that, the first leader of a cluster that hands leadership on (to the
+// standby) and sees the new leader die before polling it would refuse the owner's
+// renewals, and with one voter down the owner would lose its lease for nothing.
 func (n *Node) CaughtUpSinceStart() bool {
 	if n.raft.State() == raft.Leader && n.ctl.ReadyTerm() == n.raft.CurrentTerm() {
 		return true
 	}
 	learned := n.poll.learned()
-	return (learned > 0 || n.ledReady.Load()) && n.fsm.State().Index >= learned
+	return (learned > 0 || n.ctl.ReadyTerm() != 0) && n.fsm.State().Index >= learned
 }
 
 // Propose commits ev through the leader: directly when this node leads, otherwise by
