@@ -309,7 +309,7 @@ func (c *cluster) stays(owner string, d time.Duration) {
 		}
 	}
 	if moves > 0 {
-		c.t.Fatalf("another host touched the VIP: %+v", c.tracker.Events())
+		c.t.Fatalf("another host touched the VIP:\n%s", testenv.FormatEvents(c.tracker.Events()))
 	}
 }
 

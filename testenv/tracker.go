@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -346,4 +347,46 @@ func (t *Tracker) Close() error {
 	close(t.done)
 	t.wg.Wait()
 	return t.Err()
+}
+
+// FormatEvents renders events for a failure message, one line per change of a host's
+// holding: the renewals that follow an add (a new lifetime every fraction of a second) are
+// counted on the add's line instead of listed.
+func FormatEvents(evs []AddrEvent) string {
+	var b strings.Builder
+	held := map[string]bool{}
+	var last *AddrEvent // the add whose renewals are being counted
+	renewals := 0
+	flush := func() {
+		if last != nil && renewals > 0 {
+			fmt.Fprintf(&b, " (renewed %d times)", renewals)
+		}
+		last, renewals = nil, 0
+	}
+	for i := range evs {
+		e := &evs[i]
+		if e.Added && held[e.Host] && last != nil && last.Host == e.Host {
+			renewals++
+			continue
+		}
+		flush()
+		if b.Len() > 0 {
+			b.WriteByte('\n')
+		}
+		what := "removed"
+		if e.Added {
+			what = "added"
+			if held[e.Host] {
+				what = "renewed"
+			}
+			last = e
+		}
+		if e.Seed {
+			what += " (held when tracking began)"
+		}
+		fmt.Fprintf(&b, "  %s %s %s valid_lft=%d", e.At.Format("15:04:05.000"), e.Host, what, e.ValidLft)
+		held[e.Host] = e.Added
+	}
+	flush()
+	return b.String()
 }

@@ -129,3 +129,37 @@ func TestTrackerWait(t *testing.T) {
 		t.Fatalf("WaitNone(db1) returned while db1 holds the vip")
 	}
 }
+
+func TestFormatEvents(t *testing.T) {
+	base := time.Date(2026, 12, 2, 23, 46, 38, 0, time.UTC)
+	ev := func(host string, added bool, ms int) AddrEvent {
+		return AddrEvent{Host: host, Added: added, At: base.Add(time.Duration(ms) * time.Millisecond), ValidLft: 1}
+	}
+	tests := []struct {
+		name string
+		give []AddrEvent
+		want string
+	}{
+		{name: "none", want: ""},
+		{name: "renewals counted on the add", give: []AddrEvent{
+			ev("db1", true, 0), ev("db1", true, 166), ev("db1", true, 333), ev("db1", false, 400), ev("db2", true, 450),
+		}, want: "  23:46:38.000 db1 added valid_lft=1 (renewed 2 times)\n" +
+			"  23:46:38.400 db1 removed valid_lft=1\n" +
+			"  23:46:38.450 db2 added valid_lft=1"},
+		{name: "an overlap keeps each host's renewal", give: []AddrEvent{
+			ev("db1", true, 0), ev("db2", true, 10), ev("db1", true, 20), ev("db1", true, 30), ev("db1", false, 40),
+		}, want: "  23:46:38.000 db1 added valid_lft=1\n" +
+			"  23:46:38.010 db2 added valid_lft=1\n" +
+			"  23:46:38.020 db1 renewed valid_lft=1 (renewed 1 times)\n" +
+			"  23:46:38.040 db1 removed valid_lft=1"},
+		{name: "seeded", give: []AddrEvent{{Host: "db1", Added: true, At: base, ValidLft: 1, Seed: true}},
+			want: "  23:46:38.000 db1 added (held when tracking began) valid_lft=1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := FormatEvents(tt.give); got != tt.want {
+				t.Errorf("FormatEvents() =\n%s\nwant\n%s", got, tt.want)
+			}
+		})
+	}
+}
