@@ -145,7 +145,7 @@ func New(cfg *config.Config, log *zap.Logger, opts Options) (*Node, error) {
 	n.ctl = controller.New(controller.Config{Self: cfg.Node.ID, Members: members, Lease: cfg.Failover.Lease, CatchupTimeout: cfg.Failover.CatchupTimeout,
 		KernelLease: cfg.VIP.KernelLease, Nopreempt: cfg.Failover.Nopreempt, Damping: cfg.Failover.Damping, Now: now}, n, log)
 	n.ctl.Decisions = func(t fsm.Type, outcome string) { n.metrics.proposals.WithLabelValues(string(t), outcome).Inc() }
-	n.promiser = owner.NewPromiser(cfg.Node.ID, n, cfg.Failover.Lease, now)
+	n.promiser = owner.NewPromiser(cfg.Node.ID, n, cfg.Failover.Lease, now, log.Named("promiser"))
 	if cfg.IsDatabase() {
 		if err := n.newOwner(opts); err != nil {
 			return nil, errors.Join(err, n.close())

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/keepraft/keepraft/api"
 	"github.com/keepraft/keepraft/fsm"
 )
@@ -29,16 +31,19 @@ type Promiser struct {
 	rho   float64
 	now   func() time.Duration
 	boot  time.Duration
+	log   *zap.Logger
 
 	mu        sync.Mutex
 	promise   fsm.Promise
 	lastRenew map[string]time.Duration // owner → when it last asked
+	answers   map[string]string        // owner → the kind of the last answer, for the log
 }
 
 // NewPromiser returns the promiser of node self; now reads the lease clock and its first
-// reading is taken as the boot time.
-func NewPromiser(self string, node PromiserNode, lease time.Duration, now func() time.Duration) *Promiser {
-	return &Promiser{self: self, node: node, lease: lease, rho: fsm.DefaultRho, now: now, boot: now(), lastRenew: map[string]time.Duration{}}
+// reading is taken as the boot time. It logs each change of its answer to an owner.
+func NewPromiser(self string, node PromiserNode, lease time.Duration, now func() time.Duration, log *zap.Logger) *Promiser {
+	return &Promiser{self: self, node: node, lease: lease, rho: fsm.DefaultRho, now: now, boot: now(), log: log,
+		lastRenew: map[string]time.Duration{}, answers: map[string]string{}}
 }
 
 // Quiet is how long after boot a voter refuses every promise.
@@ -46,29 +51,58 @@ func (p *Promiser) Quiet() time.Duration { return time.Duration(float64(p.lease)
 
 // Grant answers one Renew.
 func (p *Promiser) Grant(req api.RenewRequest) api.RenewResponse {
+	resp, kind, prev := p.grant(req)
+	if kind == prev || (prev == "" && kind == "promised") {
+		return resp
+	}
+	// Once per change of answer to this owner, not every renewal.
+	log := p.log.With(zap.String("owner", req.Owner), zap.Uint64("epoch", req.Epoch))
+	switch kind {
+	case "promised":
+		log.Info("promising the lease again", zap.String("after", prev))
+	case "behind":
+		log.Warn("refusing lease promises", zap.String("reason", resp.Reason))
+	default:
+		log.Info("refusing lease promises", zap.String("reason", resp.Reason))
+	}
+	return resp
+}
+
+// grant answers one Renew and returns the kind of the answer and of the last answer to
+// the same owner ("" for none).
+func (p *Promiser) grant(req api.RenewRequest) (resp api.RenewResponse, kind, prev string) {
 	s := p.node.State()
 	now := p.now()
-	resp := api.RenewResponse{Node: p.self}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if s.Owner == req.Owner {
 		p.lastRenew[req.Owner] = now
 	}
+	resp, kind = p.answerLocked(s, now, req)
+	prev, p.answers[req.Owner] = p.answers[req.Owner], kind
+	return resp, kind, prev
+}
+
+// answerLocked decides one Renew on applied state s; the kind of the answer is quiet
+// (just started), behind (not caught up), state (s does not support it) or promised.
+func (p *Promiser) answerLocked(s fsm.State, now time.Duration, req api.RenewRequest) (api.RenewResponse, string) {
+	resp := api.RenewResponse{Node: p.self}
 	switch up := now - p.boot; {
 	case up < p.Quiet():
 		resp.Reason = fmt.Sprintf("started %v ago: no promises within lease·(1+ρ) = %v of a start", up.Round(time.Millisecond), p.Quiet())
-		return resp
+		return resp, "quiet"
 	case !p.node.CaughtUpSinceStart():
 		resp.Reason = fmt.Sprintf("applied state (index %d) is behind the commit index learned from the leader", s.Index)
-		return resp
+		return resp, "behind"
 	}
 	np, ok := p.promise.Grant(s, req.Owner, req.Epoch, now, p.lease, p.rho)
 	p.promise = np
 	resp.Promised = ok
 	if !ok {
 		resp.Reason = fmt.Sprintf("applied state: owner %q epoch %d phase %s", s.Owner, s.Epoch, s.Phase)
+		return resp, "state"
 	}
-	return resp
+	return resp, "promised"
 }
 
 // Fill adds the lease part of this node's report: the age of the owner's last Renew,

@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/keepraft/keepraft/api"
+	"github.com/keepraft/keepraft/fsm"
 )
 
 // TestRenewalAnswersLogged: a peer's refusal is logged once with its reason, a failed
@@ -54,6 +58,58 @@ func TestRenewalAnswersLogged(t *testing.T) {
 			}
 			for m, n := range tc.want {
 				if got[m] != n {
+					t.Fatalf("log lines %v, want %v", got, tc.want)
+				}
+			}
+		})
+	}
+}
+
+// TestPromiserAnswersLogged: the voter's side logs each change of its answer to an owner
+// once (a refusal with its reason), not every renewal, and not a first promise.
+func TestPromiserAnswersLogged(t *testing.T) {
+	type step struct {
+		advance time.Duration // lease clock, before the renewal
+		caught  bool
+		epoch   uint64
+	}
+	quiet, promise, behind, old := step{0, true, 4}, step{time.Second, true, 4}, step{0, false, 4}, step{0, true, 3}
+	cases := []struct {
+		name  string
+		steps []step
+		want  map[string]int // log lines by message and level
+	}{
+		{"steady promises", []step{promise, promise, promise}, map[string]int{}},
+		{"quiet after a start, then promises", []step{quiet, quiet, promise, promise},
+			map[string]int{"info refusing lease promises": 1, "info promising the lease again": 1}},
+		{"behind the leader", []step{promise, behind, behind, promise},
+			map[string]int{"warn refusing lease promises": 1, "info promising the lease again": 1}},
+		{"an old epoch, twice", []step{promise, old, old},
+			map[string]int{"info refusing lease promises": 1}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newFakeNode(&trace{}, at(cluster(t), "db1", 4, fsm.PhaseActive))
+			c := &clock{t: time.Hour}
+			core, logs := observer.New(zapcore.InfoLevel)
+			p := NewPromiser("witness", n, 500*time.Millisecond, c.now, zap.New(core))
+			for _, st := range tc.steps {
+				c.advance(st.advance)
+				n.caught = st.caught
+				p.Grant(api.RenewRequest{Owner: "db1", Epoch: st.epoch})
+			}
+			got := map[string]int{}
+			for _, e := range logs.All() {
+				got[e.Level.String()+" "+e.Message]++
+				if e.Message == "refusing lease promises" && e.ContextMap()["reason"] == "" {
+					t.Errorf("refusal logged without its reason: %v", e.ContextMap())
+				}
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("log lines %v, want %v", got, tc.want)
+			}
+			for m, k := range tc.want {
+				if got[m] != k {
 					t.Fatalf("log lines %v, want %v", got, tc.want)
 				}
 			}

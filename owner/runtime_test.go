@@ -12,6 +12,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/keepraft/keepraft/api"
 	"github.com/keepraft/keepraft/fsm"
 	"github.com/keepraft/keepraft/probe"
@@ -532,7 +534,7 @@ func TestPromiser(t *testing.T) {
 			n := newFakeNode(&trace{}, tt.state)
 			n.caught = tt.caught
 			c := &clock{t: time.Hour}
-			p := NewPromiser("witness", n, 500*time.Millisecond, c.now)
+			p := NewPromiser("witness", n, 500*time.Millisecond, c.now, zap.NewNop())
 			c.advance(tt.uptime)
 			got := p.Grant(tt.req)
 			if got.Promised != tt.want || !strings.Contains(got.Reason, tt.because) {
