@@ -175,6 +175,7 @@ type fakeMySQL struct {
 	onStop     func()              // called inside STOP REPLICA, before it returns
 	stopErr    error               // STOP REPLICA fails with it
 	stopAnyway bool                // ... after stopping the channel (a cancelled statement the server finished)
+	startHangs bool                // START REPLICA hangs until its context ends (a held replication lock)
 	ioDown     bool                // the IO thread alone stopped (an error from the source)
 	semiSync   bool                // the semi-sync master side is on
 	semiErr    error               // switching the semi-sync master side fails with it
@@ -262,9 +263,16 @@ func (m *fakeMySQL) StopReplication(context.Context) error {
 	return nil
 }
 
-func (m *fakeMySQL) StartReplication(context.Context) error {
+func (m *fakeMySQL) StartReplication(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.startHangs {
+		m.mu.Unlock()
+		<-ctx.Done()
+		m.mu.Lock()
+		m.tr.add("mysql start replication: %v", ctx.Err())
+		return ctx.Err()
+	}
 	m.tr.add("mysql start replication")
 	m.replica, m.ioDown = true, false
 	return nil

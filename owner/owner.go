@@ -64,6 +64,10 @@ const (
 	// kill of application connections and the retry that follows it.
 	fenceTimeout = 3 * time.Second
 	fenceRetry   = time.Second
+	// replCmdTimeout bounds a START or STOP REPLICA of the local server outside a
+	// promotion: the statement waits for the server's replication locks, and the loop that
+	// issues it is the one that must react to the next event.
+	replCmdTimeout = 5 * time.Second
 	// prevFenceEvery spaces the serving owner's attempts to fence a previous owner's
 	// server that is not confirmed read-only yet.
 	prevFenceEvery = 200 * time.Millisecond

@@ -248,6 +248,20 @@ func (o *Owner) standbySemiSync(ctx context.Context) {
 	}
 }
 
+// startReplication starts the local channel within replCmdTimeout.
+func (o *Owner) startReplication(ctx context.Context) error {
+	sctx, cancel := context.WithTimeout(ctx, replCmdTimeout)
+	defer cancel()
+	return o.d.MySQL.StartReplication(sctx)
+}
+
+// stopReplication stops the local channel within replCmdTimeout.
+func (o *Owner) stopReplication(ctx context.Context) error {
+	sctx, cancel := context.WithTimeout(ctx, replCmdTimeout)
+	defer cancel()
+	return o.d.MySQL.StopReplication(sctx)
+}
+
 // resumeReplication restarts a standby's replication channel that this runtime stopped (a
 // promotion, recorded in StateDir so it survives a restart) and that is still stopped
 // without an error while another node serves an active epoch. A promotion that ended
@@ -299,7 +313,7 @@ func (o *Owner) resumeReplication(ctx context.Context, s fsm.State) {
 				return
 			}
 		}
-		if err := o.d.MySQL.StartReplication(ctx); err != nil {
+		if err := o.startReplication(ctx); err != nil {
 			o.log.Warn("restart the replication IO thread after its error", zap.String("owner", s.Owner), zap.String("io_error", r.LastError), zap.Error(err))
 			return
 		}
@@ -312,7 +326,7 @@ func (o *Owner) resumeReplication(ctx context.Context, s fsm.State) {
 	if !ours || phase != Standby || !up || !r.Configured || r.IORunning || r.SQLRunning || r.LastSQLError != "" {
 		return
 	}
-	if err := o.d.MySQL.StartReplication(ctx); err != nil {
+	if err := o.startReplication(ctx); err != nil {
 		o.log.Warn("restart replication from the owner", zap.String("owner", s.Owner), zap.Error(err))
 		return
 	}

@@ -84,7 +84,7 @@ func (o *Owner) checkRejoin(ctx context.Context, s fsm.State) {
 		o.blockRejoin(ctx, prev, extra.String(), r.extra, "")
 		return
 	}
-	if err := o.d.MySQL.StartReplication(ctx); err != nil {
+	if err := o.startReplication(ctx); err != nil {
 		o.log.Warn("restart replication from the former owner", zap.Error(err))
 		return
 	}
@@ -97,7 +97,7 @@ func (o *Owner) checkRejoin(ctx context.Context, s fsm.State) {
 		var grown probe.GTIDSet
 		grown, err = o.extra(after, theirs, peer.Report.Domain)
 		if err == nil && !grown.IsEmpty() {
-			if serr := o.d.MySQL.StopReplication(ctx); serr != nil {
+			if serr := o.stopReplication(ctx); serr != nil {
 				o.log.Error("stop replication after writes on the fenced former owner", zap.Error(serr))
 			}
 			o.blockRejoin(ctx, prev, grown.String(), r.extra, "written on the fenced former owner during the rejoin")

@@ -1363,3 +1363,25 @@ func TestRenewLoopSleepsUntilOwner(t *testing.T) {
 		}
 	})
 }
+
+// TestHungStartReplicaBounded: a START REPLICA that hangs (the server holds its replication
+// lock) ends after replCmdTimeout, so the sweep that issued it returns and the runtime's
+// loop goes on; it is tried again later. Run on the bubble's clock.
+func TestHungStartReplicaBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t)
+		assign(t, r.node, "db2", true) // db1 is the standby
+		r.db.replErr = probe.ReplicaStatus{LastError: "Got fatal error 1236 from master when reading data from binary log"}
+		r.db.ioDown, r.db.startHangs = true, true
+		r.healthy(true)
+		r.settle(t)
+		start := time.Now()
+		r.o.sweep(context.Background()) // the bubble reports a deadlock if nothing bounds it
+		if took := time.Since(start); took != replCmdTimeout {
+			t.Fatalf("sweep returned after %v, want replCmdTimeout %v; trace:\n%s", took, replCmdTimeout, r.tr)
+		}
+		if r.tr.index("mysql start replication: context deadline exceeded") < 0 {
+			t.Fatalf("START REPLICA not bounded by a deadline; trace:\n%s", r.tr)
+		}
+	})
+}
