@@ -240,7 +240,7 @@ func keepalivedPair(t *testing.T, advert time.Duration) (*cluster, *testenv.Trac
 	t.Helper()
 	testenv.Require(t)
 	lab := testenv.NewT(t, testenv.Options{MariaDB: true})
-	c := &cluster{t: t, lab: lab, vip: lab.VIP.Addr().String()}
+	c := &cluster{t: &failT{T: t}, lab: lab, vip: lab.VIP.Addr().String()}
 	c.dialer = fmt.Sprintf("lab%d", dialerSeq.Add(1))
 	registerDialer(c)
 	ctx, cancel := context.WithCancel(context.Background())

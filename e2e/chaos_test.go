@@ -168,7 +168,7 @@ func newChaosCluster(t *testing.T, mode string, flavor probe.Flavor) (*cluster, 
 		}
 	}
 
-	c := &cluster{t: t, lab: lab, nodes: map[string]testenv.KeepraftdNode{}, procs: map[string]*testenv.Proc{}, vip: lab.VIP.Addr().String()}
+	c := &cluster{t: &failT{T: t}, lab: lab, nodes: map[string]testenv.KeepraftdNode{}, procs: map[string]*testenv.Proc{}, vip: lab.VIP.Addr().String()}
 	client := lab.Host("client")
 	c.http = newLabHTTP(client)
 	c.dialer = fmt.Sprintf("lab%d", dialerSeq.Add(1))

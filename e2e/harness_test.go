@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -66,9 +67,55 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// failT is the test a cluster's checks fail, remembering the first failure: a failed lab
+// test prints pages of evidence, and a summary of CI output keeps only a few lines of it.
+type failT struct {
+	*testing.T
+	mu    sync.Mutex
+	first string
+}
+
+func (f *failT) note(msg string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.first == "" {
+		f.first = msg
+	}
+}
+
+func (f *failT) Fatalf(format string, args ...any) {
+	f.Helper()
+	f.note(fmt.Sprintf(format, args...))
+	f.T.Fatalf(format, args...)
+}
+
+func (f *failT) Fatal(args ...any) {
+	f.Helper()
+	f.note(fmt.Sprint(args...))
+	f.T.Fatal(args...)
+}
+
+func (f *failT) Errorf(format string, args ...any) {
+	f.Helper()
+	f.note(fmt.Sprintf(format, args...))
+	f.T.Errorf(format, args...)
+}
+
+// summary is the first failure's first lines, at most about 1 KiB.
+func (f *failT) summary() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	lines := strings.SplitN(f.first, "\n", 4)
+	s := strings.Join(lines[:min(len(lines), 3)], "\n")
+	if len(s) > 1024 {
+		s = s[:1024] + " …"
+	}
+	return s
+}
+
 // cluster is a lab with MariaDB dual masters and three keepraftd nodes.
 type cluster struct {
-	t       *testing.T
+	t       *failT
 	lab     *testenv.Lab
 	nodes   map[string]testenv.KeepraftdNode
 	procs   map[string]*testenv.Proc
@@ -115,7 +162,7 @@ func newCluster(t *testing.T, o clusterOpts) *cluster {
 	t.Helper()
 	requireFlavor(t, o.flavor)
 	lab := testenv.NewT(t, testenv.Options{MariaDB: true, Flavor: o.flavor})
-	c := &cluster{t: t, lab: lab, nodes: map[string]testenv.KeepraftdNode{}, procs: map[string]*testenv.Proc{}, vip: lab.VIP.Addr().String()}
+	c := &cluster{t: &failT{T: t}, lab: lab, nodes: map[string]testenv.KeepraftdNode{}, procs: map[string]*testenv.Proc{}, vip: lab.VIP.Addr().String()}
 	client := lab.Host("client")
 	c.dialer = fmt.Sprintf("lab%d", dialerSeq.Add(1))
 	registerDialer(c)
@@ -148,6 +195,10 @@ func newCluster(t *testing.T, o clusterOpts) *cluster {
 		}
 		if !t.Failed() {
 			return
+		}
+		// Straight to stderr, so it comes out now, ahead of the test's buffered log.
+		if first := c.t.summary(); first != "" {
+			fmt.Fprintf(os.Stderr, "=== %s failed: %s\n", t.Name(), first)
 		}
 		t.Logf("VIP events:\n%s", testenv.FormatEvents(c.tracker.Events()))
 		for name, p := range c.procs {
@@ -243,7 +294,7 @@ func (c *cluster) post(path, body string) error {
 }
 
 // waitFor is testenv.WaitFor, the one polling wait of the tests.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool, string)) {
+func waitFor(t testing.TB, what string, timeout time.Duration, cond func() (bool, string)) {
 	t.Helper()
 	testenv.WaitFor(t, what, timeout, cond)
 }
@@ -359,4 +410,29 @@ func containsInOrder(got, want []string) bool {
 		}
 	}
 	return i == len(want)
+}
+
+// TestFailTSummary: the summary is the first failure only, cut to three lines and 1 KiB.
+func TestFailTSummary(t *testing.T) {
+	tests := []struct {
+		name string
+		give []string
+		want string
+	}{
+		{"none", nil, ""},
+		{"the first of two", []string{"requireOneWriter: 2 writable servers", "later"}, "requireOneWriter: 2 writable servers"},
+		{"three lines of evidence", []string{"a\nb\nc\nd\ne"}, "a\nb\nc"},
+		{"long", []string{strings.Repeat("x", 2000)}, strings.Repeat("x", 1024) + " …"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &failT{T: t}
+			for _, m := range tt.give {
+				f.note(m)
+			}
+			if got := f.summary(); got != tt.want {
+				t.Errorf("summary() = %q, want %q", got, tt.want)
+			}
+		})
+	}
 }
