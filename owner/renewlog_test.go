@@ -3,6 +3,7 @@ package owner
 import (
 	"context"
 	"errors"
+	"maps"
 	"testing"
 	"time"
 
@@ -46,21 +47,7 @@ func TestRenewalAnswersLogged(t *testing.T) {
 				r.renew.mu.Unlock()
 				r.o.renewOne(context.Background(), "witness", epoch, r.clock.now())
 			}
-			got := map[string]int{}
-			for _, e := range logs.All() {
-				got[e.Message]++
-				if e.Message == "peer refused to renew the lease" && e.ContextMap()["reason"] == "" {
-					t.Errorf("refusal logged without the peer's reason: %v", e.ContextMap())
-				}
-			}
-			if len(got) != len(tc.want) {
-				t.Fatalf("log lines %v, want %v", got, tc.want)
-			}
-			for m, n := range tc.want {
-				if got[m] != n {
-					t.Fatalf("log lines %v, want %v", got, tc.want)
-				}
-			}
+			requireLogLines(t, logs, "peer refused to renew the lease", func(e observer.LoggedEntry) string { return e.Message }, tc.want)
 		})
 	}
 }
@@ -98,21 +85,23 @@ func TestPromiserAnswersLogged(t *testing.T) {
 				n.caught = st.caught
 				p.Grant(api.RenewRequest{Owner: "db1", Epoch: st.epoch})
 			}
-			got := map[string]int{}
-			for _, e := range logs.All() {
-				got[e.Level.String()+" "+e.Message]++
-				if e.Message == "refusing lease promises" && e.ContextMap()["reason"] == "" {
-					t.Errorf("refusal logged without its reason: %v", e.ContextMap())
-				}
-			}
-			if len(got) != len(tc.want) {
-				t.Fatalf("log lines %v, want %v", got, tc.want)
-			}
-			for m, k := range tc.want {
-				if got[m] != k {
-					t.Fatalf("log lines %v, want %v", got, tc.want)
-				}
-			}
+			requireLogLines(t, logs, "refusing lease promises", func(e observer.LoggedEntry) string { return e.Level.String() + " " + e.Message }, tc.want)
 		})
+	}
+}
+
+// requireLogLines checks that the log lines, counted by key, are exactly want, and that
+// every line with message refusal carries a reason.
+func requireLogLines(t *testing.T, logs *observer.ObservedLogs, refusal string, key func(observer.LoggedEntry) string, want map[string]int) {
+	t.Helper()
+	got := map[string]int{}
+	for _, e := range logs.All() {
+		got[key(e)]++
+		if e.Message == refusal && e.ContextMap()["reason"] == "" {
+			t.Errorf("refusal logged without its reason: %v", e.ContextMap())
+		}
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("log lines %v, want %v", got, want)
 	}
 }
