@@ -2,8 +2,10 @@ package testenv
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +15,10 @@ import (
 
 // IntegEnv is the environment variable that enables integration tests.
 const IntegEnv = "KEEPRAFT_INTEG"
+
+// KeepLogsEnv names a directory into which a failed test's lab logs are copied (every
+// process's whole log, which the failure output only tails).
+const KeepLogsEnv = "KEEPRAFT_KEEP_LOGS"
 
 // RequiredBinaries are the programs the lab runs.
 var RequiredBinaries = []string{"ip", "nft", "mariadbd", "mariadb-install-db", "keepalived", "mysqladmin"}
@@ -64,8 +70,27 @@ func NewT(t testing.TB, opts Options) *Lab {
 		if err := l.Close(); err != nil {
 			t.Errorf("close lab %s: %v", l.Prefix, err)
 		}
+		if keep := os.Getenv(KeepLogsEnv); keep != "" && t.Failed() {
+			keepLogs(t, keep, filepath.Join(opts.Dir, "logs"))
+		}
 	})
 	return l
+}
+
+// keepLogs copies the lab's log directory src into a new directory under keep named for
+// the test.
+func keepLogs(t testing.TB, keep, src string) {
+	name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
+	dst := filepath.Join(keep, fmt.Sprintf("%s-%s", name, time.Now().Format("20060102T150405")))
+	if err := os.MkdirAll(keep, 0o755); err != nil {
+		t.Logf("keep the lab's logs: %v", err)
+		return
+	}
+	if err := os.CopyFS(dst, os.DirFS(src)); err != nil {
+		t.Logf("keep the lab's logs in %s: %v", dst, err)
+		return
+	}
+	t.Logf("the lab's logs are kept in %s", dst)
 }
 
 // DumpLogs logs the last n lines of every process log through t.Log.
