@@ -83,9 +83,9 @@ func (c *cluster) statusReport() string {
 		if st.Local.ReadOnly != nil {
 			ro = fmt.Sprint(*st.Local.ReadOnly)
 		}
-		fmt.Fprintf(&b, "\n  %s: owner=%q epoch=%d phase=%s raft=%s leader=%q term=%d applied=%d commit=%d | local: holding_vip=%v promoted=%v lease_valid=%v read_only(probe)=%s repl=%q",
+		fmt.Fprintf(&b, "\n  %s: owner=%q epoch=%d phase=%s raft=%s leader=%q term=%d applied=%d commit=%d | local: runtime=%s holding_vip=%v promoted=%v lease_valid=%v read_only(probe)=%s repl=%q",
 			n, st.Owner, st.Epoch, st.Phase, st.RaftState, st.Leader, st.Term, st.Applied, st.CommitIndex,
-			st.Local.Holding, st.Local.Promoted, st.Local.LeaseValid, ro, st.Local.Replication)
+			st.Local.Runtime, st.Local.Holding, st.Local.Promoted, st.Local.LeaseValid, ro, st.Local.Replication)
 	}
 	return b.String()
 }

@@ -173,6 +173,7 @@ type fakeMySQL struct {
 	relay      probe.RelayCatchUp
 	replErr    probe.ReplicaStatus // LastError and LastSQLError reported with the channel
 	onStop     func()              // called inside STOP REPLICA, before it returns
+	onRelay    func()              // called inside the wait for the relay log, before it returns
 	stopErr    error               // STOP REPLICA fails with it
 	stopAnyway bool                // ... after stopping the channel (a cancelled statement the server finished)
 	startHangs bool                // START REPLICA hangs until its context ends (a held replication lock)
@@ -326,6 +327,12 @@ func (m *fakeMySQL) WaitCatchUp(context.Context, string, uint32, time.Duration) 
 
 func (m *fakeMySQL) WaitRelayApplied(context.Context, time.Duration) (probe.RelayCatchUp, error) {
 	m.tr.add("mysql relay applied")
+	m.mu.Lock()
+	hook := m.onRelay
+	m.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
 	return m.relay, nil
 }
 

@@ -113,7 +113,12 @@ func (o *Owner) promote(ctx context.Context, epoch uint64, s fsm.State) (promoti
 		// and overwrite newer rows; the rejoin check restarts the channel once the old
 		// owner is fenced and has nothing extra.
 		if !o.stillOwner(epoch) {
-			o.log.Info("ownership moved during promotion; replication left running", zap.Uint64("epoch", epoch))
+			// Moved on (the machine leaves Promoting when the journal names another epoch
+			// or owner) or only not caught up for a moment (a poll of the leader too old,
+			// a new leader not polled yet): either way try again, or the runtime would stay
+			// promoting without a writer until the epoch changed.
+			o.log.Info("not the caught-up owner right before STOP REPLICA; replication left running, promotion retried", zap.Uint64("epoch", epoch))
+			res.Retry = waitUntil(ctx, retryEvery)
 			return res, data
 		}
 		// Recorded before the stop, like a write-ahead log: a daemon killed right after

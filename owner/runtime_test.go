@@ -1385,3 +1385,35 @@ func TestHungStartReplicaBounded(t *testing.T) {
 		}
 	})
 }
+
+// TestPromotionRetriedAfterTransientLag: the check right before STOP REPLICA finds the
+// node's state not caught up for a moment (its view of the leader is a poll too old, a new
+// leader not polled yet) while the journal still names it the owner of the epoch. The
+// promotion is tried again once it is caught up; it must not end without a result and leave
+// the runtime promoting with no writer until the epoch changes.
+func TestPromotionRetriedAfterTransientLag(t *testing.T) {
+	r := newRig(t)
+	assign(t, r.node, "db2", true)
+	r.node.apply(t, ev(t, r.node.State(), fsm.OwnerRevoked, "witness", fsm.RevokeData{Owner: "db2"}))
+	assign(t, r.node, "db1", false) // a handover from db2: the promotion stops the channel
+	epoch := r.node.State().Epoch
+	r.healthy(true)
+	r.grantLease(epoch)
+	r.db.mu.Lock()
+	r.db.onRelay = func() { r.node.setCaughtUp(false) } // lags right before the check
+	r.db.mu.Unlock()
+	r.settle(t)
+	if m, _ := r.o.Machine(); m != Promoting || r.tr.index("mysql stop replication") >= 0 {
+		t.Fatalf("setup: runtime %v, want promoting without STOP REPLICA; trace:\n%s", m, r.tr)
+	}
+	r.db.mu.Lock()
+	r.db.onRelay = nil
+	r.db.mu.Unlock()
+	r.node.setCaughtUp(true)
+	r.grantLease(epoch)
+	r.settle(t)
+	r.settle(t)
+	if m, _ := r.o.Machine(); m != Serving || r.tr.index("mysql stop replication") < 0 {
+		t.Fatalf("runtime %v after the node caught up again, want serving with the channel stopped; trace:\n%s", m, r.tr)
+	}
+}
