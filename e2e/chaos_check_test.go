@@ -638,6 +638,11 @@ func lossNotes(recs []fsm.Record) []lossNote {
 			if r.Event.Payload(&d) == nil && (d.LossNotes != "" || (d.Target != "" && !d.Reached)) {
 				out = append(out, lossNote{r.Event.At, r.Index, fmt.Sprintf("OwnerPromoted %s: reached=%v %s", d.Owner, d.Reached, d.LossNotes)})
 			}
+		case fsm.HealthChanged:
+			var d fsm.HealthData
+			if r.Event.Payload(&d) == nil && d.Lost != "" {
+				out = append(out, lossNote{r.Event.At, r.Index, "HealthChanged " + d.Node + ": binlog lost " + d.Lost})
+			}
 		}
 	}
 	return out
@@ -783,6 +788,11 @@ func (ch *chaos) checkTables(recs []fsm.Record) {
 			ch.logf("tables differ, excused by the journaled broken channel of %s from %s (errno %d at %s): %s", n, d.Source, d.IOErrno, d.SourcePos, diff)
 			return
 		}
+		if ls, _ := binlogLosses(recs, n); len(ls) > 0 {
+			ch.noteLoss(ls)
+			ch.logf("tables differ, excused by the journaled binlog loss of %s (%s): %s", n, ls[0].Lost, diff)
+			return
+		}
 	}
 	ch.violate(vTablesDiffer, "kr.writes differs between the servers after the final heal and catch-up: %s%s", diff, ch.c.replReport())
 }
@@ -839,6 +849,20 @@ func (ch *chaos) noteBroken(d fsm.ReplicationData) {
 		ch.broken = map[string]string{}
 	}
 	ch.broken[d.Node] = fmt.Sprintf("%s from %s: errno %d at %s (%s)", d.Node, d.Source, d.IOErrno, d.SourcePos, d.IOError)
+}
+
+// noteLoss records journaled binlog losses that excused a check, for the summary.
+func (ch *chaos) noteLoss(ls []fsm.HealthData) {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if ch.broken == nil {
+		ch.broken = map[string]string{}
+	}
+	var sets []string
+	for _, d := range ls {
+		sets = append(sets, d.Lost)
+	}
+	ch.broken[ls[0].Node+" binlog"] = fmt.Sprintf("%s lost binlogged transactions %s (HealthChanged)", ls[0].Node, strings.Join(sets, ", "))
 }
 
 // journals fetches every node's journal.

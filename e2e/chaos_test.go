@@ -696,8 +696,17 @@ func (ch *chaos) settle(within time.Duration) string {
 		h := ch.c.tracker.Holders()
 		healthy := ok
 		if ok {
+			var recs []fsm.Record
 			for _, m := range st.Members {
-				if m.Role == fsm.RoleDatabase && (m.Healthy == nil || !*m.Healthy) {
+				if m.Role != fsm.RoleDatabase || (m.Healthy != nil && *m.Healthy) {
+					continue
+				}
+				// A server whose binlog lost transactions stays unfit until an operator
+				// repairs it; the journal says so.
+				if recs == nil {
+					recs = ch.c.journalNoFail()
+				}
+				if _, unfit := binlogLosses(recs, m.ID); !unfit {
 					healthy = false
 				}
 			}
@@ -848,7 +857,7 @@ func (ch *chaos) summary(seed uint64, dur time.Duration, startIdx uint64, recs [
 	fmt.Fprintf(&b, "\ntime to recover (heal -> a write acknowledged through the VIP with one holder): p50 %s, p99 %s, max %s over %d heals (%d never recovered before the end)",
 		chaosPct(rec, 0.5).Round(time.Millisecond), chaosPct(rec, 0.99).Round(time.Millisecond), chaosPct(rec, 1).Round(time.Millisecond), len(rec), unrecovered)
 	if len(broken) > 0 {
-		fmt.Fprintf(&b, "\nchannels journaled as broken (ReplicationBroken; excused the replication and table checks): %s", strings.Join(broken, "; "))
+		fmt.Fprintf(&b, "\nchannels journaled as broken (ReplicationBroken) or binlogs journaled as lost (HealthChanged); excused the replication and table checks: %s", strings.Join(broken, "; "))
 	}
 	fmt.Fprintf(&b, "\nharness errors: %d", harness)
 	fmt.Fprintf(&b, "\nviolations: %d %s", len(vs), maps2lines(byClass))
@@ -857,6 +866,18 @@ func (ch *chaos) summary(seed uint64, dur time.Duration, startIdx uint64, recs [
 	}
 	ch.t.Log(b.String())
 	if len(vs) > 0 || harness > 0 {
+		// Straight to stderr, so it comes out now, ahead of the test's buffered log (a CI
+		// excerpt keeps the lines around '--- FAIL' and the log's end, not the summary).
+		var first strings.Builder
+		for i, v := range vs {
+			if i == 3 {
+				fmt.Fprintf(&first, "\n  ... %d more", len(vs)-i)
+				break
+			}
+			fmt.Fprintf(&first, "\n  - +%s %s (faults: %s): %s", v.At, v.Class, v.Faults, truncate(v.Detail, 300))
+		}
+		fmt.Fprintf(os.Stderr, "=== %s failed: %d violations %s, %d harness errors (seed %d, mode %s)%s\n",
+			ch.t.Name(), len(vs), maps2lines(byClass), harness, seed, ch.mode, first.String())
 		ch.t.Fatalf("chaos: %d violations, %d harness errors (seed %d, mode %s)", len(vs), harness, seed, ch.mode)
 	}
 }

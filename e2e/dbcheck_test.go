@@ -303,6 +303,24 @@ func brokenChannel(recs []fsm.Record, node, source string) (fsm.ReplicationData,
 	return d, d.Broken && d.Source == source
 }
 
+// binlogLosses returns every applied HealthChanged that journals a loss of node's binlog
+// (Lost set), and whether the last health change of node is one (it is unfit still).
+func binlogLosses(recs []fsm.Record, node string) ([]fsm.HealthData, bool) {
+	var out []fsm.HealthData
+	unfit := false
+	for _, r := range recs {
+		var d fsm.HealthData
+		if r.Event.Type != fsm.HealthChanged || r.Result != fsm.ResultApplied || r.Event.Payload(&d) != nil || d.Node != node {
+			continue
+		}
+		unfit = d.Lost != ""
+		if unfit {
+			out = append(out, d)
+		}
+	}
+	return out, unfit
+}
+
 // journalNoFail is c.journal without failing the test when no node answers.
 func (c *cluster) journalNoFail() []fsm.Record {
 	for _, n := range []string{"witness", "db1", "db2"} {

@@ -156,6 +156,11 @@ type HealthData struct {
 	GTID     string `json:"gtid,omitempty"`
 	ReadOnly bool   `json:"read_only,omitempty"`
 	Replica  string `json:"replica,omitempty"`
+	// Lost: the node's server lacks these transactions, which its earlier reports (the
+	// node's GTID in the state) said it had: its binlog lost them. Healthy is false, GTID
+	// is empty so the state keeps the earlier set, and the node stays unfit until an
+	// operator repairs it in maintenance.
+	Lost string `json:"lost,omitempty"`
 }
 
 // RevokeData is the payload of [OwnerRevoked].

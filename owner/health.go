@@ -29,7 +29,8 @@ func (o *Owner) probeLoop(ctx context.Context) error {
 	fails := 0
 	t := time.NewTicker(cfg.Interval)
 	defer t.Stop()
-	var lastSync, lastSemi time.Time
+	var lastSync, lastSemi, lastBase time.Time
+	sentLost := "" // the lost set last journaled
 	for {
 		select {
 		case reason := <-o.died:
@@ -60,6 +61,27 @@ func (o *Owner) probeLoop(ctx context.Context) error {
 		}
 		if err != nil && h.Err == "" {
 			h.Err = err.Error()
+		}
+		s := o.d.Node.State()
+		me := s.Members[cfg.Node]
+		lost := ""
+		if h.Up && me != nil {
+			lost = o.binlogLoss(me.GTID, h.GTIDExecuted)
+			switch {
+			case lost != "" && me.Maintenance:
+				// An operator is working on the server (a re-seed, a repair): what it has
+				// now is the new baseline, journaled so maintenance off does not flag it.
+				if time.Since(lastBase) > healthResync {
+					lastBase = time.Now()
+					o.log.Warn("server has fewer transactions than the journal recorded; in maintenance, so its current set is the new baseline",
+						zap.String("journaled", me.GTID), zap.String("now", h.GTIDExecuted), zap.String("lost", lost))
+					o.proposeNow(ctx, fsm.HealthChanged, fsm.HealthData{Node: cfg.Node, Healthy: me.Healthy, Detail: me.Detail, GTID: h.GTIDExecuted})
+				}
+				lost = ""
+			case lost != "":
+				// Unfit, though it answers: see binlogLoss.
+				h.Up, h.Err = false, binlogLostDetail(me.GTID, h.GTIDExecuted, lost)
+			}
 		}
 		if h.Up {
 			fails = 0
@@ -92,15 +114,24 @@ func (o *Owner) probeLoop(ctx context.Context) error {
 				o.notify(ctx, "fault")
 			}
 		}
-		s := o.d.Node.State()
-		me := s.Members[cfg.Node]
-		if known && me != nil && (!me.HealthKnown || me.Healthy != healthy) && (changed || time.Since(lastSync) > healthResync) {
+		if known && me != nil && (!me.HealthKnown || me.Healthy != healthy || (lost != "" && lost != sentLost)) &&
+			(changed || time.Since(lastSync) > healthResync) {
 			lastSync = time.Now()
 			detail := h.Err
 			if healthy {
 				detail = "ok"
 			}
-			o.proposeNow(ctx, fsm.HealthChanged, fsm.HealthData{Node: cfg.Node, Healthy: healthy, Detail: detail, GTID: gtid})
+			d := fsm.HealthData{Node: cfg.Node, Healthy: healthy, Detail: detail, GTID: gtid}
+			if lost != "" {
+				// Journaled once per distinct set, with the earlier set kept in the state
+				// (GTID left out), so a restarted keepraftd still sees the loss.
+				d.GTID, d.Lost = "", lost
+				o.log.Error("server lost transactions the journal recorded it had: unfit for ownership until an operator repairs it in maintenance",
+					zap.String("journaled", me.GTID), zap.String("now", h.GTIDExecuted), zap.String("lost", lost))
+			}
+			if o.proposeNow(ctx, fsm.HealthChanged, d) && lost != "" {
+				sentLost = lost
+			}
 			o.poke()
 		}
 		// The owner journals its semi-sync status changes: OFF after ON means writes are
@@ -119,6 +150,35 @@ func (o *Owner) probeLoop(ctx context.Context) error {
 		case <-o.diedKick:
 		}
 	}
+}
+
+// binlogLoss returns the transactions the journal last recorded for this server (journaled,
+// from its own health reports) that the server lacks now ("" when none, or when a set cannot
+// be read). A server's set only grows; one that shrank lost binlogged transactions: MariaDB
+// rebuilds @@gtid_binlog_pos at start from the binlog, so a binlog damaged by a full disk and
+// then cut by a crash ends the set before transactions InnoDB committed, and a RESET MASTER
+// or a restore from an older backup does the same. Such a server must not own: its next
+// writes would reuse the lost GTIDs, and the peer, which skips GTIDs it has, would diverge
+// silently.
+func (o *Owner) binlogLoss(journaled, now string) string {
+	if journaled == "" || now == "" {
+		return ""
+	}
+	j, err := probe.ParseGTIDSet(o.cfg.Flavor, journaled)
+	if err != nil {
+		return ""
+	}
+	n, err := probe.ParseGTIDSet(o.cfg.Flavor, now)
+	if err != nil {
+		return ""
+	}
+	return n.Missing(j).String()
+}
+
+// binlogLostDetail is the health detail of a server that lost transactions.
+func binlogLostDetail(journaled, now, lost string) string {
+	return "binlog lost transactions " + lost + ": the journal recorded " + journaled + ", the server has " + now +
+		" (a binlog cut by a crash after a full disk, a RESET MASTER or an older backup); repair it in maintenance (docs/runbook.md: binlog lost transactions)"
 }
 
 func (o *Owner) lastGTID() string {
