@@ -92,6 +92,35 @@ func TestBinlogLossMakesNodeUnfit(t *testing.T) {
 	})
 }
 
+// TestBinlogLossWithoutHealthChange: the server restarts within fall×interval, so no health
+// change journals the set it had; the runtime's own last reading is the baseline.
+func TestBinlogLossWithoutHealthChange(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t)
+		r.db.mu.Lock()
+		r.db.gtid = "1-1-501,2-2-9"
+		r.db.mu.Unlock()
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- r.o.probeLoop(ctx) }()
+		time.Sleep(time.Second)
+		if m := r.node.State().Members["db1"]; !m.Healthy || m.GTID != "1-1-10" {
+			t.Fatalf("want db1 healthy with the set of its last health change: healthy=%v gtid %q", m.Healthy, m.GTID)
+		}
+		r.db.mu.Lock()
+		r.db.gtid = "1-1-463,2-2-9"
+		r.db.mu.Unlock()
+		waitState(t, r, "unhealthy", func(m *fsm.NodeState) bool { return !m.Healthy })
+		if m := r.node.State().Members["db1"]; !strings.Contains(m.Detail, "binlog lost transactions 1-1-501") {
+			t.Fatalf("db1 detail %q: want the loss named", m.Detail)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
 // waitState waits (in the synctest bubble) until db1's state satisfies ok.
 func waitState(t *testing.T, r *rig, what string, ok func(*fsm.NodeState) bool) {
 	t.Helper()

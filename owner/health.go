@@ -64,9 +64,13 @@ func (o *Owner) probeLoop(ctx context.Context) error {
 		}
 		s := o.d.Node.State()
 		me := s.Members[cfg.Node]
-		lost := ""
+		lost, base := "", ""
 		if h.Up && me != nil {
-			lost = o.binlogLoss(me.GTID, h.GTIDExecuted)
+			// The baseline is the set the journal recorded and the last one this runtime read
+			// itself: a server restarted within fall×interval leaves no health change, and a
+			// lagging state may not show the last one yet.
+			base = o.baseline(me.GTID, o.lastGTID())
+			lost = o.binlogLoss(base, h.GTIDExecuted)
 			switch {
 			case lost != "" && me.Maintenance:
 				// An operator is working on the server (a re-seed, a repair): what it has
@@ -74,13 +78,13 @@ func (o *Owner) probeLoop(ctx context.Context) error {
 				if time.Since(lastBase) > healthResync {
 					lastBase = time.Now()
 					o.log.Warn("server has fewer transactions than the journal recorded; in maintenance, so its current set is the new baseline",
-						zap.String("journaled", me.GTID), zap.String("now", h.GTIDExecuted), zap.String("lost", lost))
+						zap.String("journaled", base), zap.String("now", h.GTIDExecuted), zap.String("lost", lost))
 					o.proposeNow(ctx, fsm.HealthChanged, fsm.HealthData{Node: cfg.Node, Healthy: me.Healthy, Detail: me.Detail, GTID: h.GTIDExecuted})
 				}
 				lost = ""
 			case lost != "":
 				// Unfit, though it answers: see binlogLoss.
-				h.Up, h.Err = false, binlogLostDetail(me.GTID, h.GTIDExecuted, lost)
+				h.Up, h.Err = false, binlogLostDetail(base, h.GTIDExecuted, lost)
 			}
 		}
 		if h.Up {
@@ -127,7 +131,7 @@ func (o *Owner) probeLoop(ctx context.Context) error {
 				// (GTID left out), so a restarted keepraftd still sees the loss.
 				d.GTID, d.Lost = "", lost
 				o.log.Error("server lost transactions the journal recorded it had: unfit for ownership until an operator repairs it in maintenance",
-					zap.String("journaled", me.GTID), zap.String("now", h.GTIDExecuted), zap.String("lost", lost))
+					zap.String("journaled", base), zap.String("now", h.GTIDExecuted), zap.String("lost", lost))
 			}
 			if o.proposeNow(ctx, fsm.HealthChanged, d) && lost != "" {
 				sentLost = lost
@@ -152,9 +156,9 @@ func (o *Owner) probeLoop(ctx context.Context) error {
 	}
 }
 
-// binlogLoss returns the transactions the journal last recorded for this server (journaled,
-// from its own health reports) that the server lacks now ("" when none, or when a set cannot
-// be read). A server's set only grows; one that shrank lost binlogged transactions: MariaDB
+// binlogLoss returns the transactions this server was known to have (journaled: the set
+// its health reports journaled and the last one this runtime read) that it lacks now (""
+// when none, or when a set cannot be read). A server's set only grows; one that shrank lost binlogged transactions: MariaDB
 // rebuilds @@gtid_binlog_pos at start from the binlog, so a binlog damaged by a full disk and
 // then cut by a crash ends the set before transactions InnoDB committed, and a RESET MASTER
 // or a restore from an older backup does the same. Such a server must not own: its next
@@ -173,6 +177,17 @@ func (o *Owner) binlogLoss(journaled, now string) string {
 		return ""
 	}
 	return n.Missing(j).String()
+}
+
+// baseline is the union of the sets a server is known to have had ("" when none can be read).
+func (o *Owner) baseline(sets ...string) string {
+	var u probe.GTIDSet
+	for _, s := range sets {
+		if g, err := probe.ParseGTIDSet(o.cfg.Flavor, s); err == nil && s != "" {
+			u = u.Union(g)
+		}
+	}
+	return u.String()
 }
 
 // binlogLostDetail is the health detail of a server that lost transactions.
