@@ -818,6 +818,11 @@ func (ch *chaos) checkReplication(within time.Duration) bool {
 				last = append(last, fmt.Sprintf("%s from %s stopped, excused by the blocked rejoin of %s (extra %s)", n, from, from, d.Extra))
 				continue
 			}
+			if ls, unfit := binlogLosses(recs, from); unfit {
+				ch.noteLoss(ls)
+				last = append(last, fmt.Sprintf("%s from %s stopped, excused by the journaled binlog loss of %s (%s): the owner does not take a rejoin from an unhealthy server", n, from, from, ls[len(ls)-1].Lost))
+				continue
+			}
 			if d, found := brokenChannel(recs, n, from); found && !io && sqlRun {
 				ch.noteBroken(d)
 				last = append(last, fmt.Sprintf("%s from %s stopped, excused by its journaled broken channel (errno %d %q at %s)", n, from, d.IOErrno, d.IOError, d.SourcePos))
